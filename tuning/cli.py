@@ -1,0 +1,47 @@
+"""The `tuning` command: dispatch to a subcommand module without importing the heavy ones."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "sweep": ("tuning.sweep", "run or resume a hyperparameter sweep (Hydra overrides as arguments)"),
+    "report": ("tuning.report_cli", "show a study's trials as a table (no TensorFlow needed)"),
+}
+
+USAGE = (
+    "usage: tuning COMMAND [ARGS...]\n\ncommands:\n"
+    + "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
+    + (
+        "\n\nexamples:\n"
+        "  tuning sweep                                  # tune the built-in plants example\n"
+        "  tuning sweep study.n_trials=50 sampler=random pruner=hyperband seed=7\n"
+        "  tuning sweep --cfg job                        # print the composed config, train nothing\n"
+        "  tuning report plants\n\n"
+        "`tuning COMMAND --help` shows a command's own help."
+    )
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if args[0] == "--version":
+        from tuning import __version__
+
+        print(f"tuning {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command '{command}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

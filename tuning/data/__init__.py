@@ -1,0 +1,86 @@
+"""Data sources behind one interface: a data config in, a prepared Dataset out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuning.data.dataset import TASKS, Dataset, Task
+from tuning.data.options import option
+from tuning.data.prepare import check_task, prepare, split_fractions
+from tuning.data.preprocess import FeaturePreprocessor, transform_features
+from tuning.data.sources import LOADERS
+from tuning.data.table import column_choice, read_test_table, select_columns
+from tuning.errors import ConfigError
+
+__all__ = [
+    "TASKS",
+    "Dataset",
+    "FeaturePreprocessor",
+    "Task",
+    "dataset_name",
+    "load_dataset",
+    "transform_features",
+]
+
+
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """The data set's name without loading it: ``data.name``, else the file's stem.
+
+    Raises:
+        ConfigError: under ``data.path`` for a file source with neither set.
+    """
+    name = option(data, "name")
+    if name not in (None, ""):
+        return str(name)
+    path = option(data, "path")
+    if path not in (None, ""):
+        return Path(str(path)).stem
+    if data.get("source") == "csv":
+        raise ConfigError("data.path", "is required: set data.path=customers.csv")
+    return str(data.get("source") or "data")
+
+
+def _size_key(data: Mapping[str, Any]) -> str:
+    # What to change when a generated table is too small for the splits.
+    return "data.n_samples" if option(data, "n_samples") is not None else "data"
+
+
+def load_dataset(data: Mapping[str, Any], split: Mapping[str, Any], seed: int) -> Dataset:
+    """Load the source named by ``data.source`` and prepare its splits.
+
+    The config is checked (source, task, split fractions) before any data is read.
+
+    Args:
+        data: the ``data`` config group (``source``, ``name``, optional ``task``, source options,
+            optional ``features`` / ``drop`` / ``test_path``).
+        split: the ``split`` config (``val`` and ``test`` fractions).
+        seed: seeds generation and splitting, so the same seed gives the same splits.
+    """
+    source = data.get("source")
+    if source not in LOADERS:
+        raise ConfigError("data.source", f"'{source}' is not one of: {', '.join(sorted(LOADERS))}")
+    task = check_task(option(data, "task"))
+    fixed_test = option(data, "test_path") not in (None, "")
+    split_fractions(split, fixed_test=fixed_test)
+    name = dataset_name(data)
+    features, drop = column_choice(data)
+
+    frame, target = LOADERS[source](data, seed)
+    if features is not None or drop:
+        frame = select_columns(frame, target, features=features, drop=drop)
+    test_frame = read_test_table(data)
+    path = option(data, "path")
+    dataset = prepare(
+        frame,
+        target,
+        name=name,
+        split=split,
+        seed=seed,
+        task=task,
+        test_frame=test_frame,
+        where=str(path) if path else _size_key(data),
+    )
+    dataset.info.update(source=source, path=path, test_path=option(data, "test_path"))
+    return dataset

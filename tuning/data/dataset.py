@@ -1,0 +1,55 @@
+"""The one object every data source produces: prepared splits plus what is needed to reuse them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test splits, already preprocessed to float32 feature matrices.
+
+    ``y`` holds class indices (int32, ``0..n_classes-1``) for classification and float32
+    values for regression. ``preprocessor`` is fitted on the training rows only and maps a
+    raw pandas frame with ``columns`` to the feature matrix; ``class_names`` maps indices
+    back to the original labels.
+    """
+
+    name: str
+    task: Task
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    target: str
+    columns: list[str]
+    feature_names: list[str]
+    class_names: list[str] | None = None
+    preprocessor: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (1 for regression)."""
+        return len(self.class_names) if self.class_names else 1
+
+    def summary(self) -> str:
+        """One line for logs: sizes, task and classes."""
+        classes = f", classes {self.class_names}" if self.class_names else ""
+        return (
+            f"data '{self.name}': {self.task}, {self.n_features} features, "
+            f"train {len(self.y_train)} / val {len(self.y_val)} / test {len(self.y_test)} rows"
+            f"{classes}"
+        )

@@ -1,0 +1,128 @@
+"""User tables: read a CSV or Parquet file with pandas and pick its columns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tuning.data.options import list_option, option, required
+from tuning.errors import DataError
+
+# File suffix -> reader. Anything else is refused before reading.
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (pandas parser messages span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def resolve_path(path: str | Path) -> Path:
+    """``path`` as given, or relative to where the command started if Hydra changed directory."""
+    file = Path(path).expanduser()
+    if file.is_absolute() or file.exists():
+        return file
+    try:  # Hydra is optional here: plain library use has no original directory.
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+    except ImportError:
+        return file
+    if HydraConfig.initialized():
+        candidate = Path(get_original_cwd()) / file
+        if candidate.exists():
+            return candidate
+    return file
+
+
+def read_table(path: str | Path, *, key: str = "data.path", sep: str | None = None) -> pd.DataFrame:
+    """Read a .csv/.tsv/.txt or .parquet/.pq file; any failure is a DataError under ``key``.
+
+    Args:
+        path: the file; relative paths are read from the working directory.
+        key: config key named in errors (``data.path`` or ``data.test_path``).
+        sep: column separator for text files; None means tab for .tsv, else comma.
+    """
+    file = resolve_path(path)
+    suffix = file.suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(
+            key,
+            f"unknown format '{suffix or file.name}' of {path}; use one of: {', '.join(FORMATS)}",
+        )
+    if not file.exists():
+        raise DataError(key, f"file not found: {file.absolute()}")
+    if not file.is_file():
+        raise DataError(key, f"not a file: {file.absolute()}")
+    try:
+        if FORMATS[suffix] == "parquet":
+            frame = pd.read_parquet(file)
+        else:
+            frame = pd.read_csv(file, sep=sep or ("\t" if suffix == ".tsv" else ","))
+    except Exception as err:  # parser, encoding, arrow and OS errors all mean "unreadable"
+        raise DataError(key, f"cannot read {file}: {one_line(err)}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def check_target(frame: pd.DataFrame, target: str, *, where: str = "the data") -> None:
+    """Fail with the list of columns when ``target`` is not one of them."""
+    if target not in frame.columns:
+        raise DataError(
+            "data.target",
+            f"column '{target}' not found in {where}; columns: {', '.join(map(str, frame.columns))}",
+        )
+
+
+def select_columns(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    features: list[str] | None = None,
+    drop: list[str] | None = None,
+) -> pd.DataFrame:
+    """Keep only ``features`` (all columns when None), minus ``drop``, plus the target."""
+    check_target(frame, target)
+    for key, names in (("data.features", features), ("data.drop", drop)):
+        unknown = [c for c in names or [] if c not in frame.columns]
+        if unknown:
+            raise DataError(
+                key,
+                f"unknown columns: {', '.join(unknown)}; columns: {', '.join(frame.columns)}",
+            )
+    if target in (drop or []):
+        raise DataError("data.drop", f"cannot drop the target column '{target}'")
+    kept = [c for c in (features if features is not None else frame.columns) if c != target]
+    kept = [c for c in kept if c not in (drop or [])]
+    return frame[[*dict.fromkeys(kept), target]]
+
+
+def load_csv(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, str]:
+    """The ``csv`` source: ``data.path`` read as a table, ``data.target`` its label column."""
+    del seed  # a file is the same whatever the seed
+    path = required(data, "path", "customers.csv")
+    target = str(required(data, "target", "churned"))
+    frame = read_table(path, key="data.path", sep=option(data, "sep"))
+    check_target(frame, target, where=str(path))
+    return frame, target
+
+
+def read_test_table(data: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The fixed test file ``data.test_path``, read like the main file, or None when unset."""
+    path = option(data, "test_path")
+    if path is None or path == "":
+        return None
+    return read_table(path, key="data.test_path", sep=option(data, "sep"))
+
+
+def column_choice(data: Mapping[str, Any]) -> tuple[list[str] | None, list[str] | None]:
+    """``data.features`` and ``data.drop`` as lists (None when unset)."""
+    return list_option(data, "features"), list_option(data, "drop")

@@ -1,0 +1,268 @@
+"""The Optuna engine: study, sampler, pruner and storage around the engine-neutral trial."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import optuna
+from hydra.utils import instantiate
+from optuna.trial import FrozenTrial, TrialState
+
+from tuning.data import Dataset
+from tuning.errors import ConfigError, TrialFailed, TuningError
+from tuning.space import SearchSpace
+from tuning.storage import open_storage, redact
+from tuning.trial import TrialRecord
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TrialObserver(Protocol):
+    """Told about every finished trial (tracking, progress)."""
+
+    def on_trial_end(self, study: optuna.Study, record: TrialRecord) -> None: ...
+
+
+def make_sampler(config: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
+    """Instantiate the ``sampler`` config group (``_target_`` + options)."""
+    return _instantiate("sampler", config)
+
+
+def make_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """Instantiate the ``pruner`` config group (``_target_`` + options)."""
+    return _instantiate("pruner", config)
+
+
+def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
+    options = {k: v for k, v in config.items() if k != "name"}
+    try:
+        return instantiate(options)
+    except Exception as err:  # Hydra wraps the constructor's own error; show its last line.
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        if isinstance(cause, ImportError):
+            message = f"needs an optional package ({message}); see the README's sampler table"
+        raise ConfigError(group, f"{config.get('name', config.get('_target_'))}: {message}") from None
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def open_study(
+    study_config: Mapping[str, Any],
+    storage_url: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    *,
+    user_attrs: Mapping[str, Any],
+) -> optuna.Study:
+    """Create the study, or load it to resume; refuse a resume with another direction or metric."""
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=study_config.get("heartbeat_interval"),
+        grace_period=study_config.get("grace_period"),
+    )
+    name = str(study_config["name"])
+    direction = str(study_config["direction"])
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        old_direction = existing.direction.name.lower()
+        old_metric = existing.user_attrs.get("metric")
+        if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
+            raise ConfigError(
+                "study.metric" if old_metric != study_config["metric"] else "study.direction",
+                f"study '{name}' in {redact(storage_url)} optimizes {old_metric} ({old_direction}), "
+                f"not {study_config['metric']} ({direction}); use another study.name",
+            )
+        return existing
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+    )
+    for key, value in user_attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue again, once, the parameters of trials stopped by Ctrl-C; returns their numbers."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    queued = []
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            queued.append(t.number)
+    return queued
+
+
+class Objective:
+    """Samples a trial's hyperparameters, trains it, records everything as user attributes."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        dataset: Dataset,
+        training: Mapping[str, Any],
+        *,
+        metric: str,
+        seed: int,
+    ) -> None:
+        self.space = space
+        self.dataset = dataset
+        self.training = training
+        self.metric = metric
+        self.seed = seed
+        self.records: dict[int, TrialRecord] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # Imported here: the engine module itself must stay importable without TensorFlow.
+        from optuna_integration import KerasPruningCallback
+
+        from tuning.fit import EpochLog
+        from tuning.trial import objective_value, run_trial
+
+        hp = self.space.suggest(trial)
+        seed = self.seed + trial.number
+        record = TrialRecord(trial.number, "RUNNING", hp, seed, start_time=time.time())
+        self.records[trial.number] = record
+        trial.set_user_attr("seed", seed)
+        epoch_log = EpochLog()
+        try:
+            model, result = run_trial(
+                hp,
+                self.dataset,
+                self.training,
+                seed=seed,
+                callbacks=[KerasPruningCallback(trial, self.metric)],
+                epoch_log=epoch_log,
+            )
+            del model
+            record.result = result
+            if result.diverged_at is not None:
+                raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
+            value = objective_value(result, self.metric)
+            if not math.isfinite(value):
+                raise TrialFailed(f"{self.metric} is {value}")
+            trial.set_user_attr("best_epoch", result.best_epoch + 1)
+            trial.set_user_attr("epochs_trained", result.epochs_trained)
+            trial.set_user_attr("early_stopped", result.early_stopped)
+            trial.set_user_attr("n_params", result.n_params)
+            trial.set_user_attr("seconds", round(result.seconds, 3))
+            for name, v in {
+                **_prefixed("train_", result.train),
+                **_prefixed("val_", result.val),
+                **result.gaps,
+            }.items():
+                trial.set_user_attr(name, v)
+            record.value = value
+            return value
+        except optuna.TrialPruned:
+            trial.set_user_attr("epochs_trained", len(epoch_log.history.get("loss", [])))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            record.error = "interrupted"
+            raise
+        except Exception as err:
+            record.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrialFailed) else str(err)
+            trial.set_user_attr("fail_reason", record.error[:2000])
+            if not isinstance(err, TrialFailed):
+                trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            raise
+        finally:
+            record.history = epoch_log.history
+            record.seconds = time.time() - record.start_time
+
+
+def _prefixed(prefix: str, values: Mapping[str, float]) -> dict[str, float]:
+    return {f"{prefix}{k}": v for k, v in values.items()}
+
+
+class _Finish:
+    """Study callback: hands each finished trial's record to the observers; stops on repeated failures."""
+
+    def __init__(self, objective: Objective, observers: Sequence[TrialObserver], max_failures: int) -> None:
+        self.objective = objective
+        self.observers = observers
+        self.max_failures = max_failures
+        self.failures_in_a_row = 0
+        self.last_error: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        record = self.objective.records.pop(trial.number, None)
+        if record is None:
+            return
+        record.state = trial.state.name
+        record.value = trial.value
+        if trial.state == TrialState.FAIL:
+            record.error = (
+                record.error or trial.user_attrs.get("fail_reason") or "objective returned no finite value"
+            )
+            self.failures_in_a_row += 1
+            self.last_error = record.error
+        else:
+            self.failures_in_a_row = 0
+        for observer in self.observers:
+            observer.on_trial_end(study, record)
+        if self.max_failures and self.failures_in_a_row >= self.max_failures:
+            study.stop()
+
+
+class TooManyFailures(TuningError):
+    """Every recent trial failed: the configuration is likely broken, so the sweep stops."""
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    n_trials: int,
+    timeout: float | None,
+    observers: Sequence[TrialObserver],
+    max_consecutive_failures: int,
+) -> None:
+    """Run trials until ``n_trials`` are finished (COMPLETE or PRUNED) in the study.
+
+    ``n_trials`` is a total: trials already in the study count, so re-running resumes.
+    A failing trial is recorded as FAIL and the study goes on.
+    """
+    remaining = n_trials - finished_count(study)
+    if remaining <= 0:
+        return
+    finish = _Finish(objective, observers, max_consecutive_failures)
+    try:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=timeout,
+            catch=(Exception,),
+            callbacks=[
+                finish,
+                optuna.study.MaxTrialsCallback(n_trials, states=FINISHED),
+            ],
+            gc_after_trial=False,
+        )
+    except KeyboardInterrupt:
+        # Optuna has marked the running trial FAIL; tell observers so its run is closed too.
+        for record in list(objective.records.values()):
+            record.state = "FAIL"
+            for observer in observers:
+                observer.on_trial_end(study, record)
+        raise
+    if finish.failures_in_a_row and finish.failures_in_a_row >= max_consecutive_failures:
+        raise TooManyFailures(
+            f"{finish.failures_in_a_row} trials in a row failed; last error: {finish.last_error}"
+        )

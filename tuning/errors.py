@@ -1,0 +1,29 @@
+"""Error policy: what stops the program (bad config or data) vs what fails one trial."""
+
+from __future__ import annotations
+
+
+class TuningError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(TuningError):
+    """Invalid configuration: fatal, reported as one line with exit code 2.
+
+    Args:
+        key: dotted config key (or file) at fault.
+        message: what was wrong and what is allowed.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class DataError(ConfigError):
+    """Unusable data (missing file, bad target, too few rows): fatal, exit code 2."""
+
+
+class TrialFailed(TuningError):
+    """One trial failed (diverged, NaN): the trial ends FAIL, the study goes on."""

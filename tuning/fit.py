@@ -1,0 +1,136 @@
+"""Train one model with its callbacks and measure it at the restored best weights."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from tuning.metrics import best_epoch as find_best_epoch
+from tuning.metrics import diverged, gaps
+from tuning.tasks import direction_of
+
+_determinism_on = False
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and the backend; make TensorFlow ops deterministic once per process."""
+    global _determinism_on
+    keras.utils.set_random_seed(seed)
+    if deterministic and not _determinism_on and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        _determinism_on = True
+
+
+def fresh_session() -> None:
+    """Drop the previous trial's graph and layers so memory stays flat across trials."""
+    keras.backend.clear_session()
+    gc.collect()
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps every epoch's logs as they arrive, so a pruned or interrupted fit keeps its history.
+
+    (Keras' own History callback runs last and misses the epoch in which another callback
+    raised, e.g. Optuna's pruning callback.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+@dataclass
+class FitResult:
+    """What one fit produced, measured at the weights it ended with (the best ones)."""
+
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs_trained: int
+    early_stopped: bool
+    train: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    gaps: dict[str, float] = field(default_factory=dict)
+    n_params: int = 0
+    seconds: float = 0.0
+    diverged_at: int | None = None
+
+
+def fit_model(
+    model: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    monitor: str = "val_loss",
+    patience: int | None = 10,
+    min_delta: float = 0.0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    epoch_log: EpochLog | None = None,
+) -> FitResult:
+    """Fit with ``EarlyStopping`` (best weights restored) and ``TerminateOnNaN``.
+
+    ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, train and
+    validation metrics are evaluated at the final weights, without dropout, and their gaps taken.
+    """
+    start = time.perf_counter()
+    log = epoch_log or EpochLog()
+    stopper = None
+    cbs: list[keras.callbacks.Callback] = [log, *callbacks, keras.callbacks.TerminateOnNaN()]
+    if validation is not None and patience is not None:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=patience,
+            min_delta=min_delta,
+            mode="max" if direction_of(monitor) == "maximize" else "min",
+            restore_best_weights=True,
+        )
+        cbs.append(stopper)
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=cbs,
+        verbose=0,
+        shuffle=True,
+    )
+    history = log.history
+    n_epochs = len(history.get("loss", []))
+    nan_at = diverged(history)
+    result = FitResult(
+        history=history,
+        best_epoch=find_best_epoch(history, monitor) if monitor in history else n_epochs - 1,
+        epochs_trained=n_epochs,
+        early_stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
+        n_params=int(model.count_params()),
+        diverged_at=nan_at,
+    )
+    if nan_at is None:
+        result.train = evaluate(model, x_train, y_train, batch_size)
+        if validation is not None:
+            result.val = evaluate(model, *validation, batch_size)
+            result.gaps = gaps(result.train, result.val)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+    """Loss and compiled metrics on ``(x, y)``, dropout off."""
+    # A large batch: evaluation has no updates, so the batch size only changes speed.
+    values = model.evaluate(x, y, batch_size=max(batch_size, 1024), verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}

@@ -1,0 +1,82 @@
+"""Optuna storage from a URL: embedded SQLite by default, any RDB URL or a journal file.
+
+Also the one place that hides credentials inside URLs before they are shown or stored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:]*)(:(?P<pw>[^/@]*))?@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|access_key)=)[^&]*")
+JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+
+
+def redact(url: str | None) -> str | None:
+    """``url`` with any password or token replaced by ``***`` (user names are kept)."""
+    if url is None:
+        return None
+    url = _CREDENTIALS.sub(
+        lambda m: f"{m['scheme']}{m['user']}{':***' if m['pw'] is not None else ''}@", str(url)
+    )
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
+def default_storage_url(study_dir: str | Path) -> str:
+    """Embedded storage for a study: one SQLite file in its folder, no server."""
+    return f"sqlite:///{Path(study_dir) / 'optuna.db'}"
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES)
+
+
+def local_path(url: str) -> Path | None:
+    """The file behind a SQLite or journal URL (None for a server)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if is_journal(url):
+        return Path(url.removeprefix("journal:").removeprefix("//"))
+    return None
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    max_retry: int = 1,
+) -> Any:
+    """An Optuna storage for ``url``.
+
+    RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker died is
+    marked FAIL by the next worker and re-queued once with the same parameters
+    (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeat in Optuna.
+    """
+    import optuna
+
+    path = local_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if is_journal(url):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several local workers share one file: wait for the lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    retry = (
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+    )
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=retry,
+    )

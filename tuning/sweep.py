@@ -1,0 +1,155 @@
+"""`tuning sweep`: validate, load the data, run the study, print the best trials, export best.yaml."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
+from tuning.config import (
+    compose,
+    conf_dir,
+    resolved,
+    storage_url,
+    study_direction,
+    validate,
+    validate_for_task,
+)
+from tuning.errors import ConfigError
+
+log = logging.getLogger("tuning")
+
+
+def run(settings: Mapping[str, Any]) -> Any:
+    """Run (or resume) the sweep described by a resolved config; returns the Optuna study."""
+    import optuna
+    from optuna.trial import FixedTrial
+
+    from tuning.data import load_dataset
+    from tuning.engines.optuna import (
+        Objective,
+        finished_count,
+        make_pruner,
+        make_sampler,
+        open_study,
+        requeue_interrupted,
+        run_trials,
+    )
+    from tuning.export import best_config, write_yaml
+    from tuning.progress import Progress
+    from tuning.report import counts_line, format_table, trials_table
+    from tuning.storage import redact
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    space = validate(settings)
+    sampler = make_sampler(settings["sampler"])
+    pruner = make_pruner(settings["pruner"])
+    dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
+    space = validate_for_task(settings, space, dataset.task)
+
+    study_cfg = dict(settings["study"])
+    study_cfg["direction"] = study_direction(study_cfg["metric"], study_cfg["direction"])
+    study_dir = Path(settings["paths"]["study_dir"])
+    url = storage_url(study_cfg, study_dir)
+    study = open_study(
+        study_cfg,
+        url,
+        sampler,
+        pruner,
+        user_attrs={
+            "metric": study_cfg["metric"],
+            "task": dataset.task,
+            "data": dataset.name,
+            "class_names": dataset.class_names,
+        },
+    )
+    n_trials = int(study_cfg["n_trials"])
+    done = finished_count(study)
+    log.info(dataset.summary())
+    log.info(f"study '{study.study_name}' in {redact(url)}: {done}/{n_trials} trials finished")
+    log.info(
+        f"{study_cfg['direction']} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
+        f"pruner {settings['pruner'].get('name')}; search space: " + "; ".join(space.describe())
+    )
+    if done >= n_trials:
+        log.info(
+            f"study '{study.study_name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
+        )
+    else:
+        requeued = requeue_interrupted(study)
+        if requeued:
+            log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
+        objective = Objective(
+            space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
+        )
+        observers = [Progress(n_trials, study_cfg["metric"])]
+        run_trials(
+            study,
+            objective,
+            n_trials=n_trials,
+            timeout=study_cfg.get("timeout"),
+            observers=observers,
+            max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
+        )
+
+    table = trials_table(study)
+    log.info(counts_line(study))
+    log.info("top trials:\n" + format_table(table, int(study_cfg.get("top", 5))))
+    try:
+        best = study.best_trial
+    except ValueError:
+        log.warning("no trial completed: no best.yaml written")
+        return study
+    hp = space.suggest(FixedTrial(best.params))
+    best_info = {
+        "trial": best.number,
+        "value": best.value,
+        "metric": study_cfg["metric"],
+        "direction": study_cfg["direction"],
+        "study": study.study_name,
+        **{k: v for k, v in best.user_attrs.items() if k != "traceback"},
+    }
+    path = write_yaml(
+        study_dir / "best.yaml",
+        best_config(settings, hp, task=dataset.task, best=best_info),
+        header=f"# Best trial {best.number} of study '{study.study_name}': "
+        f"{study_cfg['metric']}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
+    )
+    log.info(f"best trial {best.number}: {study_cfg['metric']}={best.value:.6g}")
+    for key, value in hp.as_config().items():
+        log.info(f"  {key}: {value}")
+    log.info(f"best config written to {path}")
+    return study
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _app(cfg: DictConfig) -> None:
+    try:
+        run(resolved(cfg))
+    except ConfigError as err:
+        fail(err)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the running trial is marked FAIL; run the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+
+
+def main(args: Sequence[str]) -> int:
+    """``tuning sweep [overrides...]``: pre-validate (nothing written on bad input), then run Hydra."""
+    if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in args):
+        try:
+            validate(resolved(compose("config", [a for a in args if not a.startswith("-")])))
+        except ConfigError as err:
+            fail(err)
+    return run_hydra_app(_app, "tuning sweep", args)
