@@ -44,7 +44,7 @@ def epoch_gaps(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]
         val_values = history.get(f"val_{name}")
         if name.startswith("val_") or val_values is None:
             continue
-        out[f"gap_{name}"] = [gap(t, v, name) for t, v in zip(train_values, val_values)]
+        out[f"gap_{name}"] = [gap(t, v, name) for t, v in zip(train_values, val_values, strict=True)]
     return out
 
 
