@@ -15,6 +15,17 @@ from tuning.storage import default_storage_url
 from tuning.tasks import METRICS, direction_of, monitored_metrics
 
 
+def _dataset_name(data: Any) -> str:
+    from tuning.data import dataset_name  # pandas/scikit-learn: imported only when composing
+
+    return dataset_name(data)
+
+
+# `study.name: ${dataset_name:${data}}` names a study after its data before any data is read.
+if not OmegaConf.has_resolver("dataset_name"):
+    OmegaConf.register_new_resolver("dataset_name", _dataset_name)
+
+
 def conf_dir() -> Path:
     """``conf/`` shipped inside the wheel (``tuning/conf``), else the checkout's top-level one."""
     here = Path(__file__).resolve().parent
@@ -69,6 +80,11 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # our own check, raised inside a resolver
+            raise cause from None
         full = getattr(err, "full_key", "")
         raise ConfigError(str(full), str(err).splitlines()[0]) from None
 

@@ -8,7 +8,7 @@ import math
 import optuna
 
 from tuning.engines.optuna import finished_count
-from tuning.trial import TrialRecord
+from tuning.record import TrialRecord
 
 log = logging.getLogger("tuning")
 

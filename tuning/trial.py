@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -13,23 +12,8 @@ import numpy as np
 from tuning.data import Dataset
 from tuning.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.model import build_model, needs_one_hot
+from tuning.record import TrialRecord  # noqa: F401  (re-exported for callers)
 from tuning.space import Hyperparameters
-
-
-@dataclass
-class TrialRecord:
-    """What a finished trial hands to trackers, whatever its state."""
-
-    number: int
-    state: str  # COMPLETE, PRUNED or FAIL
-    hyperparameters: Hyperparameters
-    seed: int
-    history: dict[str, list[float]] = field(default_factory=dict)
-    value: float | None = None
-    result: FitResult | None = None
-    error: str | None = None
-    start_time: float = 0.0
-    seconds: float = 0.0
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:

@@ -15,9 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuning.data import Dataset
 from tuning.errors import ConfigError, TrialFailed, TuningError
+from tuning.record import TrialRecord
 from tuning.space import SearchSpace
 from tuning.storage import open_storage, redact
-from tuning.trial import TrialRecord
 
 log = logging.getLogger(__name__)
 
