@@ -9,6 +9,8 @@ from collections.abc import Sequence
 COMMANDS = {
     "sweep": ("tuning.sweep", "run or resume a hyperparameter sweep (Hydra overrides as arguments)"),
     "report": ("tuning.report_cli", "show a study's trials as a table (no TensorFlow needed)"),
+    "train": ("tuning.train", "train the final model from a study's best.yaml, test it once, register it"),
+    "predict": ("tuning.predict", "apply a final model to new raw rows (CSV/Parquet), write predictions"),
 }
 
 USAGE = (
@@ -19,7 +21,9 @@ USAGE = (
         "  tuning sweep                                  # tune the built-in plants example\n"
         "  tuning sweep study.n_trials=50 sampler=random pruner=hyperband seed=7\n"
         "  tuning sweep --cfg job                        # print the composed config, train nothing\n"
-        "  tuning report plants\n\n"
+        "  tuning report plants\n"
+        "  tuning train study=plants                     # final model: refit, test, save, register\n"
+        "  tuning predict model=experiments/plants/final/model.keras data.path=new_plants.csv\n\n"
         "`tuning COMMAND --help` shows a command's own help."
     )
 )

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from tuning.space import Hyperparameters
+from tuning.errors import ConfigError
+from tuning.space import Hyperparameters, hyperparameters_from_config
 from tuning.storage import redact
 from tuning.tasks import resolve_loss
 
@@ -51,6 +52,55 @@ def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> P
         fh.write(header + text)
     os.replace(tmp, path)
     return path
+
+
+# Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.
+BEST_SECTIONS = ("data", "split", "training", "search_space", "study", "best")
+BEST_KEYS = {"trial": 0, "best_epoch": 1}  # key -> lowest allowed integer
+
+
+def read_best(path: str | Path) -> dict[str, Any]:
+    """Load and check a best.yaml written by ``tuning sweep``.
+
+    Raises:
+        ConfigError: naming the file, or the key at fault and the file.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError("best", f"cannot read {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError("best", f"{path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("best", f"{path} holds {type(data).__name__}, not a mapping of config sections")
+    check_best(data, str(path))
+    return data
+
+
+def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
+    """Check the parts of a best.yaml (or a config composed from it) that final training needs.
+
+    Returns the fixed hyperparameters. ``source`` names the file in messages.
+    """
+    hint = f"in {source} (re-run `tuning sweep` to write it again)"
+    for section in BEST_SECTIONS:
+        if not isinstance(cfg.get(section), Mapping):
+            found = "missing" if section not in cfg else f"{cfg[section]!r} is not a mapping"
+            raise ConfigError(section, f"{found} {hint}")
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", f"{seed!r} {hint}; must be an integer >= 0")
+    best = cfg["best"]
+    for key, low in BEST_KEYS.items():
+        value = best.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            found = "missing" if value is None else f"{value!r}; must be an integer >= {low}"
+            raise ConfigError(f"best.{key}", f"{found} {hint}")
+    return hyperparameters_from_config(cfg["search_space"])
 
 
 def _plain(value: Any) -> Any:

@@ -23,8 +23,26 @@ from tuning.config import (
     validate_for_task,
 )
 from tuning.errors import ConfigError
+from tuning.space import SearchSpace
+from tuning.tasks import TASKS
+from tuning.tracking.client import check_tracking, connect_tracking
 
 log = logging.getLogger("tuning")
+
+
+def check(settings: Mapping[str, Any]) -> tuple[SearchSpace, Any, Any]:
+    """Every check that needs no data: config values, sampler and pruner options, and the
+    losses and metric against the task when ``data.task`` is set. Returns the space, sampler
+    and pruner."""
+    from tuning.engines.optuna import make_pruner, make_sampler
+
+    space = validate(settings)
+    sampler = make_sampler(settings["sampler"])
+    pruner = make_pruner(settings["pruner"])
+    task = settings["data"].get("task")
+    if task in TASKS:
+        space = validate_for_task(settings, space, task)
+    return space, sampler, pruner
 
 
 def run(settings: Mapping[str, Any]) -> Any:
@@ -36,8 +54,6 @@ def run(settings: Mapping[str, Any]) -> Any:
     from tuning.engines.optuna import (
         Objective,
         finished_count,
-        make_pruner,
-        make_sampler,
         open_study,
         requeue_interrupted,
         run_trials,
@@ -47,12 +63,13 @@ def run(settings: Mapping[str, Any]) -> Any:
     from tuning.report import counts_line, format_table, trials_table
     from tuning.storage import redact
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our progress lines report every trial (failures with their reason, tracebacks are kept
+    # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    space = validate(settings)
-    sampler = make_sampler(settings["sampler"])
-    pruner = make_pruner(settings["pruner"])
+    space, sampler, pruner = check(settings)
+    tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
 
@@ -72,6 +89,11 @@ def run(settings: Mapping[str, Any]) -> Any:
             "class_names": dataset.class_names,
         },
     )
+    tracker = None
+    if tracking is not None:  # mlflow is imported only when tracking is on
+        from tuning.tracking.sweep import start_sweep_tracking
+
+        tracker = start_sweep_tracking(tracking, settings, study, url)
     n_trials = int(study_cfg["n_trials"])
     done = finished_count(study)
     log.info(dataset.summary())
@@ -91,15 +113,20 @@ def run(settings: Mapping[str, Any]) -> Any:
         objective = Objective(
             space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
         )
-        observers = [Progress(n_trials, study_cfg["metric"])]
-        run_trials(
-            study,
-            objective,
-            n_trials=n_trials,
-            timeout=study_cfg.get("timeout"),
-            observers=observers,
-            max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
-        )
+        observers = [Progress(n_trials, study_cfg["metric"]), *([tracker] if tracker else [])]
+        try:
+            run_trials(
+                study,
+                objective,
+                n_trials=n_trials,
+                timeout=study_cfg.get("timeout"),
+                observers=observers,
+                max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
+            )
+        except BaseException as err:
+            if tracker is not None:  # the parent run ends too: KILLED on Ctrl-C, FAILED on an error
+                tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
 
     table = trials_table(study)
     log.info(counts_line(study))
@@ -108,6 +135,7 @@ def run(settings: Mapping[str, Any]) -> Any:
         best = study.best_trial
     except ValueError:
         log.warning("no trial completed: no best.yaml written")
+        _finish_tracking(tracker, study)
         return study
     hp = space.suggest(FixedTrial(best.params))
     best_info = {
@@ -128,7 +156,15 @@ def run(settings: Mapping[str, Any]) -> Any:
     for key, value in hp.as_config().items():
         log.info(f"  {key}: {value}")
     log.info(f"best config written to {path}")
+    _finish_tracking(tracker, study)
     return study
+
+
+def _finish_tracking(tracker: Any, study: Any) -> None:
+    """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
+    if tracker is not None:
+        tracker.finish(study)
+        log.info(tracker.ui_hint())
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -149,7 +185,9 @@ def main(args: Sequence[str]) -> int:
     """``tuning sweep [overrides...]``: pre-validate (nothing written on bad input), then run Hydra."""
     if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in args):
         try:
-            validate(resolved(compose("config", [a for a in args if not a.startswith("-")])))
+            settings = resolved(compose("config", [a for a in args if not a.startswith("-")]))
+            check(settings)
+            check_tracking(settings)  # an unreachable tracking server: one line, nothing written
         except ConfigError as err:
             fail(err)
     return run_hydra_app(_app, "tuning sweep", args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+
 # Losses that fit each task; the first one is the task's standard loss (``loss: auto``).
 LOSSES: dict[str, tuple[str, ...]] = {
     "binary": ("binary_crossentropy", "binary_focal_crossentropy"),

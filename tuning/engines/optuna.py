@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -41,9 +43,19 @@ def make_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
-    options = {k: v for k, v in config.items() if k != "name"}
+    name = config.get("name", config.get("_target_"))
+    # Optuna imports some samplers' packages lazily (GPSampler: torch), so a missing one would
+    # only fail inside the first trial; `requires:` lets the config say so up front.
+    for package in config.get("requires") or ():
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                group, f"{name} needs the package '{package}'; install it: pip install {package}"
+            )
+    options = {k: v for k, v in config.items() if k not in ("name", "requires")}
     try:
-        return instantiate(options)
+        with warnings.catch_warnings():  # multivariate/group TPE are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return instantiate(options)
     except Exception as err:  # Hydra wraps the constructor's own error; show its last line.
         cause = err
         while cause.__cause__ is not None:
@@ -51,7 +63,7 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
         message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
         if isinstance(cause, ImportError):
             message = f"needs an optional package ({message}); see the README's sampler table"
-        raise ConfigError(group, f"{config.get('name', config.get('_target_'))}: {message}") from None
+        raise ConfigError(group, f"{name}: {message}") from None
 
 
 def finished_count(study: optuna.Study) -> int:

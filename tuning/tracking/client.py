@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
 from tuning.storage import redact
+
+PLOTLYJS_OPTIONS = ("cdn", "embed")
 
 
 def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
@@ -19,6 +22,49 @@ def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
     if not tracking.get("enabled", True):
         return None
     return str(tracking.get("uri") or f"sqlite:///{Path(root) / 'mlflow.db'}")
+
+
+def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) -> str | None:
+    """Validate the ``tracking`` group; the URI, or None when tracking is off.
+
+    With ``reach_server``, a tracking server (``http(s)://``) is asked to answer now: cheap,
+    and an unreachable one fails in one line before anything is written or trained.
+    """
+    tracking = settings.get("tracking") or {}
+    plotlyjs = tracking.get("plotlyjs", "cdn")
+    if plotlyjs not in PLOTLYJS_OPTIONS:
+        raise ConfigError("tracking.plotlyjs", f"{plotlyjs!r}; allowed: {', '.join(PLOTLYJS_OPTIONS)}")
+    curves = tracking.get("learning_curves", 4)
+    if not isinstance(curves, int) or isinstance(curves, bool) or curves < 0:
+        raise ConfigError("tracking.learning_curves", f"{curves!r}; must be an integer >= 0")
+    uri = tracking_uri(tracking, settings["paths"]["root"])
+    if uri is not None and reach_server and is_server(uri):
+        connect(uri)
+    return uri
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """A checked connection to the tracking store, and the ``tracking`` options."""
+
+    uri: str
+    client: Any
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def connect_tracking(settings: Mapping[str, Any]) -> Tracking | None:
+    """Validate the ``tracking`` group and connect; None for ``tracking=none`` (mlflow not imported).
+
+    Call it before loading data: an unreachable store is a ConfigError, nothing trained.
+    """
+    uri = check_tracking(settings, reach_server=False)
+    if uri is None:
+        return None
+    return Tracking(uri, connect(uri), dict(settings.get("tracking") or {}))
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def connect(uri: str, timeout: int = 10) -> Any:
@@ -41,18 +87,21 @@ def connect(uri: str, timeout: int = 10) -> Any:
     return client
 
 
-def experiment_id(client: Any, name: str) -> str:
-    """Id of the MLflow experiment ``name`` (one per study), created if missing."""
+def experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """Id of the MLflow experiment ``name`` (one per study), created if missing.
+
+    ``artifact_location`` applies only to a new experiment (None: the store's default).
+    """
     found = client.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
         return str(found.experiment_id)
-    return str(client.create_experiment(name))
+    return str(client.create_experiment(name, artifact_location=artifact_location))
 
 
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store."""
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         return f"open {redact(uri)} in a browser"
     return f"mlflow ui --backend-store-uri {redact(uri)}"

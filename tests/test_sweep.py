@@ -1,0 +1,149 @@
+"""End-to-end sweeps on tiny data: trial states, values, resume, best.yaml, NaN trials, Ctrl-C."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import TINY, cli, settings
+
+pytestmark = pytest.mark.slow
+
+STORAGE = "sqlite:///experiments/plants/optuna.db"
+
+
+def load(name: str = "plants", storage: str = STORAGE) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+
+
+def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys):
+    assert cli(["sweep", *TINY, "study.n_trials=3"]) == 0
+    study = load()
+    first = {t.number: t.value for t in finished(study)}
+    assert len(first) == 3
+    for trial in study.trials:
+        assert trial.state.name in ("COMPLETE", "PRUNED")
+        if trial.state.name == "COMPLETE":
+            assert 0.0 < trial.value < 2.0
+            assert 1 <= trial.user_attrs["best_epoch"] <= trial.user_attrs["epochs_trained"] <= 3
+            assert trial.user_attrs["gap_loss"] == pytest.approx(
+                trial.user_attrs["val_loss"] - trial.user_attrs["train_loss"]
+            )
+            assert trial.user_attrs["val_loss"] == pytest.approx(trial.value)
+
+    best = yaml.safe_load(Path("experiments/plants/best.yaml").read_text())
+    assert best["best"]["trial"] == study.best_trial.number
+    assert best["best"]["value"] == pytest.approx(study.best_value)
+    space = best["search_space"]
+    params = study.best_trial.params
+    assert space["units"] == [params[f"units_{i}"] for i in range(params["n_layers"])]
+    for name in ("activation", "dropout", "learning_rate", "batch_size", "epochs", "optimizer", "loss"):
+        assert space[name] == params[name]
+    assert all(not isinstance(v, dict) for v in space.values()), "every dimension fixed"
+    assert best["study"]["name"] == "plants" and best["data"]["source"] == "plants"
+    assert "hydra" not in best
+    out = capsys.readouterr().out + capsys.readouterr().err
+    runs = list(Path("experiments/plants/runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / ".hydra" / "config.yaml").exists()
+    assert sorted(p.name for p in Path(".").iterdir()) == ["experiments"], out
+
+    # Re-running with a larger total resumes: the first trials are kept, not redone.
+    assert cli(["sweep", *TINY, "study.n_trials=5"]) == 0
+    study = load()
+    assert len(finished(study)) == 5
+    assert {t.number: t.value for t in finished(study) if t.number in first} == first
+
+    # Re-running at the total does nothing and still exits 0.
+    assert cli(["sweep", *TINY, "study.n_trials=5"]) == 0
+    assert len(load().trials) == 5
+
+
+def test_same_seed_reproduces_trials_and_values(tmp_path, monkeypatch):
+    results = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        assert cli(["sweep", *TINY, "study.n_trials=2", "seed=7", "pruner=none"]) == 0
+        results.append([(t.params, t.value) for t in load().trials])
+    (params_a, values_a), (params_b, values_b) = zip(*results[0], strict=True), zip(*results[1], strict=True)
+    assert params_a == params_b
+    assert values_a == pytest.approx(values_b, abs=1e-6)
+
+
+def test_nan_trial_fails_and_the_study_goes_on(in_tmp):
+    from tuning.sweep import run
+
+    cfg = settings(
+        "study.n_trials=2",
+        "search_space.learning_rate={type:float,low:1e-3,high:1e8,log:true}",
+        "search_space.optimizer=sgd",
+    )
+    Path("experiments/plants").mkdir(parents=True)
+    study = optuna.create_study(study_name="plants", storage=STORAGE, direction="minimize")
+    study.set_user_attr("metric", "val_loss")
+    study.enqueue_trial({"learning_rate": 1e8})
+    study.enqueue_trial({"learning_rate": 1e-2})
+    run(cfg)
+    trials = load().trials
+    assert trials[0].state.name in ("FAIL", "PRUNED")
+    if trials[0].state.name == "FAIL":
+        assert "NaN" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].state.name == "COMPLETE" and math.isfinite(trials[1].value)
+    # A failed trial uses up one of this run's attempts; a re-run would go on to 2 finished.
+    assert len(trials) == 2
+
+
+def test_failing_trials_stop_after_max_consecutive_failures(in_tmp):
+    from tuning.engines.optuna import TooManyFailures
+    from tuning.sweep import run
+
+    cfg = settings("study.n_trials=5", "study.max_consecutive_failures=2", "search_space.learning_rate=1e12")
+    cfg["search_space"]["optimizer"] = "sgd"
+    with pytest.raises(TooManyFailures, match="2 trials in a row failed; last error: loss became NaN"):
+        run(cfg)
+    assert [t.state.name for t in load().trials] == ["FAIL", "FAIL"]
+
+
+def test_ctrl_c_marks_the_trial_and_a_rerun_retries_it(in_tmp):
+    args = [*TINY, "study.n_trials=3", "training.max_epochs=40", "search_space.epochs=40",
+            "training.early_stopping.patience=null", "pruner=none"]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuning", "sweep", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait until the first trial is finished and the second runs
+        if Path("experiments/plants/optuna.db").exists():
+            try:
+                states = [t.state.name for t in load().trials]
+            except Exception:
+                states = []
+            if states.count("COMPLETE") >= 1 and "RUNNING" in states:
+                break
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command to resume" in err
+    interrupted = [t for t in load().trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].state.name == "FAIL"
+
+    assert cli(["sweep", *args]) == 0
+    trials = load().trials
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retry) == 1 and retry[0].params == interrupted[0].params
+    assert len(finished(load())) == 3

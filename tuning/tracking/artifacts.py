@@ -1,0 +1,110 @@
+"""The sweep's artifacts as files: trials table (CSV), Optuna plots (HTML), learning curves (PNG), config."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tuning.export import SECRET_KEYS, write_yaml
+from tuning.report import trials_table
+from tuning.storage import redact
+
+log = logging.getLogger("tuning")
+
+# name of the file -> Optuna plotting function (in optuna.visualization)
+PLOTS = {
+    "optimization_history": "plot_optimization_history",
+    "param_importances": "plot_param_importances",
+    "parallel_coordinate": "plot_parallel_coordinate",
+    "slice": "plot_slice",
+}
+# Each plot needs this many complete trials (importances compare trials, so at least two).
+MIN_COMPLETE = {"param_importances": 2}
+PLOTLYJS = {"cdn": "cdn", "embed": True}
+
+
+def write_trials_csv(study: optuna.Study, path: Path) -> Path:
+    """The report's table (objective, best epoch, gap columns, params), best trial first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trials_table(study).to_csv(path, index=False)
+    return path
+
+
+def write_config(settings: Mapping[str, Any], path: Path) -> Path:
+    """The composed config, with credentials in storage and tracking URLs redacted."""
+    out = dict(settings)
+    for section, key in SECRET_KEYS:
+        if isinstance(out.get(section), Mapping) and out[section].get(key):
+            out[section] = {**out[section], key: redact(out[section][key])}
+    return write_yaml(path, out)
+
+
+def write_plots(study: optuna.Study, folder: Path, plotlyjs: str = "cdn") -> list[Path]:
+    """Optuna's plots as HTML; a plot that cannot be drawn yet is skipped with a log line."""
+    import optuna.visualization as vis
+
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete == 0:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, function in PLOTS.items():
+        if complete < MIN_COMPLETE.get(name, 1):
+            log.info(f"MLflow: {name} plot skipped: needs {MIN_COMPLETE[name]} complete trials")
+            continue
+        try:
+            figure = getattr(vis, function)(study)
+        except Exception as err:  # e.g. importances when every sampled value is the same
+            log.info(f"MLflow: {name} plot skipped: {str(err).splitlines()[0] if str(err) else err!r}")
+            continue
+        path = folder / f"{name}.html"
+        figure.write_html(path, include_plotlyjs=PLOTLYJS[plotlyjs], full_html=True)
+        written.append(path)
+    return written
+
+
+def write_learning_curves(
+    curves: Sequence[tuple[str, Mapping[str, Sequence[float]], int | None]], path: Path
+) -> Path | None:
+    """Train vs validation loss per epoch, one panel per trial, the gap between them shaded.
+
+    Args:
+        curves: ``(title, history, best_epoch)`` per trial; ``history`` holds ``loss`` and
+            ``val_loss`` lists, ``best_epoch`` is 1-based (marked with a dashed line).
+    """
+    curves = [c for c in curves if c[1].get("loss") and c[1].get("val_loss")]
+    if not curves:
+        return None
+    # The object API with the Agg canvas: no pyplot state, no display needed, safe off the main thread.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(len(curves), 2)
+    rows = math.ceil(len(curves) / cols)
+    figure = Figure(figsize=(5.5 * cols, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (title, history, best) in zip(axes, curves, strict=False):
+        train, val = list(history["loss"]), list(history["val_loss"])
+        epochs = list(range(1, len(train) + 1))
+        ax.plot(epochs, train, marker=".", label="train loss")
+        ax.plot(epochs[: len(val)], val, marker=".", label="validation loss")
+        n = min(len(train), len(val))
+        ax.fill_between(epochs[:n], train[:n], val[:n], alpha=0.2, color="tab:red", label="gap")
+        if best:
+            ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,188 @@
+"""The final model in MLflow: a run named ``final`` in the study's experiment, the Keras model
+logged with a signature, registered under the study's name with the alias ``champion``.
+
+The run is tagged ``tuning.study=<name>``, ``tuning.role=final``, and links to the sweep:
+``tuning.sweep_run_id`` (the parent run the sweep tagged ``tuning.role=sweep``),
+``tuning.best_trial`` and, when the sweep logged it, ``tuning.best_trial_run_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuning.storage import redact
+from tuning.tracking.client import check_tracking, connect, experiment_id
+
+if TYPE_CHECKING:
+    from tuning.final import FinalModel
+
+log = logging.getLogger("tuning")
+
+STUDY_TAG, ROLE_TAG, TRIAL_TAG = "tuning.study", "tuning.role", "tuning.trial"
+PARENT_TAG = "mlflow.parentRunId"
+ALIAS = "champion"
+MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limit
+# Files of the final folder logged beside the MLflow model (the model itself is in the model).
+ARTIFACTS = ("preprocessing.joblib", "meta.json", "metrics.csv", "history.csv")
+
+
+def open_final_tracking(settings: Mapping[str, Any]) -> FinalTracker | None:
+    """Connect to the tracking store before anything is trained (None for ``tracking=none``)."""
+    uri = check_tracking(settings, reach_server=False)
+    if uri is None:
+        return None
+    client = connect(uri)
+    study = str(settings["study"]["name"])
+    return FinalTracker(uri, client, study, experiment_id(client, study, _artifact_location(uri)))
+
+
+def find_sweep_run(client: Any, experiment: str, study: str) -> Any | None:
+    """The study's latest sweep parent run (tags ``tuning.study``, ``tuning.role=sweep``), or None."""
+    where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{study}'"
+    found = client.search_runs([experiment], where, max_results=1, order_by=["attributes.start_time DESC"])
+    return found[0] if found else None
+
+
+def find_trial_run(client: Any, experiment: str, study: str, sweep_run_id: str, trial: int) -> Any | None:
+    """The child run the sweep logged for ``trial``, or None."""
+    where = (
+        f"tags.`{ROLE_TAG}` = 'trial' and tags.`{STUDY_TAG}` = '{study}' "
+        f"and tags.`{TRIAL_TAG}` = '{trial}' and tags.`{PARENT_TAG}` = '{sweep_run_id}'"
+    )
+    found = client.search_runs([experiment], where, max_results=1, order_by=["attributes.start_time DESC"])
+    return found[0] if found else None
+
+
+@dataclass
+class FinalTracker:
+    """Logs one final model into the study's experiment."""
+
+    uri: str
+    client: Any
+    study: str
+    experiment_id: str
+
+    def log(self, final: FinalModel, folder: Path) -> dict[str, Any]:
+        """Log run, model and artifacts, register the model, move ``champion`` to it.
+
+        Returns ``run_id``, ``model_uri`` and ``version``; they are also added to meta.json.
+        """
+        import json
+
+        import mlflow
+
+        from tuning.final import META_FILE, write_json
+
+        run = self.client.create_run(self.experiment_id, run_name="final", tags=self.tags(final))
+        run_id = run.info.run_id
+        try:
+            self._log_values(run_id, final)
+            for name in ARTIFACTS:
+                if (folder / name).is_file():
+                    self.client.log_artifact(run_id, str(folder / name), artifact_path="final")
+            mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.keras.log_model(
+                    final.model,
+                    name="model",
+                    signature=signature(final),
+                    registered_model_name=self.study,
+                    pip_requirements=pip_requirements(),
+                    tags={STUDY_TAG: self.study, "tuning.best_trial": str(final.search["trial"])},
+                )
+        except BaseException:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        version = str(info.registered_model_version)
+        self.client.set_registered_model_alias(self.study, ALIAS, version)
+        ids = {"run_id": run_id, "model_uri": f"models:/{self.study}@{ALIAS}", "version": version}
+        meta_path = folder / META_FILE
+        write_json(meta_path, {**json.loads(meta_path.read_text()), "mlflow": ids})
+        log.info(
+            f"MLflow: run 'final' {run_id} in experiment '{self.study}' ({redact(self.uri)}); model registered as "
+            f"'{self.study}' version {version}, alias {ALIAS}: {ids['model_uri']}"
+        )
+        return ids
+
+    def tags(self, final: FinalModel) -> dict[str, str]:
+        trial = int(final.search["trial"])
+        tags = {
+            STUDY_TAG: self.study,
+            ROLE_TAG: "final",
+            "tuning.best_trial": str(trial),
+            "tuning.refit": str(final.refit).lower(),
+            "mlflow.note.content": (
+                f"Final model of study '{self.study}': best trial {trial}'s settings, "
+                + ("refit on train+validation" if final.refit else "trained on the train split")
+                + f" for {final.epochs} epochs, evaluated once on the test split. Files: final/."
+            ),
+        }
+        sweep = find_sweep_run(self.client, self.experiment_id, self.study)
+        if sweep is None:
+            log.info(
+                f"MLflow: no sweep run of study '{self.study}' in the store (sweep ran with tracking=none?)"
+            )
+            return tags
+        tags["tuning.sweep_run_id"] = sweep.info.run_id
+        child = find_trial_run(self.client, self.experiment_id, self.study, sweep.info.run_id, trial)
+        if child is not None:
+            tags["tuning.best_trial_run_id"] = child.info.run_id
+        return tags
+
+    def _log_values(self, run_id: str, final: FinalModel) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        params = {
+            **final.hp.as_params(),
+            "refit": final.refit,
+            "epochs": final.epochs,
+            "seed": final.seed,
+            "best_trial": final.search["trial"],
+            "data": final.dataset.name,
+            "task": final.dataset.task,
+        }
+        values = {f"train_{k}": v for k, v in final.result.train.items()}
+        values.update({f"val_{k}": v for k, v in final.result.val.items()})
+        values.update({f"test_{k}": v for k, v in final.test.items()})
+        values.update({f"search_{k}": v for k, v in final.search.items() if k.startswith(("val_", "gap_"))})
+        table = final.table
+        values.update({f"gap_test_{name}": float(v) for name, v in table["test gap"].items()})
+        # Learning curves: the Keras history per epoch (step = epoch, from 1), as the sweep logs trials.
+        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if isinstance(v, (int, float))]
+        metrics += [
+            Metric(key, float(v), now, step)
+            for key, series in final.result.history.items()
+            for step, v in enumerate(series, start=1)
+        ]
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        for i in range(0, len(metrics), MAX_METRICS_PER_CALL):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_CALL])
+
+
+def signature(final: FinalModel) -> Any:
+    """Float32 feature matrix in, the output layer's values out (tensor specs, batch size free)."""
+    from mlflow.models import infer_signature
+
+    x = final.dataset.x_test[:5]
+    return infer_signature(x, final.model.predict(x, verbose=0))
+
+
+def pip_requirements() -> list[str]:
+    """Pinned here: MLflow would otherwise infer them by loading the model in a subprocess."""
+    import keras
+    import tensorflow as tf
+
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Embedded SQLite store: artifacts beside the database (as the sweep's runs), not in ./mlruns."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
