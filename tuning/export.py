@@ -100,7 +100,10 @@ def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             found = "missing" if value is None else f"{value!r}; must be an integer >= {low}"
             raise ConfigError(f"best.{key}", f"{found} {hint}")
-    return hyperparameters_from_config(cfg["search_space"])
+    try:
+        return hyperparameters_from_config(cfg["search_space"])
+    except ConfigError as err:
+        raise ConfigError(err.key, f"{err.message} (in {source})") from None
 
 
 def _plain(value: Any) -> Any:

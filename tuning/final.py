@@ -15,21 +15,23 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
-import keras
 import numpy as np
 import pandas as pd
 
 from tuning.config import validate, validate_for_task
 from tuning.data import Dataset, load_dataset, transform_features
 from tuning.errors import ConfigError, DataError
-from tuning.fit import FitResult, evaluate, fit_model, fresh_session, seed_everything
 from tuning.metrics import gap
 from tuning.space import Hyperparameters
 from tuning.tasks import METRICS
-from tuning.trial import new_model, run_trial, targets
+
+if TYPE_CHECKING:  # TensorFlow is imported where a model is built or loaded, not for path checks
+    import keras
+
+    from tuning.fit import FitResult
 
 MODEL_FILE, PREPROCESSING_FILE, META_FILE = "model.keras", "preprocessing.joblib", "meta.json"
 METRICS_FILE, HISTORY_FILE = "metrics.csv", "history.csv"
@@ -96,6 +98,9 @@ def check_columns(dataset: Dataset, hp: Hyperparameters, best: Mapping[str, Any]
         )
     expected = best.get("n_params")
     if isinstance(expected, int) and not isinstance(expected, bool):
+        from tuning.fit import fresh_session
+        from tuning.trial import new_model
+
         actual = int(new_model(hp, dataset).count_params())
         fresh_session()
         if actual != expected:
@@ -113,6 +118,9 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
     (or ``final.epochs``); false: exactly the trial (train split, early stopping on validation).
     The weights are seeded as the best trial's were: ``seed + best.trial``.
     """
+    from tuning.fit import evaluate, fit_model, fresh_session, seed_everything
+    from tuning.trial import new_model, run_trial, targets
+
     best = dict(settings["best"])
     final = settings.get("final") or {}
     seed = int(settings["seed"])
@@ -183,6 +191,8 @@ def comparison_table(final: FinalModel) -> pd.DataFrame:
 
 def meta(final: FinalModel) -> dict[str, Any]:
     """What ``tuning predict`` needs to turn raw rows into predictions, and where the model came from."""
+    import keras
+
     data = final.dataset
     return {
         "format": META_FORMAT,
@@ -276,6 +286,8 @@ def load_final(path: str | Path) -> SavedModel:
 
     The preprocessing is a pickle: load only folders you trust.
     """
+    import keras
+
     folder = model_folder(path)
     try:
         info = json.loads((folder / META_FILE).read_text())

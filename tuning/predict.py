@@ -59,15 +59,18 @@ def default_output(rows: Path) -> Path:
 
 def run(values: dict[str, str]) -> Path:
     """Read the rows, predict, write the CSV atomically; returns its path."""
+    from tuning.backend import import_tensorflow_quietly
     from tuning.data.table import read_table
-    from tuning.final import load_final, predict_frame
+    from tuning.final import load_final, model_folder, predict_frame
 
     rows = Path(values["data.path"])
     output = Path(values.get("output") or default_output(rows))
     if output.resolve() == rows.resolve():
         raise ConfigError("output", f"{output} is the input file; choose another output path")
+    folder = model_folder(values["model"])  # cheap checks first: TensorFlow loads with the model
     frame = read_table(rows, key="data.path", sep=values.get("data.sep"))
-    saved = load_final(values["model"])
+    import_tensorflow_quietly()
+    saved = load_final(folder)
     predictions = predict_frame(saved, frame, key="data.path")
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")

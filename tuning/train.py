@@ -48,8 +48,11 @@ FINAL_DEFAULTS: dict[str, Any] = {"refit": True, "epochs": None}
 SWITCHABLE_GROUPS = ("tracking",)
 
 
-def check(settings: Mapping[str, Any], source: str) -> Hyperparameters:
-    """Every check that needs no data; returns the fixed hyperparameters."""
+def check(settings: Mapping[str, Any], source: str, *, reach_server: bool = False) -> Hyperparameters:
+    """Every check that needs no data; returns the fixed hyperparameters.
+
+    ``reach_server``: ask a tracking server to answer now (before Hydra writes anything).
+    """
     hp = check_best(settings, source)
     validate(settings)
     final = settings.get("final") or {}
@@ -64,11 +67,14 @@ def check(settings: Mapping[str, Any], source: str) -> Hyperparameters:
             "tracking.uri",
             f"{uri} is redacted in {source} (credentials are never written); give it again: tracking.uri=URL",
         )
+    if reach_server:
+        check_tracking(settings, reach_server=True)
     return hp
 
 
 def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     """Train, report, save and register the final model described by a resolved config."""
+    from tuning.backend import import_tensorflow_quietly
     from tuning.final import save_final, train_final
     from tuning.tracking.final import open_final_tracking
 
@@ -76,7 +82,8 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     hp = check(settings, str(best_path))
     tracker = open_final_tracking(settings)  # before training: an unreachable store fails now
     best = settings["best"]
-    sweep_seed = int(best.get("seed", int(settings["seed"]) + int(best["trial"]))) - int(best["trial"])
+    # The sweep seeded trial n with seed + n and recorded it as best.seed.
+    sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else int(settings["seed"])
     if int(settings["seed"]) != sweep_seed:
         log.warning(
             f"seed {settings['seed']} is not the sweep's ({sweep_seed}): the data and its test split are "
@@ -85,14 +92,19 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     log.info(
         f"final model of study '{settings['study']['name']}' from {best_path} (best trial {best['trial']})"
     )
+    import_tensorflow_quietly()
     final = train_final(settings, hp, source=str(best_path))
     data = final.dataset
     log.info(data.summary())
     if final.refit:
+        why = (
+            "set by final.epochs"
+            if (settings.get("final") or {}).get("epochs")
+            else f"as many weight updates as the best trial's {best['best_epoch']} epochs on "
+            f"{len(data.y_train)} rows (batch size {hp.batch_size})"
+        )
         log.info(
-            f"refit on train+validation ({len(data.y_train) + len(data.y_val)} rows) for {final.epochs} "
-            f"epochs: the best trial's {best['best_epoch']} epochs on {len(data.y_train)} rows made as many "
-            f"weight updates (batch size {hp.batch_size})"
+            f"refit on train+validation ({len(data.y_train) + len(data.y_val)} rows) for {final.epochs} epochs: {why}"
         )
     else:
         log.info(f"trained on the train split with early stopping: {final.epochs} epochs")
@@ -113,8 +125,8 @@ def find_best(args: Sequence[str]) -> tuple[Path, list[str]]:
     picks = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.startswith(("study=", "best="))}
     rest = [a for a in args if not a.startswith(("study=", "best="))]
     root = Path(next((a.split("=", 1)[1] for a in rest if a.startswith("paths.root=")), "experiments"))
-    studies = sorted(p.parent.name for p in root.glob("*/best.yaml"))
-    listing = f"studies with a best.yaml in {root}/: {', '.join(studies) if studies else 'none (run `tuning sweep` first)'}"
+    studies = ", ".join(sorted(p.parent.name for p in root.glob("*/best.yaml")))
+    listing = f"studies with a best.yaml in {root}/: {studies or 'none (run `tuning sweep` first)'}"
     if len(picks) > 1:
         raise ConfigError("best", "give study=NAME or best=PATH, not both")
     if "best" in picks:
@@ -182,10 +194,17 @@ def main(args: Sequence[str]) -> int:
     try:
         best_path, rest = find_best(args)
         raw = read_best(best_path)
-        overrides = overrides_for(raw, [a for a in rest if not a.startswith("-")])
-        flags = [a for a in rest if a.startswith("-")]
+        # Hydra's flags stay where they are (``--cfg job``); they are no overrides of ours.
+        args = overrides_for(raw, rest)
         if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in rest):
-            check(resolved(compose(best_path.stem, overrides, best_path.parent.resolve())), str(best_path))
+            overrides = [a for a in args if not a.startswith("-")]
+            settings = resolved(compose(best_path.stem, overrides, best_path.parent.resolve()))
+            given = [a for a in rest if not a.startswith("-")]
+            check(
+                settings,
+                f"{best_path} with {' '.join(given)}" if given else str(best_path),
+                reach_server=True,
+            )
     except ConfigError as err:
         fail(err)
 
@@ -195,7 +214,10 @@ def main(args: Sequence[str]) -> int:
         except ConfigError as err:
             fail(err)
         except KeyboardInterrupt:
-            print("\ninterrupted: no final model saved", file=sys.stderr)
+            print(
+                "\ninterrupted: final/ holds a new model only if 'final model saved' was logged",
+                file=sys.stderr,
+            )
             sys.exit(130)
 
     hydra_settings = [
@@ -208,4 +230,4 @@ def main(args: Sequence[str]) -> int:
     app = hydra.main(
         version_base="1.3", config_path=str(best_path.parent.resolve()), config_name=best_path.stem
     )(job)
-    return run_hydra_app(app, "tuning train", [*hydra_settings, *overrides, *flags])
+    return run_hydra_app(app, "tuning train", [*hydra_settings, *args])

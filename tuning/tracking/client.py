@@ -72,12 +72,18 @@ def connect(uri: str, timeout: int = 10) -> Any:
     # A server that does not answer must fail fast, not retry for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
+    # MLflow prints each run's URL, credentials included; the sweep prints its own, redacted.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    target = uri
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        path = Path(uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # MLflow caches stores by URI: a relative one would follow the working folder around.
+        target = f"sqlite:///{path.resolve()}"
     try:
-        client = MlflowClient(tracking_uri=uri)
+        client = MlflowClient(tracking_uri=target)
         client.search_experiments(max_results=1)
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -98,6 +104,15 @@ def experiment_id(client: Any, name: str, artifact_location: str | None = None) 
             client.restore_experiment(found.experiment_id)
         return str(found.experiment_id)
     return str(client.create_experiment(name, artifact_location=artifact_location))
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside an embedded SQLite store's database
+    (MLflow's default would be ``./mlruns`` of whatever folder the command runs in); None = the
+    store's default (a server decides for itself)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///").split("?")[0]).parent / "mlartifacts").resolve().as_uri()
+    return None
 
 
 def ui_command(uri: str) -> str:

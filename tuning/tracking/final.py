@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuning.storage import redact
-from tuning.tracking.client import check_tracking, connect, experiment_id
+from tuning.tracking.client import artifact_location, connect_tracking, experiment_id
 
 if TYPE_CHECKING:
     from tuning.final import FinalModel
@@ -33,12 +33,12 @@ ARTIFACTS = ("preprocessing.joblib", "meta.json", "metrics.csv", "history.csv")
 
 def open_final_tracking(settings: Mapping[str, Any]) -> FinalTracker | None:
     """Connect to the tracking store before anything is trained (None for ``tracking=none``)."""
-    uri = check_tracking(settings, reach_server=False)
-    if uri is None:
+    tracking = connect_tracking(settings)
+    if tracking is None:
         return None
-    client = connect(uri)
     study = str(settings["study"]["name"])
-    return FinalTracker(uri, client, study, experiment_id(client, study, _artifact_location(uri)))
+    experiment = experiment_id(tracking.client, study, artifact_location(tracking.uri))
+    return FinalTracker(tracking.uri, tracking.client, study, experiment)
 
 
 def find_sweep_run(client: Any, experiment: str, study: str) -> Any | None:
@@ -70,7 +70,8 @@ class FinalTracker:
     def log(self, final: FinalModel, folder: Path) -> dict[str, Any]:
         """Log run, model and artifacts, register the model, move ``champion`` to it.
 
-        Returns ``run_id``, ``model_uri`` and ``version``; they are also added to meta.json.
+        Returns ``run_id``, ``model_uri`` (``models:/<study>/<version>``) and ``alias``; they are
+        also added to meta.json.
         """
         import json
 
@@ -85,7 +86,7 @@ class FinalTracker:
             for name in ARTIFACTS:
                 if (folder / name).is_file():
                     self.client.log_artifact(run_id, str(folder / name), artifact_path="final")
-            mlflow.set_tracking_uri(self.uri)
+            mlflow.set_tracking_uri(self.client.tracking_uri)  # the URI connect() resolved
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.keras.log_model(
                     final.model,
@@ -100,12 +101,12 @@ class FinalTracker:
             raise
         version = str(info.registered_model_version)
         self.client.set_registered_model_alias(self.study, ALIAS, version)
-        ids = {"run_id": run_id, "model_uri": f"models:/{self.study}@{ALIAS}", "version": version}
+        ids = {"run_id": run_id, "model_uri": f"models:/{self.study}/{version}", "alias": ALIAS}
         meta_path = folder / META_FILE
         write_json(meta_path, {**json.loads(meta_path.read_text()), "mlflow": ids})
         log.info(
             f"MLflow: run 'final' {run_id} in experiment '{self.study}' ({redact(self.uri)}); model registered as "
-            f"'{self.study}' version {version}, alias {ALIAS}: {ids['model_uri']}"
+            f"'{self.study}' version {version} ({ids['model_uri']}), alias {ALIAS}: models:/{self.study}@{ALIAS}"
         )
         return ids
 
@@ -141,7 +142,7 @@ class FinalTracker:
         params = {
             **final.hp.as_params(),
             "refit": final.refit,
-            "epochs": final.epochs,
+            "final_epochs": final.epochs,  # "epochs" is the searched setting (an upper bound)
             "seed": final.seed,
             "best_trial": final.search["trial"],
             "data": final.dataset.name,
@@ -179,10 +180,3 @@ def pip_requirements() -> list[str]:
     import tensorflow as tf
 
     return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Embedded SQLite store: artifacts beside the database (as the sweep's runs), not in ./mlruns."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return None
