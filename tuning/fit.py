@@ -16,6 +16,7 @@ from tuning.metrics import diverged, gaps
 from tuning.tasks import direction_of
 
 _determinism_on = False
+_long_lived_frozen = False
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -31,8 +32,34 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 def fresh_session() -> None:
     """Drop the previous trial's graph and layers so memory stays flat across trials."""
-    keras.backend.clear_session()
-    gc.collect()
+    global _long_lived_frozen
+    _forget_custom_gradients()
+    keras.backend.clear_session()  # runs gc.collect() itself: a second one would cost as much again
+    if not _long_lived_frozen:
+        # Objects alive at the first trial (modules, data, study) live as long as the process: kept
+        # out of later collections, which then scan only what trials made (~0.5 s -> ~0.1 s each).
+        gc.freeze()
+        _long_lived_frozen = True
+
+
+def _forget_custom_gradients() -> None:
+    """Unregister the gradient functions TensorFlow recorded while tracing earlier trials.
+
+    Keras' TensorFlow optimizer sums gradients through ``tf.custom_gradient``, which registers a
+    gradient function in a process-wide registry at every trace and never removes it, keeping
+    each trial's train graph alive (~2.5 MB a trial). The registry is read only while a graph
+    is differentiated, i.e. while the next trial traces its own train step.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except (ImportError, AttributeError):  # another TensorFlow layout: nothing to clean
+        return
+    for name in [n for n in registry if n.startswith("CustomGradient-")]:
+        del registry[name]
 
 
 class EpochLog(keras.callbacks.Callback):

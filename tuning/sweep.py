@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
+from tuning.backend import import_tensorflow_quietly
 from tuning.config import (
     compose,
     conf_dir,
@@ -110,6 +111,7 @@ def run(settings: Mapping[str, Any]) -> Any:
         requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
+        import_tensorflow_quietly()
         objective = Objective(
             space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
         )
@@ -126,6 +128,7 @@ def run(settings: Mapping[str, Any]) -> Any:
         except BaseException as err:
             if tracker is not None:  # the parent run ends too: KILLED on Ctrl-C, FAILED on an error
                 tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+                log.info(tracker.ui_hint())
             raise
 
     table = trials_table(study)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
 from tuning.export import SECRET_KEYS, write_yaml
-from tuning.report import trials_table
 from tuning.storage import redact
 
 log = logging.getLogger("tuning")
@@ -29,10 +30,10 @@ MIN_COMPLETE = {"param_importances": 2}
 PLOTLYJS = {"cdn": "cdn", "embed": True}
 
 
-def write_trials_csv(study: optuna.Study, path: Path) -> Path:
-    """The report's table (objective, best epoch, gap columns, params), best trial first."""
+def write_trials_csv(table: pd.DataFrame, path: Path) -> Path:
+    """The report's table (``tuning.report.trials_table``: objective, best epoch, gaps, params)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    trials_table(study).to_csv(path, index=False)
+    table.to_csv(path, index=False)
     return path
 
 
@@ -59,7 +60,9 @@ def write_plots(study: optuna.Study, folder: Path, plotlyjs: str = "cdn") -> lis
             log.info(f"MLflow: {name} plot skipped: needs {MIN_COMPLETE[name]} complete trials")
             continue
         try:
-            figure = getattr(vis, function)(study)
+            with warnings.catch_warnings():  # "few trials per regime" and the like: expected early on
+                warnings.simplefilter("ignore")
+                figure = getattr(vis, function)(study)
         except Exception as err:  # e.g. importances when every sampled value is the same
             log.info(f"MLflow: {name} plot skipped: {str(err).splitlines()[0] if str(err) else err!r}")
             continue
@@ -84,6 +87,7 @@ def write_learning_curves(
     # The object API with the Agg canvas: no pyplot state, no display needed, safe off the main thread.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(len(curves), 2)
     rows = math.ceil(len(curves) / cols)
@@ -96,7 +100,16 @@ def write_learning_curves(
         ax.plot(epochs, train, marker=".", label="train loss")
         ax.plot(epochs[: len(val)], val, marker=".", label="validation loss")
         n = min(len(train), len(val))
-        ax.fill_between(epochs[:n], train[:n], val[:n], alpha=0.2, color="tab:red", label="gap")
+        over = [v >= t for t, v in zip(train[:n], val[:n], strict=True)]
+        ax.fill_between(
+            epochs[:n], train[:n], val[:n], where=over, interpolate=True, alpha=0.25, color="tab:red",
+            label="gap: validation above train",
+        )  # fmt: skip
+        ax.fill_between(
+            epochs[:n], train[:n], val[:n], where=[not o for o in over], interpolate=True, alpha=0.15,
+            color="tab:green", label="validation below train",
+        )  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best:
             ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best}")
         ax.set_title(title, fontsize=10)

@@ -32,7 +32,7 @@ from tuning.metrics import epoch_gaps
 from tuning.report import state_counts, trials_table
 from tuning.storage import redact
 from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots, write_trials_csv
-from tuning.tracking.client import Tracking, experiment_id, is_server, ui_command
+from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +98,7 @@ class MlflowSweepTracker:
         storage_url: str,
     ) -> MlflowSweepTracker:
         client, name = tracking.client, study.study_name
-        exp = experiment_id(client, name, _artifact_location(tracking.uri))
+        exp = experiment_id(client, name, artifact_location(tracking.uri))
         where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{name}'"
         found = client.search_runs([exp], where, max_results=1, order_by=["attributes.start_time ASC"])
         tags = parent_tags(settings, study, storage_url)
@@ -153,9 +153,8 @@ class MlflowSweepTracker:
     def _log_progress(self, study: optuna.Study, record: TrialRecord) -> None:
         """Parent: this trial's objective, best so far (step = trial number), counts, best params."""
         now, step = _now_ms(), record.number
-        values: dict[str, float] = {
-            f"n_{state.lower()}": n for state, n in state_counts(study).items() if state in STATUS
-        }
+        counts = state_counts(study)
+        values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
         tags: dict[str, str] = {}
         if record.value is not None:
             values["objective"] = record.value
@@ -166,7 +165,9 @@ class MlflowSweepTracker:
         if best is not None:
             values.update(best_objective=float(best.value), best_trial=best.number)
             tags = {f"{BEST_PREFIX}{k}": str(v) for k, v in best.params.items()}
-            tags["tuning.best_trial"] = trial_run_name(best.number)
+            tags["tuning.best_trial"] = str(best.number)
+            if best.number in self.children:
+                tags["tuning.best_trial_run_id"] = self.children[best.number]
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self._log(self.run_id, metrics=metrics, tags=tags)
         for stale in sorted(self.best_tags - set(tags)):  # e.g. units_2 when the new best has 2 layers
@@ -197,7 +198,7 @@ class MlflowSweepTracker:
         with tempfile.TemporaryDirectory(prefix="tuning-mlflow-") as tmp:
             folder = Path(tmp)
             table = trials_table(study)
-            write_trials_csv(study, folder / "trials.csv")
+            write_trials_csv(table, folder / "trials.csv")
             write_config(self.settings, folder / "config.yaml")
             write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "cdn")))
             top = int(self.options.get("learning_curves", 4))
@@ -218,7 +219,7 @@ class MlflowSweepTracker:
             history = {key: self._history(run_id, key) for key in ("loss", "val_loss")}
             title = f"trial {row['trial']}: {metric} {row[metric]:.4g}"
             if not pd.isna(row.get("gap_loss")):
-                title += f", gap_loss {row['gap_loss']:.3g}"
+                title += f", gap_loss {row['gap_loss']:.3g} at the best weights"
             best = row.get("best_epoch")
             curves.append((title, history, None if pd.isna(best) else int(best)))
         return curves
@@ -373,14 +374,6 @@ def _child_runs(client: Any, experiment: str, study_name: str) -> dict[int, str]
         token = page.token
         if not token:
             return found
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Embedded SQLite store: artifacts beside the database, not in ``./mlruns`` of whatever folder."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
 
 
 def _now_ms() -> int:

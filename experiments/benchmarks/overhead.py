@@ -1,0 +1,209 @@
+"""Overhead: the same trials of one fixed MLP, trained three ways, seconds per trial side by side.
+
+1. plain       the loop a user writes: clear_session, keras.Sequential, compile (default
+               arguments; the same metrics as tuning), fit(validation_data=...), evaluate.
+2. tuning      ``tuning.sweep.run`` on the composed config, as ``tuning sweep`` runs it: Optuna
+               study in SQLite, MLflow tracking (tracking=mlflow, the default), early stopping,
+               pruning callback, NaN guard, train/val evaluation and gaps, best.yaml.
+3. kerastuner  ``keras_tuner.RandomSearch`` over the same model (one unused dimension, so that
+               the search does not stop at its single point).
+
+Each method has its own worker process, warmed up by one untimed one-epoch trial; every
+repeat asks each worker for the N trials in turn (order rotated): steady-state seconds per
+trial, including each sweep's own start and end (study, MLflow runs, artifacts, best.yaml).
+The 5 epochs are never cut: early stopping's patience (10) exceeds them and the median
+pruner waits 5 epochs before it may prune.
+
+    python experiments/benchmarks/overhead.py --quick     # 3 trials x 3 repeats, ~4 min on 2 cores
+    python experiments/benchmarks/overhead.py             # 10 trials x 5 repeats, ~15 min
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import common
+
+METHODS = ("plain", "tuning", "kerastuner")
+DATA = ["data=plants"]
+
+
+def plain_model(n_features: int) -> Any:
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(n_features,)),
+            keras.layers.Dense(common.FIXED_MLP["units"], activation="relu"),
+            keras.layers.Dense(common.FIXED_MLP["units"], activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(
+        optimizer="adam",
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def _timed(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, **result}
+
+
+def plain(_: dict[str, Any]) -> common.Job:
+    import keras
+
+    ds = common.dataset(DATA)
+
+    def trial(seed: int, epochs: int) -> int:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        model = plain_model(ds.n_features)
+        history = model.fit(
+            ds.x_train,
+            ds.y_train,
+            validation_data=(ds.x_val, ds.y_val),
+            epochs=epochs,
+            batch_size=common.FIXED_MLP["batch_size"],
+            verbose=0,
+        )
+        model.evaluate(ds.x_val, ds.y_val, verbose=0)
+        return len(history.history["loss"])
+
+    trial(0, 1)  # warm-up
+    return lambda job: _timed(
+        lambda: {"epochs": sum(trial(job["repeat"] * 1000 + i, job["epochs"]) for i in range(job["trials"]))}
+    )
+
+
+def tuning(_: dict[str, Any]) -> common.Job:
+    import tuning.sweep
+
+    common.quiet_tuning_logs()
+    base = [*DATA, f"paths.root={Path.cwd() / 'experiments'}"]
+    # Warm-up: also creates the MLflow store, as the first sweep on a machine does.
+    tuning.sweep.run(
+        common.settings([*base, *common.fixed_overrides(1), "study.name=warmup", "study.n_trials=1"])
+    )
+
+    def sweep(job: dict[str, Any]) -> dict[str, Any]:
+        cfg = common.settings(
+            [
+                *base,
+                *common.fixed_overrides(job["epochs"]),
+                f"study.name=repeat{job['repeat']}",
+                f"study.n_trials={job['trials']}",
+                f"seed={job['repeat']}",
+            ]
+        )
+        assert cfg["tracking"]["enabled"], "the overhead is measured with tracking on"
+        study = tuning.sweep.run(cfg)
+        return {
+            "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in study.trials),
+            "states": sorted({t.state.name for t in study.trials}),
+            "mlflow_store": (Path.cwd() / "experiments" / "mlflow.db").exists(),
+        }
+
+    return lambda job: _timed(lambda: sweep(job))
+
+
+def kerastuner(_: dict[str, Any]) -> common.Job:
+    import keras_tuner as kt
+
+    ds = common.dataset(DATA)
+
+    def build(hp: Any) -> Any:
+        # A dimension the model ignores: RandomSearch stops once its space has no new point.
+        hp.Int("draw", 0, 2**30)
+        return plain_model(ds.n_features)
+
+    def search(n: int, epochs: int, name: str, seed: int) -> dict[str, Any]:
+        tuner = kt.RandomSearch(
+            build, objective="val_loss", max_trials=n, directory="kt", project_name=name, seed=seed
+        )
+        tuner.search(
+            ds.x_train,
+            ds.y_train,
+            validation_data=(ds.x_val, ds.y_val),
+            epochs=epochs,
+            batch_size=common.FIXED_MLP["batch_size"],
+            verbose=0,
+        )
+        done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+        return {"epochs": len(done) * epochs}
+
+    search(1, 1, "warmup", 0)
+    return lambda job: _timed(
+        lambda: search(job["trials"], job["epochs"], f"repeat{job['repeat']}", job["repeat"])
+    )
+
+
+def main() -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    if args.child:
+        common.serve(args, {"plain": plain, "tuning": tuning, "kerastuner": kerastuner})
+        return
+    started = time.perf_counter()
+    n_trials, repeats = (3, 3) if args.quick else (10, 5)
+    epochs = common.FIXED_MLP["epochs"]
+    common.print_header("overhead: seconds per trial of one fixed MLP, three ways", args)
+    print(
+        f"{n_trials} trials x {repeats} repeats per method; plants (2 features, 1800 train rows), "
+        f"MLP 2x{common.FIXED_MLP['units']} relu, adam 1e-3, {epochs} epochs, "
+        f"batch {common.FIXED_MLP['batch_size']}; one worker process per method\n",
+        flush=True,
+    )
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    with common.workers(__file__, METHODS) as pool:
+        for m, w in pool.items():
+            print(f"{m:<10} worker ready in {w.setup['setup_s']:.0f} s (imports, data, warm-up trial)")
+        for rep in range(repeats):
+            for method in common.rotated(METHODS, rep):
+                r = pool[method].run({"trials": n_trials, "epochs": epochs, "repeat": rep})
+                runs[method].append(r)
+                extra = f", states {r['states']}, MLflow store {r['mlflow_store']}" if "states" in r else ""
+                print(
+                    f"repeat {rep + 1}/{repeats} {method:<10} {r['wall'] / n_trials:6.2f} s/trial "
+                    f"(cpu {r['cpu'] / n_trials:.2f}), {r['epochs']} epochs{extra}",
+                    flush=True,
+                )
+    print_summary(runs, n_trials)
+    common.print_footer(started)
+
+
+def print_summary(runs: dict[str, list[dict[str, Any]]], n_trials: int) -> None:
+    per_trial = {m: [r["wall"] / n_trials for r in rs] for m, rs in runs.items()}
+    cpu = {m: [r["cpu"] / n_trials for r in rs] for m, rs in runs.items()}
+    base, base_cpu = common.median(per_trial["plain"]), common.median(cpu["plain"])
+    rows = []
+    for m in METHODS:
+        # Paired ratios: the same repeat ran every method back to back, under the same load.
+        paired = [w / b for w, b in zip(per_trial[m], per_trial["plain"], strict=True)]
+        rows.append(
+            [
+                m,
+                common.median(per_trial[m]),
+                common.median(per_trial[m]) / base,
+                common.median(paired),
+                common.median(cpu[m]),
+                common.median(cpu[m]) / base_cpu,
+                " ".join(f"{v:.2f}" for v in per_trial[m]),
+            ]
+        )
+    print("\nmedians over repeats (ratios to the plain loop; < 1 = faster than plain Keras):")
+    print(
+        common.table(
+            rows,
+            ["method", "s/trial", "x plain", "x plain (paired)", "cpu s/trial", "cpu x plain", "each repeat"],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

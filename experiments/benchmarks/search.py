@@ -1,0 +1,306 @@
+"""Search efficiency: tuning vs KerasTuner over the same space, with the same wall-clock budget.
+
+Methods, each in its own worker process, given the same budget per (data set, seed):
+
+- tuning      ``tuning.sweep.run``: TPE, median pruning, early stopping (patience 10), MLflow on;
+              ``study.timeout`` = the budget.
+- hyperband   ``keras_tuner.Hyperband`` (max_epochs = the space's top, factor 3).
+- random      ``keras_tuner.RandomSearch`` (epochs sampled like tuning's).
+
+Space: conf/search_space/mlp.yaml mapped to KerasTuner HyperParameters (n_layers, units_i
+log-scaled, activation, dropout, learning_rate log-scaled, batch_size, epochs, optimizer); the
+loss is fixed to the task's standard one: the objective is val_loss, and losses of different
+kinds are not comparable. The KerasTuner models are built as a user writes them (Keras' default
+compile arguments) and get the same EarlyStopping(val_loss, patience=10). A budget stops new
+trials from starting (Optuna's timeout; a KerasTuner oracle answering STOPPED): the running
+trial finishes, so the time used is printed too. The data splits are the same for all methods
+(same seed). Test score: each method's best model (tuning: its best trial replayed with its
+seed, bit-identical; KerasTuner: get_best_models) evaluated once on the held-out test split.
+
+    python experiments/benchmarks/search.py --quick   # 1 seed, 20 s budgets, epochs capped at 20: ~4 min
+    python experiments/benchmarks/search.py           # 3 seeds, 60 s budgets: ~25 min
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+METHODS = ("tuning", "hyperband", "random")
+DATASETS = ("breast_cancer", "plants")
+PATIENCE = 10
+EPOCHS_SEEN = [0]  # module-level: KerasTuner deep-copies callbacks, a global survives the copy
+
+
+def _space() -> dict[str, Any]:
+    """conf/search_space/mlp.yaml, as tuning composes it."""
+    return common.settings([])["search_space"]
+
+
+def _data_overrides(job: dict[str, Any]) -> list[str]:
+    return [f"data={job['data']}", f"seed={job['seed']}"]
+
+
+# --- tuning ------------------------------------------------------------------------------------
+
+
+def tuning(_: dict[str, Any]) -> common.Job:
+    import tuning.sweep
+    from tuning.space import parse_space
+    from tuning.trial import run_trial
+
+    common.quiet_tuning_logs()
+    root = Path.cwd() / "experiments"
+    # Warm-up outside every budget: TensorFlow's first model, the MLflow store's tables.
+    tuning.sweep.run(
+        common.settings(
+            [
+                "data=breast_cancer",
+                "study.name=warmup",
+                "study.n_trials=1",
+                "training.max_epochs=1",
+                f"paths.root={root}",
+            ]
+        )
+    )
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        overrides = [
+            *_data_overrides(job),
+            "search_space.loss=auto",
+            f"study.name={job['data']}-{job['seed']}",
+            "study.n_trials=100000",
+            f"study.timeout={job['budget']}",
+            f"paths.root={root}",
+        ]
+        if job.get("max_epochs"):
+            overrides.append(f"training.max_epochs={job['max_epochs']}")
+        cfg = common.settings(overrides)
+        start = time.perf_counter()
+        study = tuning.sweep.run(cfg)
+        used = time.perf_counter() - start
+        finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+        best = study.best_trial
+        # Replay the best trial (same seed, deterministic ops): the very model that won.
+        dataset = common.dataset(_data_overrides(job))
+        space = parse_space(cfg["search_space"], dataset.task)
+        from optuna.trial import FixedTrial
+
+        hp = space.suggest(FixedTrial(best.params))
+        model, result = run_trial(hp, dataset, cfg["training"], seed=int(best.user_attrs["seed"]))
+        test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
+        return {
+            "used": used,
+            "trials": len(finished),
+            "pruned": sum(t.state.name == "PRUNED" for t in finished),
+            "epochs": sum(int(t.user_attrs.get("epochs_trained", 0)) for t in finished),
+            "best_val": float(best.value),
+            "replayed_val": float(result.val["loss"]),
+            "test_loss": float(test["loss"]),
+            "test_acc": float(test["accuracy"]),
+        }
+
+    return search
+
+
+# --- KerasTuner -------------------------------------------------------------------------------
+
+
+def _hypermodel(space: dict[str, Any], dataset: Any, max_epochs: int | None) -> Any:
+    import keras
+    import keras_tuner as kt
+
+    from tuning.model import task_metrics
+    from tuning.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
+
+    def dim(hp: Any, name: str, spec: Any) -> Any:
+        if spec["type"] == "categorical":
+            return hp.Choice(name, list(spec["choices"]))
+        sampling = "log" if spec.get("log") else "linear"
+        step = spec.get("step")  # KerasTuner reads a step on a log scale as a factor: none there
+        if spec["type"] == "int":
+            step = None if spec.get("log") else step or 1
+            return hp.Int(name, spec["low"], spec["high"], step=step, sampling=sampling)
+        return hp.Float(name, spec["low"], spec["high"], step=step, sampling=sampling)
+
+    class MLP(kt.HyperModel):
+        def build(self, hp: Any) -> Any:
+            activation = dim(hp, "activation", space["activation"])
+            dropout = dim(hp, "dropout", space["dropout"])
+            layers = [keras.Input(shape=(dataset.n_features,))]
+            for i in range(dim(hp, "n_layers", space["n_layers"])):
+                layers.append(
+                    keras.layers.Dense(dim(hp, f"units_{i}", space["units"]), activation=activation)
+                )
+                if dropout > 0:
+                    layers.append(keras.layers.Dropout(dropout))
+            n_out = dataset.n_classes if dataset.task == "multiclass" else 1
+            layers.append(keras.layers.Dense(n_out, activation=OUTPUT_ACTIVATION[dataset.task]))
+            model = keras.Sequential(layers)
+            optimizer = getattr(keras.optimizers, OPTIMIZERS[dim(hp, "optimizer", space["optimizer"])])
+            model.compile(
+                optimizer=optimizer(learning_rate=dim(hp, "learning_rate", space["learning_rate"])),
+                loss=resolve_loss("auto", dataset.task),
+                metrics=task_metrics(dataset.task),
+            )
+            return model
+
+        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            if "epochs" not in kwargs:  # Hyperband decides the epochs itself
+                epochs = dim(hp, "epochs", space["epochs"])
+                kwargs["epochs"] = min(epochs, max_epochs) if max_epochs else epochs
+            return model.fit(*args, batch_size=dim(hp, "batch_size", space["batch_size"]), **kwargs)
+
+    return MLP()
+
+
+def _keras_tuner(kind: str) -> common.Job:
+    import keras
+    import keras_tuner as kt
+
+    space = _space()
+
+    class CountEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            EPOCHS_SEEN[0] += 1
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        dataset = common.dataset(_data_overrides(job))
+        cap = job.get("max_epochs")
+        hypermodel = _hypermodel(space, dataset, cap)
+        common_args = {
+            "objective": "val_loss",
+            "directory": "kt",
+            "project_name": f"{kind}-{job['data']}-{job['seed']}",
+            "seed": job["seed"],
+        }
+        if kind == "hyperband":
+            tuner = kt.Hyperband(
+                hypermodel, max_epochs=cap or space["epochs"]["high"], factor=3, **common_args
+            )
+        else:
+            tuner = kt.RandomSearch(hypermodel, max_trials=100000, **common_args)
+        start = time.perf_counter()
+        deadline = time.monotonic() + job["budget"]
+        populate = tuner.oracle.populate_space
+
+        def until_deadline(trial_id: str) -> dict[str, Any]:
+            # The same rule as Optuna's timeout: no new trial once the budget is spent.
+            if time.monotonic() >= deadline:
+                return {"status": "STOPPED", "values": None}
+            return populate(trial_id)
+
+        tuner.oracle.populate_space = until_deadline
+        EPOCHS_SEEN[0] = 0
+        tuner.search(
+            dataset.x_train,
+            dataset.y_train,
+            validation_data=(dataset.x_val, dataset.y_val),
+            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE), CountEpochs()],
+            verbose=0,
+        )
+        used = time.perf_counter() - start
+        done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        model = tuner.get_best_models(1)[0]
+        test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
+        return {
+            "used": used,
+            "trials": len(done),
+            "pruned": 0,
+            "epochs": EPOCHS_SEEN[0],
+            "best_val": float(best_trial.score),
+            "test_loss": float(test["loss"]),
+            "test_acc": float(test["accuracy"]),
+        }
+
+    # Warm-up outside every budget: TensorFlow's first model in this process.
+    warm = common.dataset(["data=breast_cancer"])
+    model = _hypermodel(space, warm, 1).build(kt.HyperParameters())
+    model.fit(warm.x_train, warm.y_train, validation_data=(warm.x_val, warm.y_val), epochs=1, verbose=0)
+    return search
+
+
+def hyperband(_: dict[str, Any]) -> common.Job:
+    return _keras_tuner("hyperband")
+
+
+def random(_: dict[str, Any]) -> common.Job:
+    return _keras_tuner("random")
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    if args.child:
+        common.serve(args, {"tuning": tuning, "hyperband": hyperband, "random": random})
+        return
+    started = time.perf_counter()
+    seeds, budget, cap = ((1,), 20, 20) if args.quick else ((1, 2, 3), 60, None)
+    common.print_header("search efficiency: same space, same wall-clock budget", args)
+    print(
+        f"data sets {', '.join(DATASETS)}; seeds {list(seeds)}; budget {budget} s per search; "
+        f"objective val_loss; epochs {'capped at ' + str(cap) if cap else 'as sampled (20-100)'}\n",
+        flush=True,
+    )
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with common.workers(__file__, METHODS) as pool:
+        n = 0
+        for data in DATASETS:
+            for seed in seeds:
+                for method in common.rotated(METHODS, n):
+                    job = {"data": data, "seed": seed, "budget": budget, "max_epochs": cap}
+                    r = pool[method].run(job)
+                    results.setdefault((data, method), []).append(r)
+                    print(
+                        f"{data:<13} seed {seed} {method:<9} {r['trials']:3d} trials ({r['pruned']} pruned), "
+                        f"{r['epochs']:4d} epochs in {r['used']:5.1f} s; best val_loss {r['best_val']:.4f}, "
+                        f"test loss {r['test_loss']:.4f}, test accuracy {r['test_acc']:.4f}",
+                        flush=True,
+                    )
+                n += 1
+    print("\nmedians over seeds (val/test loss: lower is better; epochs: fewer is cheaper):")
+    for data in DATASETS:
+        rows = []
+        base_epochs = common.median([r["epochs"] for r in results[(data, "tuning")]])
+        for method in METHODS:
+            rs = results[(data, method)]
+            epochs = common.median([r["epochs"] for r in rs])
+            rows.append(
+                [
+                    method,
+                    common.median([r["best_val"] for r in rs]),
+                    common.median([r["test_loss"] for r in rs]),
+                    common.median([r["test_acc"] for r in rs]),
+                    epochs,
+                    epochs / base_epochs,
+                    common.median([r["trials"] for r in rs]),
+                    common.median([r["used"] for r in rs]),
+                ]
+            )
+        print(f"\n{data}:")
+        print(
+            common.table(
+                rows,
+                [
+                    "method",
+                    "best val_loss",
+                    "test loss",
+                    "test acc",
+                    "epochs",
+                    "x tuning",
+                    "trials",
+                    "s used",
+                ],
+            )
+        )
+    common.print_footer(started)
+
+
+if __name__ == "__main__":
+    main()
