@@ -53,6 +53,7 @@ def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys)
         assert space[name] == params[name]
     assert all(not isinstance(v, dict) for v in space.values()), "every dimension fixed"
     assert best["study"]["name"] == "plants" and best["data"]["source"] == "plants"
+    assert best["best"]["columns"] == ["height", "branches"] and best["best"]["class_names"] == ["A", "B"]
     assert "hydra" not in best
     out = capsys.readouterr().out + capsys.readouterr().err
     runs = list(Path("experiments/plants/runs").iterdir())

@@ -147,6 +147,11 @@ def run(settings: Mapping[str, Any]) -> Any:
         "metric": study_cfg["metric"],
         "direction": study_cfg["direction"],
         "study": study.study_name,
+        # What the model was made for: `tuning train` refuses data with other columns or classes.
+        "task": dataset.task,
+        "target": dataset.target,
+        "columns": list(dataset.columns),
+        "class_names": dataset.class_names,
         **{k: v for k, v in best.user_attrs.items() if k != "traceback"},
     }
     path = write_yaml(
