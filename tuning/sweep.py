@@ -12,8 +12,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
 from tuning.backend import import_tensorflow_quietly
+from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
 from tuning.config import (
     compose,
     conf_dir,

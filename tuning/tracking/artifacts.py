@@ -91,9 +91,12 @@ def write_learning_curves(
 
     cols = min(len(curves), 2)
     rows = math.ceil(len(curves) / cols)
-    figure = Figure(figsize=(5.5 * cols, 3.6 * rows), layout="constrained")
+    figure = Figure(figsize=(5.5 * cols, 3.6 * rows))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    # A fixed grid: an automatic layout engine would double the drawing time.
+    grid = {"left": 0.6 / (5.5 * cols), "right": 1 - 0.15 / (5.5 * cols), "bottom": 0.5 / (3.6 * rows)}
+    grid.update(top=1 - 0.3 / (3.6 * rows), wspace=0.25, hspace=0.45)
+    axes = figure.subplots(rows, cols, squeeze=False, gridspec_kw=grid).ravel()
     for ax, (title, history, best) in zip(axes, curves, strict=False):
         train, val = list(history["loss"]), list(history["val_loss"])
         epochs = list(range(1, len(train) + 1))
@@ -115,7 +118,7 @@ def write_learning_curves(
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
     for ax in axes[len(curves) :]:
         ax.set_visible(False)
     path.parent.mkdir(parents=True, exist_ok=True)
