@@ -413,5 +413,8 @@ def test_a_best_yaml_for_other_columns_is_refused(swept, monkeypatch, capsys):
     pd.read_csv("plants.csv").drop(columns=["soil"]).to_csv("other.csv", index=False)
     assert cli(["train", f"best={path}", "data.path=other.csv", "tracking=none"]) == 2
     line = one_error_line(capsys)
-    assert line == f"error: data: {path} was made for the columns height, branches, soil; this data has height, branches"
+    assert (
+        line
+        == f"error: data: {path} was made for the columns height, branches, soil; this data has height, branches"
+    )
     assert not (path.parent / "final" / "model.keras").exists()
