@@ -28,8 +28,16 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     for col in gap_cols:
         out[col.removeprefix("user_attrs_")] = frame[col]
     params = _ordered_params([c.removeprefix("params_") for c in frame.columns if c.startswith("params_")])
+    int_params = {
+        name
+        for t in study.get_trials(deepcopy=False)
+        for name, dist in t.distributions.items()
+        if isinstance(dist, optuna.distributions.IntDistribution)
+    }
     for name in params:
-        out[name] = frame[f"params_{name}"]
+        # A layer some trials lack leaves NaN in its column, which pandas would show as 33.0.
+        column = frame[f"params_{name}"]
+        out[name] = column.astype("Int64") if name in int_params else column
     out["seconds"] = frame["duration"].dt.total_seconds().round(1)
     if "user_attrs_fail_reason" in frame:
         out["fail_reason"] = frame["user_attrs_fail_reason"]
