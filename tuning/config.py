@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from tuning.errors import ConfigError
 from tuning.space import SearchSpace, check_task, parse_space
@@ -15,15 +16,34 @@ from tuning.storage import default_storage_url
 from tuning.tasks import METRICS, direction_of, monitored_metrics
 
 
-def _dataset_name(data: Any) -> str:
-    from tuning.data import dataset_name  # pandas/scikit-learn: imported only when composing
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """The data set's name without loading it: ``data.name``, else the data file's stem.
 
-    return dataset_name(data)
+    Kept here, free of pandas and scikit-learn, because composing any config resolves it
+    (``study.name: ${dataset_name:${data}}``) and config errors must answer fast.
+
+    Raises:
+        ConfigError: under ``data.path`` for a file source with neither set.
+    """
+
+    def option(key: str) -> Any:
+        try:
+            value = data.get(key)
+        except MissingMandatoryValue:  # a '???' value still unset
+            return None
+        return None if value in (None, "", "???") else value
+
+    if option("name") is not None:
+        return str(option("name"))
+    if option("path") is not None:
+        return Path(str(option("path"))).stem
+    if data.get("source") == "csv":
+        raise ConfigError("data.path", "is required: set data.path=customers.csv")
+    return str(data.get("source") or "data")
 
 
-# `study.name: ${dataset_name:${data}}` names a study after its data before any data is read.
 if not OmegaConf.has_resolver("dataset_name"):
-    OmegaConf.register_new_resolver("dataset_name", _dataset_name)
+    OmegaConf.register_new_resolver("dataset_name", dataset_name)
 
 
 def conf_dir() -> Path:

@@ -35,9 +35,9 @@ def check(settings: Mapping[str, Any]) -> tuple[SearchSpace, Any, Any]:
     """Every check that needs no data: config values, sampler and pruner options, and the
     losses and metric against the task when ``data.task`` is set. Returns the space, sampler
     and pruner."""
+    space = validate(settings)  # before importing Optuna: most mistakes are caught here, fast
     from tuning.engines.optuna import make_pruner, make_sampler
 
-    space = validate(settings)
     sampler = make_sampler(settings["sampler"])
     pruner = make_pruner(settings["pruner"])
     task = settings["data"].get("task")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from tuning.config import dataset_name
 from tuning.data.dataset import TASKS, Dataset, Task
 from tuning.data.options import option
 from tuning.data.prepare import check_task, prepare, split_fractions
@@ -23,23 +23,6 @@ __all__ = [
     "load_dataset",
     "transform_features",
 ]
-
-
-def dataset_name(data: Mapping[str, Any]) -> str:
-    """The data set's name without loading it: ``data.name``, else the file's stem.
-
-    Raises:
-        ConfigError: under ``data.path`` for a file source with neither set.
-    """
-    name = option(data, "name")
-    if name not in (None, ""):
-        return str(name)
-    path = option(data, "path")
-    if path not in (None, ""):
-        return Path(str(path)).stem
-    if data.get("source") == "csv":
-        raise ConfigError("data.path", "is required: set data.path=customers.csv")
-    return str(data.get("source") or "data")
 
 
 def _size_key(data: Mapping[str, Any]) -> str:

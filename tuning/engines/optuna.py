@@ -9,17 +9,19 @@ import time
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning.data import Dataset
 from tuning.errors import ConfigError, TrialFailed, TuningError
 from tuning.record import TrialRecord
 from tuning.space import SearchSpace
 from tuning.storage import open_storage, redact
+
+if TYPE_CHECKING:  # pandas/scikit-learn: not needed to check a config
+    from tuning.data import Dataset
 
 log = logging.getLogger(__name__)
 
