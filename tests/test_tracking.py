@@ -258,7 +258,10 @@ def interrupted_sweep(folder: Path, *overrides: str) -> tuple[int, str]:
         storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/experiments/plants/optuna.db")
         study = optuna.load_study(study_name="plants", storage=storage)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(study.get_trials(deepcopy=False)) < 2:
+        # Trial 1 has started training once its seed is recorded (its record exists by then).
+        while time.monotonic() < deadline and not any(
+            t.number == 1 and "seed" in t.user_attrs for t in study.get_trials(deepcopy=False)
+        ):
             time.sleep(0.05)
         time.sleep(0.3)  # inside trial 1: a fresh model is being built and traced
         proc.send_signal(signal.SIGINT)

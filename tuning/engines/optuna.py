@@ -148,13 +148,17 @@ class Objective:
         from tuning.fit import EpochLog
         from tuning.trial import objective_value, run_trial
 
-        hp = self.space.suggest(trial)
+        try:
+            hp = self.space.suggest(trial)
+        except KeyboardInterrupt:  # Ctrl-C before training began: still retried on resume
+            trial.set_user_attr("interrupted", True)
+            raise
         seed = self.seed + trial.number
         record = TrialRecord(trial.number, "RUNNING", hp, seed, start_time=time.time())
         self.records[trial.number] = record
-        trial.set_user_attr("seed", seed)
         epoch_log = EpochLog()
         try:
+            trial.set_user_attr("seed", seed)
             model, result = run_trial(
                 hp,
                 self.dataset,
