@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter, not its results
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's "creating tables" notes
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("tensorflow", "keras", "optuna", "keras-tuner", "mlflow", "numpy")
@@ -272,5 +273,6 @@ def quiet_tuning_logs() -> None:
     import logging
 
     logging.getLogger("tuning").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
+    # "N out of the last M calls triggered tf.function retracing": one new model per trial.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -99,7 +99,6 @@ def tuning(_: dict[str, Any]) -> common.Job:
                 *common.fixed_overrides(job["epochs"]),
                 f"study.name=repeat{job['repeat']}",
                 f"study.n_trials={job['trials']}",
-                f"seed={job['repeat']}",
             ]
         )
         assert cfg["tracking"]["enabled"], "the overhead is measured with tracking on"
