@@ -123,21 +123,25 @@ def test_ctrl_c_marks_the_trial_and_a_rerun_retries_it(in_tmp):
             "training.early_stopping.patience=null", "pruner=none"]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tuning", "sweep", *args], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "tuning", "sweep", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # wait until the first trial is finished and the second runs
-        if Path("experiments/plants/optuna.db").exists():
-            try:
-                states = [t.state.name for t in load().trials]
-            except Exception:
-                states = []
-            if states.count("COMPLETE") >= 1 and "RUNNING" in states:
-                break
-        time.sleep(0.5)
-    time.sleep(2)
+    lines = []
+    for line in proc.stdout:  # trial 0's progress line: the study's database exists by now
+        lines.append(line)
+        if " trial 0 " in line:
+            break
+    deadline = time.time() + 120
+    while time.time() < deadline:  # trial 1 is training once its seed is recorded
+        if any(t.number == 1 and "seed" in t.user_attrs for t in load().trials):
+            break
+        time.sleep(0.2)
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    err = "".join(lines) + proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, err
     assert "run the same command to resume" in err
     interrupted = [t for t in load().trials if t.user_attrs.get("interrupted")]

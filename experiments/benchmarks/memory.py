@@ -5,7 +5,7 @@ short trials (2 epochs, 1000 plants rows); the resident set size (RSS) is read a
 finished trial. Target: growth from trial 10 to the last trial under 50 MB.
 
     python experiments/benchmarks/memory.py --quick     # 40 trials, ~3 min on 2 cores
-    python experiments/benchmarks/memory.py             # 100 trials, ~7 min
+    python experiments/benchmarks/memory.py             # 100 trials, ~8 min
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The 5 epochs are never cut: early stopping's patience (10) exceeds them and the 
 pruner waits 5 epochs before it may prune.
 
     python experiments/benchmarks/overhead.py --quick     # 3 trials x 3 repeats, ~4 min on 2 cores
-    python experiments/benchmarks/overhead.py             # 10 trials x 5 repeats, ~15 min
+    python experiments/benchmarks/overhead.py             # 10 trials x 5 repeats, ~17 min
 """
 
 from __future__ import annotations
