@@ -12,7 +12,6 @@ import numpy as np
 from tuning.data import Dataset
 from tuning.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.model import build_model, needs_one_hot
-from tuning.record import TrialRecord  # noqa: F401  (re-exported for callers)
 from tuning.space import Hyperparameters
 
 

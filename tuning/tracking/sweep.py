@@ -37,7 +37,7 @@ from tuning.tracking.client import Tracking, artifact_location, experiment_id, i
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tuning.trial import TrialRecord
+    from tuning.record import TrialRecord
 
 log = logging.getLogger("tuning")
 
