@@ -10,7 +10,7 @@ import pytest
 from conftest import settings
 
 from tuning.data import load_dataset
-from tuning.fit import fresh_session, seed_everything
+from tuning.fit import fit_model, fresh_session, seed_everything
 from tuning.model import build_model, task_metrics
 from tuning.space import Hyperparameters
 from tuning.trial import run_trial, targets
@@ -127,3 +127,30 @@ def test_trials_in_one_process_leave_no_graphs_behind():
     for seed in (2, 3, 4):
         run_trial(small, dataset, cfg["training"], seed=seed)
     assert live() == after_one == (0, after_one[1])
+
+
+def test_fit_model_trains_exactly_like_plain_model_fit():
+    """fit_model passes explicit step counts (one data iterator per epoch instead of two): the
+    batches, updates and per-epoch metrics stay those of a plain ``model.fit``."""
+    _, ds = _data("plants")
+    y, y_val = targets(ds.y_train, HP, ds), targets(ds.y_val, HP, ds)
+
+    def model() -> keras.Model:
+        fresh_session()
+        seed_everything(5)
+        return build_model(ds.n_features, ds.task, ds.n_classes, units=HP.units, dropout=HP.dropout)
+
+    ours = model()
+    result = fit_model(
+        ours, ds.x_train, y, validation=(ds.x_val, y_val), epochs=3, batch_size=14, patience=None
+    )
+    plain = model()
+    history = plain.fit(
+        ds.x_train, y, validation_data=(ds.x_val, y_val), epochs=3, batch_size=14, verbose=0, shuffle=True
+    ).history
+    assert len(ds.x_train) % 14 and len(ds.x_val) % 14  # partial last batches on both sides
+    assert result.history.keys() == history.keys()
+    for key in history:
+        np.testing.assert_array_equal(result.history[key], history[key], err_msg=key)
+    for wa, wb in zip(ours.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)

