@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import yaml
 
 from tuning.errors import ConfigError
+from tuning.files import atomic_text
 from tuning.space import Hyperparameters, hyperparameters_from_config
 from tuning.storage import redact
 from tuning.tasks import resolve_loss
@@ -44,14 +43,10 @@ def best_config(
 
 def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> Path:
     """Write atomically: a crash never leaves a half-written file in place of a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_text(path) as fh:
         fh.write(header + text)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 # Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.

@@ -24,6 +24,7 @@ import pandas as pd
 from tuning.config import validate, validate_for_task
 from tuning.data import Dataset, load_dataset, transform_features
 from tuning.errors import ConfigError, DataError
+from tuning.files import atomic_text
 from tuning.metrics import gap
 from tuning.space import Hyperparameters
 from tuning.tasks import METRICS
@@ -249,11 +250,9 @@ def save_final(final: FinalModel, folder: str | Path) -> Path:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically, like ``tuning.export.write_yaml``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_text(path) as fh:
         json.dump(data, fh, indent=2, default=float)
         fh.write("\n")
-    os.replace(tmp, path)
 
 
 # --- loading and predicting ----------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tuning.cli_support import fail
 from tuning.errors import ConfigError
+from tuning.files import atomic_text
 
 USAGE = """\
 usage: tuning predict model=PATH data.path=ROWS [output=PATH] [data.sep=SEP]
@@ -72,11 +71,8 @@ def run(values: dict[str, str]) -> Path:
     import_tensorflow_quietly()
     saved = load_final(folder)
     predictions = predict_frame(saved, frame, key="data.path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_text(output, newline="") as fh:
         predictions.to_csv(fh, index=False)
-    os.replace(tmp, output)
     label = f"predicted_{saved.meta['target']}"
     summary = ""
     if saved.meta["task"] != "regression":

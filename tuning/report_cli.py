@@ -8,7 +8,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuning.storage import default_storage_url, redact
+from tuning import study_file
+from tuning.report import format_table, trials_table, write_csv
+from tuning.storage import default_storage_url, local_path, open_storage, redact
+from tuning.summary import StudySummary, counts_line, from_study
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,20 +29,46 @@ def local_studies(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/optuna.db"))
 
 
-def main(args: Sequence[str]) -> int:
+def _sqlite_file(url: str) -> Path | None:
+    path = local_path(url)
+    return path if path is not None and url.startswith("sqlite:") else None
+
+
+def study_names(url: str) -> list[str]:
+    """The studies in a storage: straight from a SQLite file when possible, else through Optuna."""
+    path = local_path(url)
+    if path is not None and not path.is_file():  # Optuna would create an empty one there
+        raise FileNotFoundError(f"no such file {path}")
+    if _sqlite_file(url) is not None:
+        names = study_file.study_names(path)
+        if names is not None:
+            return names
     import optuna
 
-    from tuning.report import counts_line, format_table, trials_table
+    return optuna.study.get_all_study_names(storage=open_storage(url))
 
-    opts = _parser().parse_args(list(args))
+
+def load_summary(url: str, name: str) -> StudySummary:
+    """Study ``name`` as plain data (the fast SQLite reader first, Optuna's reader otherwise)."""
+    path = _sqlite_file(url)
+    summary = study_file.read_study(path, name) if path is not None else None
+    if summary is not None:
+        return summary
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return from_study(optuna.load_study(study_name=name, storage=open_storage(url)))
+
+
+def main(args: Sequence[str]) -> int:
+    opts = _parser().parse_args(list(args))
     root = Path(opts.root)
     name = opts.study
     if opts.storage:
         url = opts.storage
         try:
-            names = optuna.study.get_all_study_names(storage=url)
+            names = study_names(url)
         except Exception as err:
             print(f"error: --storage: cannot read {redact(url)}: {str(err).splitlines()[0]}", file=sys.stderr)
             return 2
@@ -54,15 +83,19 @@ def main(args: Sequence[str]) -> int:
         what = f"no study '{name}'" if name else "which study?"
         print(f"error: study: {what} in {where}; studies: {found}", file=sys.stderr)
         return 2
-    study = optuna.load_study(study_name=name, storage=url)
+    try:
+        study = load_summary(url, name)
+    except Exception as err:  # e.g. a database written by a newer Optuna
+        print(
+            f"error: study: cannot read '{name}' in {redact(url)}: {str(err).splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return 2
     table = trials_table(study)
-    direction = study.direction.name.lower()
-    print(
-        f"study '{name}' in {redact(url)}: {direction} {study.user_attrs.get('metric', 'value')}; {counts_line(study)}"
-    )
+    states = [t.state for t in study.trials]
+    print(f"study '{name}' in {redact(url)}: {study.direction} {study.metric}; {counts_line(states)}")
     print(format_table(table, opts.top))
     if opts.csv:
-        Path(opts.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(opts.csv, index=False)
+        write_csv(table, opts.csv)
         print(f"table written to {opts.csv}")
     return 0

@@ -61,8 +61,9 @@ def run(settings: Mapping[str, Any]) -> Any:
     )
     from tuning.export import best_config, write_yaml
     from tuning.progress import Progress
-    from tuning.report import counts_line, format_table, trials_table
+    from tuning.report import format_table, trials_table
     from tuning.storage import redact
+    from tuning.summary import counts_line, from_study
 
     # Our progress lines report every trial (failures with their reason, tracebacks are kept
     # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
@@ -131,8 +132,9 @@ def run(settings: Mapping[str, Any]) -> Any:
                 log.info(tracker.ui_hint())
             raise
 
-    table = trials_table(study)
-    log.info(counts_line(study))
+    summary = from_study(study)
+    table = trials_table(summary)
+    log.info(counts_line(t.state for t in summary.trials))
     log.info("top trials:\n" + format_table(table, int(study_cfg.get("top", 5))))
     try:
         best = study.best_trial

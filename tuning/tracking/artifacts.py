@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from tuning.export import SECRET_KEYS, write_yaml
@@ -28,13 +27,6 @@ PLOTS = {
 # Each plot needs this many complete trials (importances compare trials, so at least two).
 MIN_COMPLETE = {"param_importances": 2}
 PLOTLYJS = {"cdn": "cdn", "embed": True}
-
-
-def write_trials_csv(table: pd.DataFrame, path: Path) -> Path:
-    """The report's table (``tuning.report.trials_table``: objective, best epoch, gaps, params)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
 
 
 def write_config(settings: Mapping[str, Any], path: Path) -> Path:

@@ -29,14 +29,13 @@ from mlflow.utils.validation import (
 )
 
 from tuning.metrics import epoch_gaps
-from tuning.report import state_counts, trials_table
+from tuning.report import Table, trials_table, write_csv
 from tuning.storage import redact
-from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots, write_trials_csv
+from tuning.summary import from_study, state_counts
+from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from tuning.record import TrialRecord
 
 log = logging.getLogger("tuning")
@@ -153,7 +152,7 @@ class MlflowSweepTracker:
     def _log_progress(self, study: optuna.Study, record: TrialRecord) -> None:
         """Parent: this trial's objective, best so far (step = trial number), counts, best params."""
         now, step = _now_ms(), record.number
-        counts = state_counts(study)
+        counts = state_counts(t.state.name for t in study.get_trials(deepcopy=False))
         values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
         tags: dict[str, str] = {}
         if record.value is not None:
@@ -197,8 +196,8 @@ class MlflowSweepTracker:
     def _log_artifacts(self, study: optuna.Study) -> None:
         with tempfile.TemporaryDirectory(prefix="tuning-mlflow-") as tmp:
             folder = Path(tmp)
-            table = trials_table(study)
-            write_trials_csv(table, folder / "trials.csv")
+            table = trials_table(from_study(study))
+            write_csv(table, folder / "trials.csv")
             write_config(self.settings, folder / "config.yaml")
             write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "cdn")))
             top = int(self.options.get("learning_curves", 4))
@@ -206,22 +205,20 @@ class MlflowSweepTracker:
                 write_learning_curves(self._curves(table, top), folder / "learning_curves.png")
             self.client.log_artifacts(self.run_id, tmp)
 
-    def _curves(self, table: pd.DataFrame, top: int) -> list[tuple[str, dict[str, list[float]], int | None]]:
+    def _curves(self, table: Table, top: int) -> list[tuple[str, dict[str, list[float]], int | None]]:
         """Train and validation loss per epoch of the best ``top`` complete trials, read back from MLflow."""
-        import pandas as pd
-
-        metric = str(table.columns[2])
+        metric = table.columns[2]
         curves = []
-        for row in table[table["state"] == "COMPLETE"].head(top).to_dict("records"):
+        for row in [r for r in table.records() if r["state"] == "COMPLETE"][:top]:
             run_id = self.children.get(int(row["trial"]))
             if run_id is None:
                 continue
             history = {key: self._history(run_id, key) for key in ("loss", "val_loss")}
             title = f"trial {row['trial']}: {metric} {row[metric]:.4g}"
-            if not pd.isna(row.get("gap_loss")):
+            if row.get("gap_loss") is not None:
                 title += f", gap_loss {row['gap_loss']:.3g} at the best weights"
             best = row.get("best_epoch")
-            curves.append((title, history, None if pd.isna(best) else int(best)))
+            curves.append((title, history, None if best is None else int(best)))
         return curves
 
     def _history(self, run_id: str, key: str) -> list[float]:
