@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,3 +154,59 @@ def test_ctrl_c_marks_the_trial_and_a_rerun_retries_it(in_tmp):
     retry = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retry) == 1 and retry[0].params == interrupted[0].params
     assert len(finished(load())) == 2
+
+
+THREADS_RUN = (
+    "import json, sys\nimport optuna, tensorflow as tf\nfrom tuning.cli import main\n"
+    "rc = main(sys.argv[1:])\nt = tf.config.threading\n"
+    "study = optuna.load_study(study_name='plants', storage='sqlite:///experiments/plants/optuna.db')\n"
+    "print(json.dumps([rc, t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads(),"
+    " [tr.value for tr in study.trials]]))\n"
+)
+
+
+def test_threads_setting_reaches_tensorflow_and_leaves_values_unchanged(tmp_path):
+    outcomes = {}
+    for threads in ("1", "null"):
+        folder = tmp_path / threads
+        folder.mkdir()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                THREADS_RUN,
+                "sweep",
+                *TINY,
+                "study.n_trials=2",
+                f"training.threads={threads}",
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outcomes[threads] = json.loads(done.stdout.strip().splitlines()[-1])
+    rc, intra, inter, values = outcomes["1"]
+    assert (rc, intra, inter) == (0, 1, 1)
+    assert outcomes["null"][1:3] == [0, 0]  # 0: TensorFlow picks (all cores)
+    assert values == outcomes["null"][3] and len(values) == 2
+
+
+def test_two_workers_share_one_sqlite_study_and_its_trial_total(in_tmp):
+    """Two processes on the default SQLite file: both finish, no trial is run twice, and the total
+    is n_trials (Optuna's MaxTrialsCallback may let the other worker finish one more)."""
+    cmd = [sys.executable, "-m", "tuning", "sweep", *TINY, "study.n_trials=4", "training.threads=1"]
+    workers = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in "ab"
+    ]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    trials = load().trials
+    done = finished(load())
+    assert 4 <= len(done) <= 5
+    assert [t for t in trials if t.state.name not in ("COMPLETE", "PRUNED")] == []
+    # Each worker logs one line per trial it ran: together, every trial exactly once.
+    ran = sorted(int(n) for out in outputs for n in re.findall(r"\] trial (\d+) (?:COMPLETE|PRUNED)", out))
+    assert ran == sorted(t.number for t in done)
+    assert (in_tmp / "experiments" / "plants" / "best.yaml").exists()

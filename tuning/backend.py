@@ -1,7 +1,9 @@
-"""Import TensorFlow once, without the C++ start-up banner it prints on machines with no GPU."""
+"""Start TensorFlow: imported once, without the C++ start-up banner it prints on machines with no
+GPU, with the configured number of CPU threads."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -25,3 +27,30 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def start_tensorflow(threads: int | None = None) -> None:
+    """Import TensorFlow (quietly) and give it ``threads`` CPU threads, before any op runs.
+
+    ``None`` keeps TensorFlow's choice (a pool as large as the machine: measured the fastest for
+    one worker). With several workers on one machine, ``threads`` = cores / workers avoids them
+    fighting over the same cores. Results do not depend on it (deterministic ops).
+    """
+    import_tensorflow_quietly()
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (
+        threads,
+        threads,
+    ):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran ops in this process: its pools are fixed
+        logging.getLogger(__name__).warning(
+            f"training.threads={threads} ignored: TensorFlow already started in this process"
+        )

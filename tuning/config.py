@@ -161,6 +161,7 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     training = cfg["training"]
     _check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
     _check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
+    _check_int("training.threads", training.get("threads"), 1, allow_none=True)
     stopping = training["early_stopping"]
     _check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
     if stopping.get("monitor") not in ALL_METRICS:

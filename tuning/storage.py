@@ -6,12 +6,14 @@ Also the one place that hides credentials inside URLs before they are shown or s
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:]*)(:(?P<pw>[^/@]*))?@")
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|access_key)=)[^&]*")
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+CREATE_ATTEMPTS = 4
 
 
 def redact(url: str | None) -> str | None:
@@ -73,10 +75,23 @@ def open_storage(
     retry = (
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
     )
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=retry,
-    )
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    def create() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=retry,
+        )
+
+    for attempt in range(1, CREATE_ATTEMPTS):
+        try:
+            return create()
+        except (IntegrityError, OperationalError):
+            # Workers started together on a new database all create its tables; the losers of
+            # that race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find
+            # the tables made.
+            time.sleep(0.5 * attempt)
+    return create()

@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tuning.backend import import_tensorflow_quietly
+from tuning.backend import start_tensorflow
 from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
 from tuning.config import (
     compose,
@@ -112,7 +112,7 @@ def run(settings: Mapping[str, Any]) -> Any:
         requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
-        import_tensorflow_quietly()
+        start_tensorflow(settings["training"].get("threads"))
         objective = Objective(
             space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
         )

@@ -74,7 +74,7 @@ def check(settings: Mapping[str, Any], source: str, *, reach_server: bool = Fals
 
 def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     """Train, report, save and register the final model described by a resolved config."""
-    from tuning.backend import import_tensorflow_quietly
+    from tuning.backend import start_tensorflow
     from tuning.final import save_final, train_final
     from tuning.tracking.final import open_final_tracking
 
@@ -92,7 +92,7 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     log.info(
         f"final model of study '{settings['study']['name']}' from {best_path} (best trial {best['trial']})"
     )
-    import_tensorflow_quietly()
+    start_tensorflow(settings["training"].get("threads"))
     final = train_final(settings, hp, source=str(best_path))
     data = final.dataset
     log.info(data.summary())

@@ -18,7 +18,7 @@ trial finishes, so the time used is printed too. The data splits are the same fo
 seed, bit-identical; KerasTuner: get_best_models) evaluated once on the held-out test split.
 
     python experiments/benchmarks/search.py --quick   # 1 seed, 20 s budgets, epochs capped at 20: ~4 min
-    python experiments/benchmarks/search.py           # 3 seeds, 60 s budgets: ~25 min
+    python experiments/benchmarks/search.py           # 3 seeds, 120 s budgets: ~45 min
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import common
 
 METHODS = ("tuning", "hyperband", "random")
 DATASETS = ("breast_cancer", "plants")
-PATIENCE = 10
 EPOCHS_SEEN: list[int] = []  # epochs per fit; module-level: KerasTuner deep-copies callbacks
 
 
@@ -165,11 +164,13 @@ def _hypermodel(space: dict[str, Any], dataset: Any, max_epochs: int | None) -> 
     return MLP()
 
 
-def _keras_tuner(kind: str) -> common.Job:
+def _keras_tuner(kind: str, overrides: list[str]) -> common.Job:
     import keras
     import keras_tuner as kt
 
     space = _space()
+    # The early stopping tuning's trials get (its config, with the same overrides).
+    patience = common.settings(overrides)["training"]["early_stopping"]["patience"]
 
     class CountEpochs(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
@@ -210,7 +211,7 @@ def _keras_tuner(kind: str) -> common.Job:
             dataset.x_train,
             dataset.y_train,
             validation_data=(dataset.x_val, dataset.y_val),
-            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE), CountEpochs()],
+            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience), CountEpochs()],
             verbose=0,
         )
         used = time.perf_counter() - start
@@ -242,12 +243,12 @@ def _keras_tuner(kind: str) -> common.Job:
     return search
 
 
-def hyperband(_: dict[str, Any]) -> common.Job:
-    return _keras_tuner("hyperband")
+def hyperband(params: dict[str, Any]) -> common.Job:
+    return _keras_tuner("hyperband", params.get("overrides", []))
 
 
-def random(_: dict[str, Any]) -> common.Job:
-    return _keras_tuner("random")
+def random(params: dict[str, Any]) -> common.Job:
+    return _keras_tuner("random", params.get("overrides", []))
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
-    p.add_argument("--budget", type=float, help="seconds per search (default: 60, 20 with --quick)")
+    p.add_argument("--budget", type=float, help="seconds per search (default: 120, 20 with --quick)")
     p.add_argument(
         "--override",
         action="append",
@@ -281,7 +282,7 @@ def main() -> None:
         common.serve(args, {"tuning": tuning, "hyperband": hyperband, "random": random})
         return
     started = time.perf_counter()
-    seeds, budget, cap = ((1,), 20, 20) if args.quick else ((1, 2, 3), 60, None)
+    seeds, budget, cap = ((1,), 20, 20) if args.quick else ((1, 2, 3), 120, None)
     seeds = tuple(args.seeds or seeds)
     budget = args.budget or budget
     methods = tuple(args.methods)
@@ -331,6 +332,7 @@ def main() -> None:
                     epochs,
                     epochs / base_epochs,
                     common.median([e for e in reach if e is not None]),
+                    common.median([r["epochs"] / r["used"] for r in rs]),
                     common.median([r["trials"] for r in rs]),
                     common.median([r["used"] for r in rs]),
                 ]
@@ -347,6 +349,7 @@ def main() -> None:
                     "epochs",
                     f"x {first}",
                     "epochs to common score",
+                    "epochs/s",
                     "trials",
                     "s used",
                 ],
