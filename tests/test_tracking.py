@@ -642,3 +642,48 @@ def test_credentials_never_reach_params_tags_or_output(served):
     assert f"open http://user:***@127.0.0.1:{served.server.port}/#/experiments/{exp.experiment_id}" in (
         served.output
     )
+
+
+# --- several workers on one study ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_workers_started_together_share_one_experiment_and_one_parent_run(tmp_path):
+    """Both create the MLflow store, the experiment and the parent run at the same moment."""
+    cmd = [sys.executable, "-m", "tuning", "sweep", "data.n_samples=400", "training.max_epochs=2",
+           "study.n_trials=4", "training.threads=1"]  # fmt: skip
+    workers = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in "ab"
+    ]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert not [line for out in outputs for line in out.splitlines() if "not fully logged" in line]
+    client = client_for(f"sqlite:///{tmp_path / 'experiments' / 'mlflow.db'}")
+    parents = sweep_runs(client, "plants")
+    assert len(parents) == 1, [p.info.run_id for p in parents]
+    import optuna
+
+    study = optuna.load_study(
+        study_name="plants", storage=f"sqlite:///{tmp_path}/experiments/plants/optuna.db"
+    )
+    children = trial_runs(client, "plants")
+    assert sorted(children) == sorted(t.number for t in study.trials)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parents[0].info.run_id}
+
+
+def test_workers_that_each_created_a_parent_run_all_keep_the_first(tmp_path):
+    """The narrow race the lock does not close: two workers both found no parent and made one."""
+    from tuning.tracking.client import connect, experiment_id
+    from tuning.tracking.sweep import _own_or_first_parent
+
+    client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = experiment_id(client, "race")
+    where = "tags.`tuning.role` = 'sweep' and tags.`tuning.study` = 'race'"
+    tags = {"tuning.role": "sweep", "tuning.study": "race"}
+    first = client.create_run(exp, run_name="sweep", tags=tags, start_time=1000)
+    second = client.create_run(exp, run_name="sweep", tags=tags, start_time=2000)
+    assert _own_or_first_parent(client, exp, where, second).info.run_id == first.info.run_id
+    assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
+    assert _own_or_first_parent(client, exp, where, first).info.run_id == first.info.run_id
+    assert [r.info.run_id for r in client.search_runs([exp], where)] == [first.info.run_id]

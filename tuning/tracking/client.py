@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,22 +75,49 @@ def connect(uri: str, timeout: int = 10) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
     # MLflow prints each run's URL, credentials included; the sweep prints its own, redacted.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    from mlflow.tracking import MlflowClient
-
-    target = uri
+    target, lock = uri, None
     if uri.startswith("sqlite:///") and "?" not in uri:
         path = Path(uri.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         # MLflow caches stores by URI: a relative one would follow the working folder around.
         target = f"sqlite:///{path.resolve()}"
+        lock = path.with_name(path.name + ".lock")
     try:
-        client = MlflowClient(tracking_uri=target)
-        client.search_experiments(max_results=1)
+        # Workers started together on a new SQLite store would all create its tables, and
+        # MLflow's migrations run concurrently leave it broken ("table _alembic_tmp_tags
+        # already exists"): one worker at a time opens it.
+        with _exclusive(lock):
+            return _answering_client(target)
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
             "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {redact(reason)[:200]}"
         ) from None
+
+
+@contextmanager
+def _exclusive(lock: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (POSIX ``flock``; nothing elsewhere or for None)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None  # type: ignore[assignment]
+    if lock is None or fcntl is None:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _answering_client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)
     return client
 
 
@@ -103,7 +131,13 @@ def experiment_id(client: Any, name: str, artifact_location: str | None = None) 
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
         return str(found.experiment_id)
-    return str(client.create_experiment(name, artifact_location=artifact_location))
+    try:
+        return str(client.create_experiment(name, artifact_location=artifact_location))
+    except Exception:
+        found = client.get_experiment_by_name(name)  # another worker created it just now
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def artifact_location(uri: str) -> str | None:

@@ -59,6 +59,21 @@ def start_sweep_tracking(
     return MlflowSweepTracker.start(tracking, settings, study, storage_url)
 
 
+def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any:
+    """The study's parent run once this worker has made one: the first made wins.
+
+    Workers that start a new study together each find no parent run and create one; each
+    then looks again, and every worker but the first deletes its own and joins the first
+    (earliest start time, then run id: the same answer in every worker).
+    """
+    parents = client.search_runs([exp], where, max_results=100)
+    first = min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=created)
+    if first.info.run_id != created.info.run_id:
+        client.delete_run(created.info.run_id)
+        log.info(f"MLflow: joining sweep run {first.info.run_id} that another worker started")
+    return first
+
+
 def trial_run_name(number: int) -> str:
     return f"trial-{number:04d}"
 
@@ -109,8 +124,10 @@ class MlflowSweepTracker:
             best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
             log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{name}'")
         else:
-            run = client.create_run(exp, run_name="sweep", tags=tags)
-            best_tags = set()
+            run = _own_or_first_parent(
+                client, exp, where, client.create_run(exp, run_name="sweep", tags=tags)
+            )
+            best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
         tracker = cls(
             tracking,
             settings,
