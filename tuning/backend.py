@@ -41,16 +41,10 @@ def start_tensorflow(threads: int | None = None) -> None:
         return
     import tensorflow as tf
 
-    threading = tf.config.threading
-    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (
-        threads,
-        threads,
-    ):
-        return
-    try:
-        threading.set_intra_op_parallelism_threads(threads)
-        threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already ran ops in this process: its pools are fixed
+    try:  # a no-op when the pools already have this size
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran ops in this process with other pools
         logging.getLogger(__name__).warning(
             f"training.threads={threads} ignored: TensorFlow already started in this process"
         )

@@ -39,10 +39,9 @@ def study_names(url: str) -> list[str]:
     path = local_path(url)
     if path is not None and not path.is_file():  # Optuna would create an empty one there
         raise FileNotFoundError(f"no such file {path}")
-    if _sqlite_file(url) is not None:
-        names = study_file.study_names(path)
-        if names is not None:
-            return names
+    names = study_file.study_names(path) if _sqlite_file(url) is not None else None
+    if names is not None:
+        return names
     import optuna
 
     return optuna.study.get_all_study_names(storage=open_storage(url))

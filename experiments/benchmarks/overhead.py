@@ -56,6 +56,18 @@ def _timed(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, **result}
 
 
+def fit_args(ds: Any, epochs: int) -> dict[str, Any]:
+    """What the plain loop passes to ``model.fit`` and KerasTuner to ``tuner.search``: the same work."""
+    return {
+        "x": ds.x_train,
+        "y": ds.y_train,
+        "validation_data": (ds.x_val, ds.y_val),
+        "epochs": epochs,
+        "batch_size": common.FIXED_MLP["batch_size"],
+        "verbose": 0,
+    }
+
+
 def plain(_: dict[str, Any]) -> common.Job:
     import keras
 
@@ -65,14 +77,7 @@ def plain(_: dict[str, Any]) -> common.Job:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         model = plain_model(ds.n_features)
-        history = model.fit(
-            ds.x_train,
-            ds.y_train,
-            validation_data=(ds.x_val, ds.y_val),
-            epochs=epochs,
-            batch_size=common.FIXED_MLP["batch_size"],
-            verbose=0,
-        )
+        history = model.fit(**fit_args(ds, epochs))
         model.evaluate(ds.x_val, ds.y_val, verbose=0)
         return len(history.history["loss"])
 
@@ -126,14 +131,7 @@ def kerastuner(_: dict[str, Any]) -> common.Job:
         tuner = kt.RandomSearch(
             build, objective="val_loss", max_trials=n, directory="kt", project_name=name, seed=seed
         )
-        tuner.search(
-            ds.x_train,
-            ds.y_train,
-            validation_data=(ds.x_val, ds.y_val),
-            epochs=epochs,
-            batch_size=common.FIXED_MLP["batch_size"],
-            verbose=0,
-        )
+        tuner.search(**fit_args(ds, epochs))
         done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
         return {"epochs": len(done) * epochs}
 

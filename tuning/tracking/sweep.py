@@ -121,13 +121,12 @@ class MlflowSweepTracker:
             run = found[0]
             client.update_run(run.info.run_id, status="RUNNING")
             params = {k: v for k, v in params.items() if k not in run.data.params}  # params never change
-            best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
             log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{name}'")
         else:
             run = _own_or_first_parent(
                 client, exp, where, client.create_run(exp, run_name="sweep", tags=tags)
             )
-            best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
+        best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
         tracker = cls(
             tracking,
             settings,
