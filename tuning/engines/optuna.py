@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import signal
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
@@ -140,6 +143,7 @@ class Objective:
         self.metric = metric
         self.seed = seed
         self.records: dict[int, TrialRecord] = {}
+        self.interrupted = False  # set by the Ctrl-C handler run_trials installs
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Imported here: the engine module itself must stay importable without TensorFlow.
@@ -195,6 +199,10 @@ class Objective:
             record.error = "interrupted"
             raise
         except Exception as err:
+            if self.interrupted:  # a Ctrl-C that TensorFlow's C++ layer turned into another error
+                trial.set_user_attr("interrupted", True)
+                record.error = "interrupted"
+                raise KeyboardInterrupt from err
             record.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrialFailed) else str(err)
             trial.set_user_attr("fail_reason", record.error[:2000])
             if not isinstance(err, TrialFailed):
@@ -243,6 +251,34 @@ class TooManyFailures(TuningError):
     """Every recent trial failed: the configuration is likely broken, so the sweep stops."""
 
 
+@contextmanager
+def _noting_ctrl_c(objective: Objective) -> Iterator[None]:
+    """Note Ctrl-C on the objective, then raise KeyboardInterrupt as usual.
+
+    A Ctrl-C that lands while TensorFlow traces a function can come back from its C++ layer as a
+    RuntimeError ("MISMATCH of original and normalized active exception types ... KeyboardInterrupt"):
+    the note lets the objective still stop the sweep instead of failing the trial and going on.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        if previous is signal.SIG_IGN:
+            return
+        objective.interrupted = True
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_trials(
     study: optuna.Study,
     objective: Objective,
@@ -262,17 +298,18 @@ def run_trials(
         return
     finish = _Finish(objective, observers, max_consecutive_failures)
     try:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout,
-            catch=(Exception,),
-            callbacks=[
-                finish,
-                optuna.study.MaxTrialsCallback(n_trials, states=FINISHED),
-            ],
-            gc_after_trial=False,
-        )
+        with _noting_ctrl_c(objective):
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=[
+                    finish,
+                    optuna.study.MaxTrialsCallback(n_trials, states=FINISHED),
+                ],
+                gc_after_trial=False,
+            )
     except KeyboardInterrupt:
         # Optuna has marked the running trial FAIL; tell observers so its run is closed too.
         for record in list(objective.records.values()):
