@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from tuning.errors import ConfigError
@@ -34,3 +35,27 @@ def run_hydra_app(app: Callable[[], None], prog: str, args: Sequence[str]) -> in
     finally:
         sys.argv = saved
     return 0
+
+
+def redact_hydra_files() -> None:
+    """Hide credentials in the files Hydra saved for this job (``.hydra/*.yaml``).
+
+    Hydra writes the composed config, its own config and the command-line overrides verbatim
+    before the job starts, and has no hook to filter them, so a password inside a storage or
+    tracking URL would sit there in plain text: rewrite them, line by line, through ``redact``.
+    Call it first thing in a ``@hydra.main`` function.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from tuning.files import atomic_text
+    from tuning.storage import redact
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is None:
+        return
+    for path in (Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir).glob("*.yaml"):
+        text = path.read_text()
+        clean = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+        if clean != text:
+            with atomic_text(path) as out:
+                out.write(clean)

@@ -92,6 +92,14 @@ def hydra_error(err: Exception, config_dir: Path | None = None) -> ConfigError:
     if no_match:
         return ConfigError(no_match.group(1), "is not a config group or key of this config")
     first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+    override = getattr(err, "override", None)  # Hydra's OverrideParseException: the value's syntax
+    if isinstance(override, str) and "=" in override:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return ConfigError(
+            key,
+            f"cannot parse the value ({first}); quote a value holding '=', spaces or brackets: "
+            f"""'{key}="..."'""",
+        )
     return ConfigError("", f"invalid configuration: {first}")
 
 

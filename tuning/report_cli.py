@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuning import study_file
+from tuning.errors import ConfigError
 from tuning.report import format_table, trials_table, write_csv
-from tuning.storage import default_storage_url, local_path, open_storage, redact
+from tuning.storage import check_storage, default_storage_url, first_line, local_path, open_storage, redact
 from tuning.summary import StudySummary, counts_line, from_study
 
 
@@ -67,9 +68,13 @@ def main(args: Sequence[str]) -> int:
     if opts.storage:
         url = opts.storage
         try:
+            check_storage(url, reach_server=False)
             names = study_names(url)
+        except ConfigError as err:
+            print(f"error: --storage: {err.message}", file=sys.stderr)
+            return 2
         except Exception as err:
-            print(f"error: --storage: cannot read {redact(url)}: {str(err).splitlines()[0]}", file=sys.stderr)
+            print(f"error: --storage: cannot read {redact(url)}: {first_line(err)}", file=sys.stderr)
             return 2
     else:
         names = local_studies(root)
@@ -86,7 +91,7 @@ def main(args: Sequence[str]) -> int:
         study = load_summary(url, name)
     except Exception as err:  # e.g. a database written by a newer Optuna
         print(
-            f"error: study: cannot read '{name}' in {redact(url)}: {str(err).splitlines()[0]}",
+            f"error: study: cannot read '{name}' in {redact(url)}: {first_line(err)}",
             file=sys.stderr,
         )
         return 2

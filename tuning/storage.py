@@ -10,10 +10,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuning.errors import ConfigError
+
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:]*)(:(?P<pw>[^/@]*))?@")
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|access_key)=)[^&]*")
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 CREATE_ATTEMPTS = 4
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+# The pip package behind each SQLAlchemy driver (postgresql:// is psycopg 3 from SQLAlchemy 2.1).
+DRIVER_PACKAGES = {
+    "psycopg": "tuning[postgres]",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "mysqldb": "mysqlclient",
+    "pymysql": "pymysql",
+    "pyodbc": "pyodbc",
+}
 
 
 def redact(url: str | None) -> str | None:
@@ -42,6 +54,61 @@ def local_path(url: str) -> Path | None:
     if is_journal(url):
         return Path(url.removeprefix("journal:").removeprefix("//"))
     return None
+
+
+def check_storage(url: str, *, reach_server: bool = True) -> None:
+    """Fail in one line, before anything is trained or written, when ``url`` cannot work.
+
+    Checks the URL's form, that its database driver is installed and, with ``reach_server``,
+    that a database server answers (one connection, nothing created). SQLite and journal
+    files need no check: they are made on first use.
+
+    Raises:
+        ConfigError: under ``study.storage``, credentials redacted.
+    """
+    if local_path(url) is not None or url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    shown = redact(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(
+            "study.storage",
+            f"{shown!r} is not a storage URL; allowed: sqlite:///FILE, postgresql://USER@HOST/DB, "
+            "mysql+pymysql://..., or a .journal file",
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        driver = dialect.driver
+        package = DRIVER_PACKAGES.get(driver, driver)
+        raise ConfigError(
+            "study.storage",
+            f"{parsed.get_backend_name()} needs the driver {driver}; install it: pip install '{package}'",
+        ) from None
+    if not reach_server:
+        return
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if parsed.get_backend_name() == "postgresql" else {}
+    engine = create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as err:
+        raise ConfigError("study.storage", f"cannot connect to {shown}: {first_line(err)}") from None
+    finally:
+        engine.dispose()
+
+
+def first_line(err: BaseException) -> str:
+    """The driver's own message (SQLAlchemy wraps it with the SQL and a help link), redacted."""
+    cause = getattr(err, "orig", None) or err
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return redact(lines[0]) if lines else type(cause).__name__
 
 
 def open_storage(

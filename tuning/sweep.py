@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.backend import start_tensorflow
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
 from tuning.config import (
     compose,
     conf_dir,
@@ -25,6 +25,7 @@ from tuning.config import (
 )
 from tuning.errors import ConfigError
 from tuning.space import SearchSpace
+from tuning.storage import check_storage
 from tuning.tasks import TASKS
 from tuning.tracking.client import check_tracking, connect_tracking
 
@@ -40,6 +41,7 @@ def check(settings: Mapping[str, Any]) -> tuple[SearchSpace, Any, Any]:
 
     sampler = make_sampler(settings["sampler"])
     pruner = make_pruner(settings["pruner"])
+    check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]), reach_server=False)
     task = settings["data"].get("task")
     if task in TASKS:
         space = validate_for_task(settings, space, task)
@@ -54,6 +56,7 @@ def run(settings: Mapping[str, Any]) -> Any:
     from tuning.data import load_dataset
     from tuning.engines.optuna import (
         Objective,
+        fail_stale_trials,
         finished_count,
         open_study,
         requeue_interrupted,
@@ -112,6 +115,12 @@ def run(settings: Mapping[str, Any]) -> Any:
         requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
+        stale = fail_stale_trials(study)
+        if stale:
+            log.info(
+                f"trial(s) {stale} were left running by a worker that stopped (no heartbeat for "
+                f"{study_cfg.get('grace_period')} s): marked FAIL, re-running each once with the same parameters"
+            )
         start_tensorflow(settings["training"].get("threads"))
         objective = Objective(
             space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
@@ -179,6 +188,7 @@ def _finish_tracking(tracker: Any, study: Any) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _app(cfg: DictConfig) -> None:
+    redact_hydra_files()
     try:
         run(resolved(cfg))
     except ConfigError as err:
@@ -197,7 +207,9 @@ def main(args: Sequence[str]) -> int:
         try:
             settings = resolved(compose("config", [a for a in args if not a.startswith("-")]))
             check(settings)
-            check_tracking(settings)  # an unreachable tracking server: one line, nothing written
+            # An unreachable database or tracking server: one line, nothing written.
+            check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]))
+            check_tracking(settings)
         except ConfigError as err:
             fail(err)
     return run_hydra_app(_app, "tuning sweep", args)

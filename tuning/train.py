@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
 from tuning.config import compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.export import check_best, read_best
@@ -209,6 +209,7 @@ def main(args: Sequence[str]) -> int:
         fail(err)
 
     def job(cfg: DictConfig) -> None:
+        redact_hydra_files()
         try:
             run(resolved(cfg), best_path)
         except ConfigError as err:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuning.errors import ConfigError, TrialFailed, TuningError
 from tuning.record import TrialRecord
 from tuning.space import SearchSpace
-from tuning.storage import open_storage, redact
+from tuning.storage import first_line, open_storage, redact
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to check a config
     from tuning.data import Dataset
@@ -84,17 +84,21 @@ def open_study(
     user_attrs: Mapping[str, Any],
 ) -> optuna.Study:
     """Create the study, or load it to resume; refuse a resume with another direction or metric."""
-    storage = open_storage(
-        storage_url,
-        heartbeat_interval=study_config.get("heartbeat_interval"),
-        grace_period=study_config.get("grace_period"),
-    )
+    from sqlalchemy.exc import SQLAlchemyError
+
     name = str(study_config["name"])
     direction = str(study_config["direction"])
     try:
+        storage = open_storage(
+            storage_url,
+            heartbeat_interval=study_config.get("heartbeat_interval"),
+            grace_period=study_config.get("grace_period"),
+        )
         existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         existing = None
+    except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
+        raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
     if existing is not None:
         old_direction = existing.direction.name.lower()
         old_metric = existing.user_attrs.get("metric")
@@ -123,6 +127,20 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
             queued.append(t.number)
     return queued
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL the trials a stopped worker left RUNNING (no heartbeat for ``grace_period``);
+    the storage's retry callback queues each once again. Returns their numbers.
+
+    Optuna checks this before every trial too; checking first lets the sweep say so.
+    """
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return []
+    optuna.storages.fail_stale_trials(study)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return sorted(t.number for t in failed if t.number in running)
 
 
 class Objective:
