@@ -23,6 +23,7 @@ seed, bit-identical; KerasTuner: get_best_models) evaluated once on the held-out
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,14 @@ def random(params: dict[str, Any]) -> common.Job:
 # --- the comparison ---------------------------------------------------------------------------
 
 
+def _variant(text: str) -> tuple[str, list[str]]:
+    """``hb=pruner=hyperband,pruner.min_resource=3`` -> ("tuning-hb", [overrides])."""
+    name, _, overrides = text.partition("=")
+    if not name or "=" not in overrides:
+        raise SystemExit(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE]")
+    return f"tuning-{name}", overrides.split(",")
+
+
 def epochs_to_reach(trace: list[list[Any]], target: float) -> int | None:
     """Epochs a search had trained when one of its trials first scored ``target`` or better."""
     spent = 0
@@ -277,25 +286,38 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a `tuning sweep` override for the tuning method (repeatable), e.g. pruner=hyperband",
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+        help="one more method, tuning-NAME: tuning with these overrides, run side by side with the "
+        "others (repeatable), e.g. hb=pruner=hyperband",
+    )
     args = p.parse_args()
+    variants = dict(_variant(v) for v in args.variant)
     if args.child:
-        common.serve(args, {"tuning": tuning, "hyperband": hyperband, "random": random})
+        setups = {"tuning": tuning, "hyperband": hyperband, "random": random}
+        for name in json.loads(args.params).get("variants", {}):  # the parent's --variant list
+            setups[name] = lambda params, name=name: tuning({"overrides": params["variants"][name]})
+        common.serve(args, setups)
         return
     started = time.perf_counter()
     seeds, budget, cap = ((1,), 20, 20) if args.quick else ((1, 2, 3), 120, None)
     seeds = tuple(args.seeds or seeds)
     budget = args.budget or budget
-    methods = tuple(args.methods)
+    methods = (*args.methods, *variants)
     common.print_header("search efficiency: same space, same wall-clock budget", args)
     print(
         f"data sets {', '.join(args.datasets)}; seeds {list(seeds)}; budget {budget:g} s per search; "
         f"objective val_loss; epochs {'capped at ' + str(cap) if cap else 'as sampled (20-100)'}"
         + (f"; tuning overrides {args.override}" if args.override else "")
+        + "".join(f"; {name}: {overrides}" for name, overrides in variants.items())
         + "\n",
         flush=True,
     )
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    with common.workers(__file__, methods, {"overrides": args.override}) as pool:
+    with common.workers(__file__, methods, {"overrides": args.override, "variants": variants}) as pool:
         n = 0
         for data in args.datasets:
             for seed in seeds:
@@ -355,16 +377,17 @@ def main() -> None:
                 ],
             )
         )
-        if "tuning" in methods:
-            for other in (m for m in methods if m != "tuning"):
+        ours = [m for m in methods if m.startswith("tuning")]
+        for us in ours:
+            for other in (m for m in methods if m not in ours):
                 wins, needed = 0, []
-                for mine, theirs in zip(results[(data, "tuning")], results[(data, other)], strict=True):
+                for mine, theirs in zip(results[(data, us)], results[(data, other)], strict=True):
                     wins += mine["best_val"] <= theirs["best_val"]
                     needed.append((epochs_to_reach(mine["trace"], theirs["best_val"]), theirs["epochs"]))
                 shown = ", ".join(f"{'never' if e is None else e}/{t}" for e, t in needed)
                 print(
-                    f"tuning vs {other}: better or equal best val_loss on {wins}/{len(needed)} seeds; "
-                    f"epochs tuning needed to reach {other}'s best / epochs {other} trained: {shown}"
+                    f"{us} vs {other}: better or equal best val_loss on {wins}/{len(needed)} seeds; "
+                    f"epochs {us} needed to reach {other}'s best / epochs {other} trained: {shown}"
                 )
     print(
         "\n'epochs to common score': epochs trained until the search first had a trial as good as "
