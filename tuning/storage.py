@@ -82,8 +82,9 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
             f"{shown!r} is not a storage URL; allowed: sqlite:///FILE, postgresql://USER@HOST/DB, "
             "mysql+pymysql://..., or a .journal file",
         ) from None
+    load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
     try:
-        dialect.import_dbapi()
+        load_driver()
     except ImportError:
         driver = dialect.driver
         package = DRIVER_PACKAGES.get(driver, driver)
