@@ -8,6 +8,7 @@ password in the URL is never checked: it is there to prove it never reaches an o
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -34,7 +35,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert uri.startswith("postgresql://postgres:@/"), uri
         yield uri.replace("postgres:@", f"postgres:{SECRET}@", 1)
     finally:
-        server.cleanup()
+        server.cleanup()  # stops the server
+        atexit.unregister(server._cleanup)  # its own exit hook would log to pytest's closed streams
 
 
 def storage_override(url: str) -> str:
