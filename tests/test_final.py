@@ -392,7 +392,16 @@ def test_no_refit_replays_the_best_trial_and_skips_mlflow_when_off(swept, monkey
         )
     )
 
-    assert cli(["train", f"best={path}", "final.refit=false", "tracking=none"]) == 0
+    # A password on the command line (here in a URL train does not use) stays out of Hydra's files.
+    secret_url = "study.storage=postgresql://tuner:pw-s3cret@db.example.org/optuna"
+    assert cli(["train", f"best={path}", "final.refit=false", "tracking=none", secret_url]) == 0
+    hydra_files = list((path.parent / "final" / "runs").glob("*/.hydra/*.yaml"))
+    assert {p.name for p in hydra_files} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert all("pw-s3cret" not in p.read_text() for p in hydra_files)
+    assert (
+        "postgresql://tuner:***@db.example.org/optuna"
+        in (hydra_files[0].parent / "overrides.yaml").read_text()
+    )
     meta = json.loads((path.parent / "final" / "meta.json").read_text())
     assert meta["refit"] is False and "mlflow" not in meta
     # the same code path, seed and data as the trial: the search's validation values, again
