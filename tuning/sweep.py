@@ -32,16 +32,16 @@ from tuning.tracking.client import check_tracking, connect_tracking
 log = logging.getLogger("tuning")
 
 
-def check(settings: Mapping[str, Any]) -> tuple[SearchSpace, Any, Any]:
-    """Every check that needs no data: config values, sampler and pruner options, and the
-    losses and metric against the task when ``data.task`` is set. Returns the space, sampler
-    and pruner."""
+def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[SearchSpace, Any, Any]:
+    """Every check that needs no data: config values, sampler and pruner options, the storage
+    URL (with ``reach_server``, that its database answers), and the losses and metric against
+    the task when ``data.task`` is set. Returns the space, sampler and pruner."""
     space = validate(settings)  # before importing Optuna: most mistakes are caught here, fast
     from tuning.engines.optuna import make_pruner, make_sampler
 
     sampler = make_sampler(settings["sampler"])
     pruner = make_pruner(settings["pruner"])
-    check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]), reach_server=False)
+    check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]), reach_server=reach_server)
     task = settings["data"].get("task")
     if task in TASKS:
         space = validate_for_task(settings, space, task)
@@ -118,7 +118,7 @@ def run(settings: Mapping[str, Any]) -> Any:
         stale = fail_stale_trials(study)
         if stale:
             log.info(
-                f"trial(s) {stale} were left running by a worker that stopped (no heartbeat for "
+                f"trial(s) {stale} were left running by a worker that stopped (no heartbeat for over "
                 f"{study_cfg.get('grace_period')} s): marked FAIL, re-running each once with the same parameters"
             )
         start_tensorflow(settings["training"].get("threads"))
@@ -206,9 +206,8 @@ def main(args: Sequence[str]) -> int:
     if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in args):
         try:
             settings = resolved(compose("config", [a for a in args if not a.startswith("-")]))
-            check(settings)
             # An unreachable database or tracking server: one line, nothing written.
-            check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]))
+            check(settings, reach_server=True)
             check_tracking(settings)
         except ConfigError as err:
             fail(err)
