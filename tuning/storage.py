@@ -106,7 +106,8 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
 
 
 def first_line(err: BaseException) -> str:
-    """The driver's own message (SQLAlchemy wraps it with the SQL and a help link), redacted."""
+    """An error's first non-empty line, credentials redacted; for a SQLAlchemy error, its
+    driver's own message (SQLAlchemy wraps it with the SQL and a help link)."""
     cause = getattr(err, "orig", None) or err
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return redact(lines[0]) if lines else type(cause).__name__

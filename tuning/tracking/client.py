@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
-from tuning.storage import redact
+from tuning.storage import first_line, redact
 
 PLOTLYJS_OPTIONS = ("cdn", "embed")
 
@@ -89,9 +89,8 @@ def connect(uri: str, timeout: int = 10) -> Any:
         with _exclusive(lock):
             return _answering_client(target)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {redact(reason)[:200]}"
+            "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {first_line(err)[:200]}"
         ) from None
 
 

@@ -30,7 +30,7 @@ from mlflow.utils.validation import (
 
 from tuning.metrics import epoch_gaps
 from tuning.report import Table, trials_table, write_csv
-from tuning.storage import redact
+from tuning.storage import first_line, redact
 from tuning.summary import from_study, state_counts
 from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
@@ -394,5 +394,4 @@ def _now_ms() -> int:
 
 
 def _one_line(err: Exception) -> str:
-    text = str(err).strip()
-    return redact(text.splitlines()[0] if text else type(err).__name__)[:300]
+    return first_line(err)[:300]
