@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tuning.fit import fit_model
-from tuning.metrics import best_epoch, diverged, epoch_gaps, gap, gaps
+from tuning.metrics import diverged, epoch_gaps, gap, gaps
 from tuning.model import build_model
 
 
@@ -54,13 +54,87 @@ def test_fit_restores_best_weights_and_measures_them():
     assert result.best_epoch == int(np.argmin(result.history["val_loss"]))
     assert result.val["loss"] == pytest.approx(result.history["val_loss"][result.best_epoch], rel=1e-4)
     assert result.gaps["gap_loss"] == pytest.approx(result.val["loss"] - result.train["loss"])
-    assert set(result.val) == {"loss", "accuracy", "auc"}
+    assert set(result.val) == {"loss", "log_loss", "accuracy", "auc"}
 
 
-def test_best_epoch_follows_the_metric_direction_and_skips_nan():
-    history = {"val_loss": [0.5, 0.3, math.nan, 0.3, 0.4], "val_accuracy": [0.6, 0.8, 0.8, 0.9, 0.7]}
-    assert best_epoch(history, "val_loss") == 1
-    assert best_epoch(history, "val_accuracy") == 3
+def keras_best_epoch(values, min_delta):
+    """Keras' EarlyStopping rule, restated: an epoch is better only when it beats the best so far
+    by more than ``min_delta`` (minimized metric)."""
+    best, best_i = math.inf, 0
+    for i, v in enumerate(values):
+        if v + min_delta < best:
+            best, best_i = v, i
+    return best_i
+
+
+@pytest.mark.slow
+def test_best_epoch_is_the_epoch_early_stopping_restored_with_min_delta():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2)).astype("float32")
+    y = (x[:, 0] + 0.3 * rng.normal(size=300) > 0).astype("int32")
+    keras.utils.set_random_seed(1)
+    model = build_model(2, "binary", 2, units=[16], learning_rate=0.01)
+    min_delta = 0.02
+    result = fit_model(
+        model, x[:200], y[:200], validation=(x[200:], y[200:]), epochs=12, batch_size=16,
+        monitor="val_log_loss", patience=20, min_delta=min_delta,
+    )  # fmt: skip
+    values = result.history["val_log_loss"]
+    expected = keras_best_epoch(values, min_delta)
+    # The case this test is for: the plain best epoch is another one (small late improvements).
+    assert expected != int(np.argmin(values)), values
+    assert result.best_epoch == expected
+    # ...and the weights the model holds are that epoch's: re-evaluated, they give its value.
+    assert result.val["log_loss"] == pytest.approx(values[expected], rel=1e-4)
+
+
+def test_log_loss_is_the_cross_entropy_whatever_loss_trains_the_model():
+    """``log_loss`` is the same number for a focal-loss model as sklearn's log loss of its
+    probabilities; ``loss`` is the focal loss, on another scale."""
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    for loss in ("binary_crossentropy", "binary_focal_crossentropy"):
+        keras.utils.set_random_seed(0)
+        model = build_model(3, "binary", 2, units=[4], loss=loss)
+        values = model.evaluate(x, y, verbose=0, return_dict=True)
+        p = model.predict(x, verbose=0).reshape(-1).astype("float64")
+        assert values["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-4)
+        if loss == "binary_focal_crossentropy":
+            assert values["loss"] < 0.8 * values["log_loss"]  # another scale: not comparable
+
+
+@pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy"])
+def test_multiclass_log_loss_is_the_same_for_one_hot_and_index_targets(loss):
+    from sklearn.metrics import log_loss
+
+    from tuning.model import needs_one_hot
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3)).astype("float32")
+    y = rng.integers(0, 3, size=60).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = build_model(3, "multiclass", 3, units=[4], loss=loss)
+    target = keras.utils.to_categorical(y, 3) if needs_one_hot(loss, "multiclass") else y
+    values = model.evaluate(x, target, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0).astype("float64")
+    assert values["log_loss"] == pytest.approx(log_loss(y, p, labels=[0, 1, 2]), rel=1e-4)
+
+
+def test_regression_errors_are_in_the_targets_units():
+    """A model trained on (y - mean) / scale reports rmse and mae of y itself."""
+    mean, scale = 5000.0, 1500.0
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 2)).astype("float32")
+    y = (mean + scale * x[:, 0]).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = build_model(2, "regression", 1, units=[4], target_units=(mean, scale))
+    values = model.evaluate(x, (y - mean) / scale, verbose=0, return_dict=True)
+    pred = mean + scale * model.predict(x, verbose=0).reshape(-1).astype("float64")
+    assert values["rmse"] == pytest.approx(np.sqrt(np.mean((pred - y) ** 2)), rel=1e-4)
+    assert values["mae"] == pytest.approx(np.mean(np.abs(pred - y)), rel=1e-4)
 
 
 def test_gaps_are_positive_when_overfitting():

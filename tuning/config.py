@@ -13,7 +13,7 @@ from omegaconf.errors import MissingMandatoryValue
 from tuning.errors import ConfigError
 from tuning.space import SearchSpace, check_task, parse_space
 from tuning.storage import default_storage_url
-from tuning.tasks import METRICS, direction_of, monitored_metrics
+from tuning.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 
 
 def dataset_name(data: Mapping[str, Any]) -> str:
@@ -134,7 +134,7 @@ def _check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None
         raise ConfigError(key, f"{value!r}; must be an integer >= {low}{none}")
 
 
-ALL_METRICS = sorted({m for task in METRICS for m in monitored_metrics(task)})
+ALL_METRICS = ["auto", *sorted({m for task in METRICS for m in monitored_metrics(task)})]
 
 
 def validate(cfg: Mapping[str, Any]) -> SearchSpace:
@@ -180,8 +180,22 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     return parse_space(cfg["search_space"])
 
 
+def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """``cfg`` with ``auto`` metrics resolved for ``task``: ``study.metric`` (and the early-stopping
+    monitor that follows it) become the task's selection metric, ``study.direction`` follows."""
+    study = dict(cfg["study"])
+    study["metric"] = resolve_metric(str(study["metric"]), task)
+    study["direction"] = study_direction(study["metric"], str(study.get("direction", "auto")))
+    training = dict(cfg["training"])
+    stopping = dict(training["early_stopping"])
+    stopping["monitor"] = resolve_metric(str(stopping["monitor"]), task)
+    training["early_stopping"] = stopping
+    return {**cfg, "study": study, "training": training}
+
+
 def validate_for_task(cfg: Mapping[str, Any], space: SearchSpace, task: str) -> SearchSpace:
     """Checks that need the task: losses, objective metric and early-stopping monitor."""
+    cfg = for_task(cfg, task)
     allowed = monitored_metrics(task)
     for key, value in (
         ("study.metric", cfg["study"]["metric"]),
@@ -189,7 +203,26 @@ def validate_for_task(cfg: Mapping[str, Any], space: SearchSpace, task: str) -> 
     ):
         if value not in allowed:
             raise ConfigError(
-                key, f"{value!r} is not computed for a {task} task; allowed: {', '.join(allowed)}"
+                key, f"{value!r} is not computed for a {task} task; allowed: auto, {', '.join(allowed)}"
             )
     check_task(space, task)
-    return parse_space(cfg["search_space"], task)
+    space = parse_space(cfg["search_space"], task)
+    _check_comparable(cfg["study"]["metric"], space, task)
+    return space
+
+
+def _check_comparable(metric: str, space: SearchSpace, task: str) -> None:
+    """Refuse to rank trials by their training loss when trials train with different losses:
+    a focal loss is always smaller than a cross-entropy, so the search would pick the loss
+    function, not the model."""
+    if metric.removeprefix("val_") != "loss" or "loss" not in space.dimensions:
+        return
+    losses = sorted({resolve_loss(str(c), task) for c in space.dimensions["loss"].choices})
+    if len(losses) > 1:
+        raise ConfigError(
+            "study.metric",
+            f"{metric} is each trial's own loss function, and the search space tries {len(losses)} "
+            f"({', '.join(losses)}) whose values are on different scales; rank by study.metric=auto "
+            f"({resolve_metric('auto', task)}, the same for every trial) or fix the loss: "
+            f"search_space.loss={losses[0]}",
+        )

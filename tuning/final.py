@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from tuning.config import validate, validate_for_task
+from tuning.config import for_task, validate, validate_for_task
 from tuning.data import Dataset, load_dataset, transform_features
 from tuning.errors import ConfigError, DataError
 from tuning.files import atomic_text
@@ -128,6 +128,7 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
     trial_seed = seed + int(best["trial"])
     dataset = load_dataset(settings["data"], settings["split"], seed)
     validate_for_task(settings, validate(settings), dataset.task)
+    settings = for_task(settings, dataset.task)
     check_columns(dataset, hp, best, source)
     training = settings["training"]
     refit = bool(final.get("refit", True))
@@ -151,6 +152,10 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
         raise ConfigError("final", f"the loss became NaN at epoch {result.diverged_at + 1}; nothing saved")
     # The one and only look at the test split.
     test = evaluate(model, dataset.x_test, targets(dataset.y_test, hp, dataset), hp.batch_size)
+    if dataset.target_scaler is not None:  # saved and served in the target's units
+        from tuning.model import in_target_units
+
+        model = in_target_units(model, *dataset.target_units)
     return FinalModel(
         model=model,
         dataset=dataset,
@@ -204,6 +209,10 @@ def meta(final: FinalModel) -> dict[str, Any]:
         "columns": list(data.columns),
         "feature_names": list(data.feature_names),
         "class_names": data.class_names,
+        # The model predicts in the target's units; it trained on (y - mean) / scale.
+        "target_scaling": (
+            dict(zip(("mean", "scale"), data.target_units, strict=True)) if data.target_scaler else None
+        ),
         "best_trial": int(final.search["trial"]),
         "refit": final.refit,
         "epochs": final.epochs,

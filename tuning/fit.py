@@ -12,7 +12,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from tuning.metrics import best_epoch as find_best_epoch
 from tuning.metrics import diverged, gaps
 from tuning.tasks import direction_of
 
@@ -112,7 +111,8 @@ def fit_model(
     """Fit with ``EarlyStopping`` (best weights restored) and ``TerminateOnNaN``.
 
     ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, train and
-    validation metrics are evaluated at the final weights, without dropout, and their gaps taken.
+    validation metrics are evaluated at the final weights (the restored best ones), without
+    dropout, and their gaps taken; ``best_epoch`` is the epoch those weights come from.
     """
     start = time.perf_counter()
     log = epoch_log or EpochLog()
@@ -146,9 +146,12 @@ def fit_model(
     history = log.history
     n_epochs = len(history.get("loss", []))
     nan_at = diverged(history)
+    # The epoch whose weights the model now holds: EarlyStopping's own record of what it restored
+    # (it honours min_delta and baseline); without it, the weights are the last epoch's.
+    restored = stopper is not None and stopper.best_weights is not None
     result = FitResult(
         history=history,
-        best_epoch=find_best_epoch(history, monitor) if monitor in history else n_epochs - 1,
+        best_epoch=stopper.best_epoch if restored else n_epochs - 1,
         epochs_trained=n_epochs,
         early_stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
         n_params=int(model.count_params()),

@@ -1,4 +1,4 @@
-"""Pure functions over a training history: best epoch and overfitting gaps. No Keras import."""
+"""Pure functions over a training history: overfitting gaps, divergence. No Keras import."""
 
 from __future__ import annotations
 
@@ -6,20 +6,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 from tuning.tasks import direction_of
-
-
-def best_epoch(history: Mapping[str, Sequence[float]], monitor: str) -> int:
-    """Index of the best epoch for ``monitor`` (first one on ties; NaN never wins).
-
-    Matches Keras ``EarlyStopping`` with ``min_delta=0``: a later epoch must be strictly better.
-    """
-    values = history[monitor]
-    sign = -1.0 if direction_of(monitor) == "maximize" else 1.0
-    best, best_i = math.inf, 0
-    for i, v in enumerate(values):
-        if v is not None and math.isfinite(v) and sign * v < best:
-            best, best_i = sign * v, i
-    return best_i
 
 
 def gap(train_value: float, val_value: float, metric: str) -> float:

@@ -17,9 +17,9 @@ from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_
 from tuning.config import (
     compose,
     conf_dir,
+    for_task,
     resolved,
     storage_url,
-    study_direction,
     validate,
     validate_for_task,
 )
@@ -77,9 +77,9 @@ def run(settings: Mapping[str, Any]) -> Any:
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
+    settings = for_task(settings, dataset.task)  # `auto` metrics named: what ranks trials is stored
 
     study_cfg = dict(settings["study"])
-    study_cfg["direction"] = study_direction(study_cfg["metric"], study_cfg["direction"])
     study_dir = Path(settings["paths"]["study_dir"])
     url = storage_url(study_cfg, study_dir)
     study = open_study(

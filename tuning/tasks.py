@@ -17,10 +17,22 @@ LOSSES: dict[str, tuple[str, ...]] = {
 LOSS_ALIASES: dict[str, str] = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
 
 # Metrics compiled into every model of a task (names as they appear in the Keras history).
+# ``log_loss`` is the cross-entropy of the predicted probabilities whatever loss trained the
+# model; regression errors are in the target's own units (the model trains on a standardized
+# target). Each is computed the same way in every trial, so trials compare on it.
 METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("accuracy", "auc"),
-    "multiclass": ("accuracy",),
-    "regression": ("mae", "rmse"),
+    "binary": ("log_loss", "accuracy", "auc"),
+    "multiclass": ("log_loss", "accuracy"),
+    "regression": ("rmse", "mae"),
+}
+
+# What ranks trials by default (``study.metric: auto``): one scale for every trial, whichever
+# loss function a trial trains with (``val_loss`` of a focal loss and of a cross-entropy are not
+# comparable), measured on the validation split at the restored best weights.
+SELECTION_METRIC: dict[str, str] = {
+    "binary": "val_log_loss",
+    "multiclass": "val_log_loss",
+    "regression": "val_rmse",
 }
 
 # Direction in which each metric improves; losses and errors go down.
@@ -77,6 +89,11 @@ def monitored_metrics(task: str) -> tuple[str, ...]:
     """Every value a trial's history holds: loss and metrics, train and validation."""
     names = ("loss", *METRICS[task])
     return names + tuple(f"val_{n}" for n in names)
+
+
+def resolve_metric(metric: str, task: str) -> str:
+    """``auto`` is the task's selection metric; any other name is kept."""
+    return SELECTION_METRIC[task] if metric == "auto" else metric
 
 
 def direction_of(metric: str) -> str:

@@ -13,6 +13,7 @@ from tuning.data import Dataset
 from tuning.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.model import build_model, needs_one_hot
 from tuning.space import Hyperparameters
+from tuning.tasks import resolve_metric
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
@@ -21,9 +22,12 @@ def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
 
 
 def targets(y: np.ndarray, hp: Hyperparameters, dataset: Dataset) -> np.ndarray:
-    """Class indices, or one-hot rows when the loss is a (non-sparse) categorical one."""
+    """What the model trains on: class indices, one-hot rows when the loss is a (non-sparse)
+    categorical one, or the standardized regression target."""
     if needs_one_hot(hp.loss, dataset.task):
         return keras.utils.to_categorical(y, dataset.n_classes).astype(np.float32)
+    if dataset.target_scaler is not None:
+        return dataset.target_scaler.transform(y.reshape(-1, 1)).reshape(-1).astype(np.float32)
     return y
 
 
@@ -39,6 +43,7 @@ def new_model(hp: Hyperparameters, dataset: Dataset, steps_per_execution: int = 
         learning_rate=hp.learning_rate,
         loss=hp.loss,
         steps_per_execution=steps_per_execution,
+        target_units=dataset.target_units,
     )
 
 
@@ -71,7 +76,7 @@ def run_trial(
         validation=(dataset.x_val, targets(dataset.y_val, hp, dataset)),
         epochs=effective_epochs(hp, training.get("max_epochs")),
         batch_size=hp.batch_size,
-        monitor=str(stopping["monitor"]),
+        monitor=resolve_metric(str(stopping["monitor"]), dataset.task),
         patience=stopping.get("patience"),
         min_delta=float(stopping.get("min_delta", 0.0)),
         callbacks=callbacks,

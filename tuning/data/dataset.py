@@ -16,9 +16,11 @@ class Dataset:
     """Train / validation / test splits, already preprocessed to float32 feature matrices.
 
     ``y`` holds class indices (int32, ``0..n_classes-1``) for classification and float32
-    values for regression. ``preprocessor`` is fitted on the training rows only and maps a
-    raw pandas frame with ``columns`` to the feature matrix; ``class_names`` maps indices
-    back to the original labels.
+    values for regression, in the target's own units. ``preprocessor`` is fitted on the training
+    rows only and maps a raw pandas frame with ``columns`` to the feature matrix; ``class_names``
+    maps indices back to the original labels. ``target_scaler`` (regression only) is a
+    scikit-learn ``StandardScaler`` fitted on the training rows: models train on the standardized
+    target and report their errors in the target's units.
     """
 
     name: str
@@ -34,6 +36,7 @@ class Dataset:
     feature_names: list[str]
     class_names: list[str] | None = None
     preprocessor: Any = None
+    target_scaler: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -44,6 +47,13 @@ class Dataset:
     def n_classes(self) -> int:
         """Number of classes (1 for regression)."""
         return len(self.class_names) if self.class_names else 1
+
+    @property
+    def target_units(self) -> tuple[float, float]:
+        """``(mean, scale)`` mapping a standardized target back to its units; ``(0, 1)`` if unscaled."""
+        if self.target_scaler is None:
+            return 0.0, 1.0
+        return float(self.target_scaler.mean_[0]), float(self.target_scaler.scale_[0])
 
     def summary(self) -> str:
         """One line for logs: sizes, task and classes."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from omegaconf.errors import MissingMandatoryValue
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from tuning.data.dataset import TASKS, Dataset
 from tuning.data.preprocess import FeaturePreprocessor, choose_columns, require_columns
@@ -260,6 +261,10 @@ def prepare(
     )
 
     pre = FeaturePreprocessor(numeric, categorical).fit(features.iloc[idx_train])
+    # Regression trains on the standardized target (fitted on the training rows only, as
+    # scikit-learn's TransformedTargetRegressor does): a target in the thousands would make a
+    # mean-squared-error loss huge and SGD diverge, and huber's delta would mean nothing.
+    scaler = StandardScaler().fit(y[idx_train].reshape(-1, 1)) if class_names is None else None
     if test_frame is None:
         x_test, y_test = pre.transform(features.iloc[idx_test]), y[idx_test]
     else:
@@ -289,6 +294,7 @@ def prepare(
         feature_names=list(pre.feature_names_),
         class_names=class_names,
         preprocessor=pre,
+        target_scaler=scaler,
         info=info,
     )
 

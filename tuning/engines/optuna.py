@@ -181,6 +181,10 @@ class Objective:
         epoch_log = EpochLog()
         try:
             trial.set_user_attr("seed", seed)
+            # What this trial's value means, kept with it: a reader never compares two numbers
+            # measured differently (the value is `metric` at the restored best weights).
+            trial.set_user_attr("metric", self.metric)
+            trial.set_user_attr("direction", trial.study.direction.name.lower())
             model, result = run_trial(
                 hp,
                 self.dataset,
