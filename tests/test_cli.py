@@ -44,6 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
             "error: search_space.learning_rate.low: -1: learning_rate must be > 0",
         ),
         ("nosuchkey=1", "error: nosuchkey:"),
+        (
+            "search_space.units.step=2",
+            "error: search_space.units.step: is not a config group or key of this config; "
+            "to add it as a new key: +search_space.units.step=VALUE",
+        ),
+        (
+            "study.metric=val_loss",
+            "error: study.metric: val_loss is each trial's own loss function, and the search space tries 2",
+        ),
     ],
 )
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys, override, expected):

@@ -275,7 +275,7 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
     assert meta["task"] == "binary" and meta["target"] == "species" and meta["refit"] is True
     assert meta["epochs"] == refit_epochs(best["best_epoch"], 240, 80, best_batch_size(swept))
     table = pd.read_csv(final / "metrics.csv", index_col="metric")
-    assert list(table.index) == ["loss", "accuracy", "auc"]
+    assert list(table.index) == ["loss", "log_loss", "accuracy", "auc"]
     assert list(table.columns) == [
         "search train",
         "search val",

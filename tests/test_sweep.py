@@ -43,7 +43,8 @@ def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys)
             assert trial.user_attrs["gap_loss"] == pytest.approx(
                 trial.user_attrs["val_loss"] - trial.user_attrs["train_loss"]
             )
-            assert trial.user_attrs["val_loss"] == pytest.approx(trial.value)
+            assert trial.user_attrs["val_log_loss"] == pytest.approx(trial.value)
+            assert trial.user_attrs["metric"] == "val_log_loss"
 
     best = yaml.safe_load(Path("experiments/plants/best.yaml").read_text())
     assert best["best"]["trial"] == study.best_trial.number
@@ -96,7 +97,7 @@ def test_nan_trial_fails_and_the_study_goes_on(in_tmp):
     )
     Path("experiments/plants").mkdir(parents=True)
     study = optuna.create_study(study_name="plants", storage=STORAGE, direction="minimize")
-    study.set_user_attr("metric", "val_loss")
+    study.set_user_attr("metric", "val_log_loss")
     study.enqueue_trial({"learning_rate": 1e8})
     study.enqueue_trial({"learning_rate": 1e-2})
     run(cfg)

@@ -53,7 +53,7 @@ DIVERGING = (
     "~search_space.learning_rate",
     "+search_space.learning_rate={type:categorical,choices:[0.001,1000000.0]}",
 )
-# Prunes every trial at its first epoch (any val_loss is above 1e-9).
+# Prunes every trial at its first epoch (any val_log_loss is above 1e-9).
 PRUNE_ALL = ("pruner=none", "pruner.name=threshold", "pruner._target_=optuna.pruners.ThresholdPruner")
 
 
@@ -337,7 +337,7 @@ def test_one_parent_run_per_study_reused_on_resume(embedded):
     assert parent.data.tags["tuning.storage"] == "sqlite:///experiments/plants/optuna.db"
     assert parent.data.tags["tuning.n_trials"] == "3"  # tags follow the latest session
     assert parent.data.params == {
-        "metric": "val_loss",
+        "metric": "val_log_loss",
         "direction": "minimize",
         "data": "plants",
         "task": "binary",
@@ -376,8 +376,8 @@ def test_child_params_are_the_search_space_names_plus_fixed_settings(embedded):
             "task": "binary",
             "max_epochs": "3",
             "patience": "10",
-            "monitor": "val_loss",
-            "metric": "val_loss",
+            "monitor": "val_log_loss",
+            "metric": "val_log_loss",
         }
         assert params["batch_size"] == str(t.params["batch_size"])
 
@@ -387,10 +387,11 @@ def test_per_epoch_metrics_and_gaps_match_the_trial_history(embedded):
     client = embedded.client
     for t in embedded.study.trials:
         run_id = embedded.children[t.number].info.run_id
+        val_log_loss = series(client, run_id, "val_log_loss")
+        # The pruning callback stored each epoch's objective in the study: the same numbers.
+        assert val_log_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+        assert len(val_log_loss) == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
         val_loss = series(client, run_id, "val_loss")
-        # The pruning callback stored each epoch's val_loss in the study: the same numbers.
-        assert val_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
-        assert len(val_loss) == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
         loss = series(client, run_id, "loss")
         assert series(client, run_id, "epoch_gap_loss") == pytest.approx(
             [v - tr for tr, v in zip(loss, val_loss, strict=True)], abs=1e-9
@@ -423,13 +424,13 @@ def test_final_metrics_are_the_restored_best_weights(embedded):
         assert m["best_epoch"] == a["best_epoch"]
         assert m["early_stopped"] == float(a["early_stopped"])
         assert m["n_params"] == a["n_params"]
-        for name in ("loss", "accuracy", "auc"):
+        for name in ("loss", "log_loss", "accuracy", "auc"):
             assert m[f"best_train_{name}"] == pytest.approx(a[f"train_{name}"], rel=1e-12)
             assert m[f"best_val_{name}"] == pytest.approx(a[f"val_{name}"], rel=1e-12)
             assert m[f"gap_{name}"] == pytest.approx(a[f"gap_{name}"], rel=1e-12)
         assert m["gap_loss"] == pytest.approx(m["best_val_loss"] - m["best_train_loss"], abs=1e-9)
-        # The objective is val_loss at the restored best epoch, as the curve shows it.
-        at_best = history(client, run.info.run_id, "val_loss")[int(m["best_epoch"])]
+        # The objective is val_log_loss at the restored best epoch, as the curve shows it.
+        at_best = history(client, run.info.run_id, "val_log_loss")[int(m["best_epoch"])]
         assert at_best == pytest.approx(t.value, rel=1e-3)
 
 
@@ -510,12 +511,12 @@ def test_report_shows_gaps_and_names_its_storage_without_tensorflow(embedded):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == (
-        "study 'plants' in sqlite:///experiments/plants/optuna.db: minimize val_loss; "
+        "study 'plants' in sqlite:///experiments/plants/optuna.db: minimize val_log_loss; "
         "4 trials: 2 COMPLETE, 1 PRUNED, 1 FAIL"
     )
     header = lines[1].split()
-    assert header[:3] == ["trial", "state", "val_loss"]
-    assert {"gap_loss", "gap_accuracy", "gap_auc", "best_epoch"} <= set(header)
+    assert header[:3] == ["trial", "state", "val_log_loss"]
+    assert {"gap_log_loss", "gap_loss", "gap_accuracy", "gap_auc", "best_epoch"} <= set(header)
     best = embedded.study.best_trial.number
     assert lines[2].split()[:2] == [str(best), "COMPLETE"]
     table = pd.read_csv(embedded.folder / "out" / "trials.csv")
@@ -601,8 +602,8 @@ def test_server_complete_trial_metrics_and_regression_gaps(served):
     run = served.children[1]
     assert run.info.status == "FINISHED" and run.data.tags["tuning.state"] == "COMPLETE"
     assert run.data.tags["mlflow.parentRunId"] == served.parent.info.run_id
-    val_loss = series(served.client, run.info.run_id, "val_loss")
-    assert val_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+    val_rmse = series(served.client, run.info.run_id, "val_rmse")
+    assert val_rmse == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
     for name in ("loss", "mae", "rmse"):  # errors: validation - train
         train = series(served.client, run.info.run_id, name)
         val = series(served.client, run.info.run_id, f"val_{name}")

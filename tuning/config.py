@@ -90,7 +90,10 @@ def hydra_error(err: Exception, config_dir: Path | None = None) -> ConfigError:
         return ConfigError(key, "unknown key (prefix the override with + to add a new key)")
     no_match = re.search(r"Could not override '([^']+)'", text)
     if no_match:
-        return ConfigError(no_match.group(1), "is not a config group or key of this config")
+        key = no_match.group(1)
+        return ConfigError(
+            key, f"is not a config group or key of this config; to add it as a new key: +{key}=VALUE"
+        )
     first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
     override = getattr(err, "override", None)  # Hydra's OverrideParseException: the value's syntax
     if isinstance(override, str) and "=" in override:
