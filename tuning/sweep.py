@@ -24,6 +24,7 @@ from tuning.config import (
     validate_for_task,
 )
 from tuning.errors import ConfigError
+from tuning.files import check_writable_folder
 from tuning.space import SearchSpace
 from tuning.storage import check_storage
 from tuning.tasks import TASKS
@@ -209,6 +210,9 @@ def main(args: Sequence[str]) -> int:
             # An unreachable database or tracking server: one line, nothing written.
             check(settings, reach_server=True)
             check_tracking(settings)
+            paths = settings["paths"]
+            under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
+            check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
         except ConfigError as err:
             fail(err)
     return run_hydra_app(_app, "tuning sweep", args)

@@ -16,6 +16,7 @@ from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_
 from tuning.config import compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.export import check_best, read_best
+from tuning.files import check_writable_folder
 from tuning.space import Hyperparameters
 from tuning.tracking.client import check_tracking
 
@@ -193,6 +194,8 @@ def main(args: Sequence[str]) -> int:
         return 0
     try:
         best_path, rest = find_best(args)
+        # The model, its run folder and logs go beside best.yaml: refuse now if they cannot.
+        check_writable_folder(best_path.parent / "final", "best" if "best=" in " ".join(args) else "study")
         raw = read_best(best_path)
         # Hydra's flags stay where they are (``--cfg job``); they are no overrides of ours.
         args = overrides_for(raw, rest)
