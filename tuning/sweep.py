@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.backend import start_tensorflow
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
 from tuning.config import (
     compose,
     conf_dir,
@@ -200,6 +200,8 @@ def _app(cfg: DictConfig) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+    except Exception as err:  # reported, not hidden: one redacted line, the traceback in sweep.log
+        crash(err, "tuning sweep")
 
 
 def main(args: Sequence[str]) -> int:

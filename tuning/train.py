@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
 from tuning.config import compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.export import check_best, read_best
@@ -223,6 +223,8 @@ def main(args: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             sys.exit(130)
+        except Exception as err:  # reported, not hidden: one redacted line, the traceback in train.log
+            crash(err, "tuning train")
 
     hydra_settings = [
         "hydra.run.dir=" + _value(f"{best_path.parent / 'final' / 'runs'}/${{now:%Y-%m-%d_%H-%M-%S}}"),
