@@ -236,4 +236,8 @@ def main(args: Sequence[str]) -> int:
     app = hydra.main(
         version_base="1.3", config_path=str(best_path.parent.resolve()), config_name=best_path.stem
     )(job)
-    return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
+    try:
+        return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
+    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before job runs
+        print("\ninterrupted before training started: final/ is as it was", file=sys.stderr)
+        sys.exit(130)
