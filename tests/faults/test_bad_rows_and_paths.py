@@ -223,3 +223,18 @@ def test_training_table_with_a_ragged_row_is_refused(in_tmp, capsys):
         "error: data.path: plants.csv: line 4 has 5 values but the header has 4 columns; every row needs "
         "one value per column (empty for missing; quote values that contain ',')\n"
     )
+
+
+def test_a_test_file_with_text_in_a_number_column_is_refused_not_imputed(in_tmp, capsys):
+    plants_csv(in_tmp / "plants.csv", n=80)
+    test = pd.read_csv(in_tmp / "plants.csv").head(10).astype({"height": object})
+    test.loc[6, "height"] = "unknown"
+    test.to_csv(in_tmp / "test.csv", index=False)
+    capsys.readouterr()
+    assert cli([*CSV_SWEEP, "data.test_path=test.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: data.test_path: column 'height' of the test file is a number column but has text that is "
+        "not a number (row 7: 'unknown'); allowed: numbers, or an empty cell for a missing value\n"
+    )
+    assert not (in_tmp / "experiments" / "plants" / "optuna.db").exists()
