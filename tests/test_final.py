@@ -312,11 +312,12 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
     inputs = mlflow.models.get_model_info("models:/plants@champion").signature.inputs.to_dict()
     assert tuple(inputs[0]["tensor-spec"]["shape"]) == (-1, len(meta["feature_names"]))
 
-    # predict: an unseen category, missing values, text in a number column, an extra column
+    # predict: an unseen category, missing values, an extra column (text in a number column is
+    # refused: tests/faults/test_bad_rows_and_paths.py)
     rows = pd.DataFrame(
         {
             "id": [1, 2, 3, 4],
-            "height": [50.0, None, 120.0, "tall"],
+            "height": [50.0, None, 120.0, None],
             "branches": [3, 20, 14, 5],
             "soil": ["clay", "peat", None, "sand"],
         }
@@ -370,12 +371,25 @@ def test_same_best_yaml_and_seed_give_the_same_model_and_it_reloads_exactly(swep
     assert json.loads((swept / "a/final/meta.json").read_text())["metrics"]["test"] == a.test
 
     saved = load_final(swept / "a" / "final" / "model.keras")
+    # What saving promises is bit-exact: the same weights and the same preprocessing.
+    assert len(saved.model.weights) == len(a.model.weights)
+    for reloaded, trained in zip(saved.model.get_weights(), a.model.get_weights(), strict=True):
+        assert np.array_equal(reloaded, trained)
     x = a.dataset.x_test
-    assert np.array_equal(saved.model.predict(x, verbose=0), a.model.predict(x, verbose=0))
+    assert np.array_equal(
+        saved.preprocessor.transform(pd.read_csv("plants.csv")),
+        a.dataset.preprocessor.transform(pd.read_csv("plants.csv")),
+    )
+    # Predictions are not: the reloaded model's freshly traced function may get other CPU kernels
+    # (oneDNN picks them by instruction set and batch shape), which sum in another order; on an
+    # Intel Xeon 0.43015245 vs 0.43015236. Same weights, so equal within float32 rounding.
+    np.testing.assert_allclose(
+        saved.model.predict(x, verbose=0), a.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     raw = pd.read_csv("plants.csv").head(20)
     from_raw = predict_frame(saved, raw)["probability_B"].to_numpy()
     in_memory = a.model.predict(a.dataset.preprocessor.transform(raw), verbose=0)[:, 0]
-    assert np.array_equal(from_raw, in_memory.astype(np.float64))
+    np.testing.assert_allclose(from_raw, in_memory.astype(np.float64), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

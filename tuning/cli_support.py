@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +26,40 @@ def fail(err: ConfigError) -> NoReturn:
     """Print ``error: key: message`` on one line and exit 2."""
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
+
+
+def crash(err: BaseException, command: str) -> NoReturn:
+    """Report an error nobody caught on purpose, without the credentials Hydra would print.
+
+    Left to Hydra, an uncaught exception is printed with the job's command-line overrides
+    (``Error executing job with overrides: [... 'study.storage=postgresql://user:password@...']``).
+    Instead: the full traceback, credentials redacted, goes to the run's log file (Hydra's file
+    handler, e.g. ``runs/<time>/sweep.log``), and stderr gets one redacted line naming it. Exit 1:
+    a failure, not bad input. Call it from a ``@hydra.main`` function's last ``except``.
+    """
+    from tuning.storage import first_line, redact
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    text = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    record = logging.LogRecord("tuning", logging.ERROR, __file__, 0, "%s", (text.rstrip(),), None)
+    for handler in files:
+        handler.handle(record)
+    where = f"; the traceback is in {files[0].baseFilename}" if files else ""
+    if not files:  # no log file (Hydra's logging turned off): the traceback goes to stderr instead
+        sys.stderr.write(text)
+    root, seen = err, {id(err)}
+    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+        root = inner
+        seen.add(id(inner))
+    # Wrappers often say less than what they wrap (Optuna's StorageInternalError over a lost
+    # connection): name the first cause too.
+    cause = f" (cause: {type(root).__name__}: {first_line(root)})" if root is not err else ""
+    print(
+        f"error: {command} stopped by an unexpected {type(err).__name__}: {first_line(err)}{cause}{where}",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 
 def run_hydra_app(app: Callable[[], None], prog: str, args: Sequence[str]) -> int:

@@ -1,4 +1,5 @@
-"""Write a file atomically: a crash never leaves a half-written file in place of a good one."""
+"""Where and how files are written: folders checked up front, files written atomically (a crash
+never leaves a half-written file in place of a good one)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from tuning.errors import ConfigError
 
 
 @contextmanager
@@ -23,3 +26,32 @@ def atomic_text(path: str | Path, *, newline: str | None = None) -> Iterator[Tex
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable_folder(folder: str | Path, key: str) -> None:
+    """Fail now, writing nothing, when files cannot be created in ``folder`` (made if missing).
+
+    Looks at the nearest part of the path that exists: it must be a folder this process may
+    write to. (``os.access`` reports a read-only file system even to root.)
+
+    Raises:
+        ConfigError: under ``key``, naming the path and what is in the way.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(key, f"cannot create the folder {folder}: {existing} is a file; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            key, f"cannot write in {existing} (read-only, or no permission); give a folder you can write to"
+        )
+
+
+def check_writable_file(path: str | Path, key: str) -> None:
+    """Fail now when ``path`` cannot become a file: it is a folder, or its folder is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(key, f"{path} is a folder; give a file path, e.g. {path / 'predictions.csv'}")
+    check_writable_folder(path.parent, key)

@@ -294,8 +294,6 @@ def load_final(path: str | Path) -> SavedModel:
 
     The preprocessing is a pickle: load only folders you trust.
     """
-    import keras
-
     folder = model_folder(path)
     try:
         info = json.loads((folder / META_FILE).read_text())
@@ -304,9 +302,70 @@ def load_final(path: str | Path) -> SavedModel:
     for key in ("task", "target", "columns", "class_names"):
         if key not in info:
             raise ConfigError("model", f"{folder / META_FILE} has no '{key}'; train the model again")
-    model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
-    preprocessor = joblib.load(folder / PREPROCESSING_FILE)
+    model = _load_model(folder / MODEL_FILE)
+    preprocessor = _load_preprocessing(folder / PREPROCESSING_FILE)
     return SavedModel(model, preprocessor, info, folder)
+
+
+# Damaged, or written by library versions that cannot be read here: the way out is the same.
+DAMAGED = (
+    "cannot be loaded ({}); train the model again with `tuning train`, or restore the folder from a backup"
+)
+
+
+def _load_model(path: Path) -> keras.Model:
+    """The Keras model of ``path``; a damaged file is a ConfigError naming it."""
+    import zipfile
+
+    import keras
+
+    # A .keras file is a zip archive with CRCs: a cut or overwritten file is caught here, by name,
+    # before Keras reports it as whatever its reader trips over.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ConfigError(
+            "model", f"{path} " + DAMAGED.format(f"not a readable .keras archive: {err}")
+        ) from None
+    if broken is not None:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"'{broken}' fails its checksum")) from None
+    missing = sorted({"config.json", "model.weights.h5"} - names)
+    if missing:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"no {', '.join(missing)} inside")) from None
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as err:  # a config or weights Keras cannot rebuild
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError("model", f"{path} " + DAMAGED.format(first)) from None
+
+
+def _load_preprocessing(path: Path) -> Any:
+    """The fitted preprocessing of ``path``; a damaged file is a ConfigError naming it."""
+    import pickle
+
+    try:
+        preprocessor = joblib.load(path)
+    # What unpickling bytes that are not (or no longer) a complete pickle raises; a bug in our
+    # own code cannot run from inside joblib.load, so these all mean "the file is damaged".
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        ImportError,
+    ) as err:
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError("model", f"{path} " + DAMAGED.format(first)) from None
+    if not callable(getattr(preprocessor, "transform", None)):
+        raise ConfigError(
+            "model",
+            f"{path} " + DAMAGED.format(f"holds a {type(preprocessor).__name__}, not a preprocessing"),
+        )
+    return preprocessor
 
 
 def predict_frame(saved: SavedModel, frame: pd.DataFrame, *, key: str = "data.path") -> pd.DataFrame:

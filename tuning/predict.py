@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuning.cli_support import fail
 from tuning.errors import ConfigError
-from tuning.files import atomic_text
+from tuning.files import atomic_text, check_writable_file
 
 USAGE = """\
 usage: tuning predict model=PATH data.path=ROWS [output=PATH] [data.sep=SEP]
@@ -66,13 +66,17 @@ def run(values: dict[str, str]) -> Path:
     output = Path(values.get("output") or default_output(rows))
     if output.resolve() == rows.resolve():
         raise ConfigError("output", f"{output} is the input file; choose another output path")
+    check_writable_file(output, "output")
     folder = model_folder(values["model"])  # cheap checks first: TensorFlow loads with the model
     frame = read_table(rows, key="data.path", sep=values.get("data.sep"))
     import_tensorflow_quietly()
     saved = load_final(folder)
     predictions = predict_frame(saved, frame, key="data.path")
-    with atomic_text(output, newline="") as fh:
-        predictions.to_csv(fh, index=False)
+    try:
+        with atomic_text(output, newline="") as fh:
+            predictions.to_csv(fh, index=False)
+    except OSError as err:  # disk full, folder removed meanwhile: atomic_text left nothing behind
+        raise ConfigError("output", f"cannot write {output}: {err.strerror or err}") from None
     label = f"predicted_{saved.meta['target']}"
     summary = ""
     if saved.meta["task"] != "regression":

@@ -5,7 +5,9 @@ Also the one place that hides credentials inside URLs before they are shown or s
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -60,12 +62,18 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
     """Fail in one line, before anything is trained or written, when ``url`` cannot work.
 
     Checks the URL's form, that its database driver is installed and, with ``reach_server``,
-    that a database server answers (one connection, nothing created). SQLite and journal
-    files need no check: they are made on first use.
+    that a database server answers (one connection, nothing created). Existing SQLite and
+    journal files are read (``check_sqlite``, ``check_journal``); new ones are made on first use.
 
     Raises:
         ConfigError: under ``study.storage``, credentials redacted.
     """
+    if is_journal(url):
+        check_journal(local_path(url))
+        return
+    if url.startswith("sqlite:///") and local_path(url).is_file():
+        check_sqlite(local_path(url))
+        return
     if local_path(url) is not None or url.startswith("sqlite"):
         return
     from sqlalchemy import create_engine
@@ -105,6 +113,75 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
         engine.dispose()
 
 
+def check_sqlite(path: Path) -> None:
+    """Refuse an existing study file that SQLite cannot read (damaged, or another kind of file).
+
+    Reads the schema only; opened read-write without creating, so SQLite can roll back a
+    transaction a crashed worker left in its ``-journal`` file, as any later open would.
+
+    Raises:
+        ConfigError: under ``study.storage``, naming the file and what to do.
+    """
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=60)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as err:
+        raise ConfigError(
+            "study.storage",
+            f"{path}: not a readable SQLite database ({err}); nothing was written to it; restore it from a "
+            "backup, or move it away to start the study anew",
+        ) from None
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a damaged journal file before Optuna appends to it, leaving its bytes as they are.
+
+    Optuna's journal is one JSON record per line, appended under a lock. A line that is not a
+    JSON record (garbage, another file type) makes every read fail. A last line without its
+    newline is a write cut short (crash, full disk): Optuna reads past it, but its next record
+    would be appended onto that partial line and the journal would never read again. That
+    partial record was never committed (no reader accepted it), so cutting it off loses
+    nothing; we refuse and say how, rather than edit a user's study file unasked.
+
+    Raises:
+        ConfigError: under ``study.storage``, naming the file, the line and the way out.
+    """
+    if not path.is_file():
+        return  # a new journal (or a path error the first write reports)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError("study.storage", f"cannot read {path}: {err.strerror or err}") from None
+    if data and not data.endswith(b"\n"):
+        time.sleep(0.2)  # another worker may be writing its last line right now: look again
+        data = path.read_bytes()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(
+                "study.storage",
+                f"{path}: line {number} is not an Optuna journal record (damaged file, or not a journal); "
+                "nothing was written to it; restore it from a backup or give another study.storage",
+            )
+    if lines[-1]:  # the last line has no newline: a write cut short
+        keep = len(data) - len(lines[-1])
+        raise ConfigError(
+            "study.storage",
+            f"{path}: its last line (line {len(lines)}) was cut off mid-write, e.g. by a crash; nothing was "
+            f"written to it; that record was never committed: remove it with `truncate -s {keep} {shlex.quote(str(path))}` "
+            f"(keeps the {len(lines) - 1} complete records), then run again",
+        )
+
+
 def first_line(err: BaseException) -> str:
     """An error's first non-empty line, credentials redacted; for a SQLAlchemy error, its
     driver's own message (SQLAlchemy wraps it with the SQL and a help link)."""
@@ -132,6 +209,7 @@ def open_storage(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if is_journal(url):
+        check_journal(path)
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))

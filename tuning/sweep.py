@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.backend import start_tensorflow
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
 from tuning.config import (
     compose,
     conf_dir,
@@ -24,6 +24,7 @@ from tuning.config import (
     validate_for_task,
 )
 from tuning.errors import ConfigError
+from tuning.files import check_writable_folder
 from tuning.space import SearchSpace
 from tuning.storage import check_storage
 from tuning.tasks import TASKS
@@ -186,6 +187,30 @@ def _finish_tracking(tracker: Any, study: Any) -> None:
         log.info(tracker.ui_hint())
 
 
+# What Ctrl-C cost, by where it landed (see _interrupted_in).
+INTERRUPTED = {
+    "trials": "the running trial is marked FAIL; run the same command to resume (its parameters run first)",
+    "export": "every finished trial is stored, but best.yaml or the MLflow summary may be missing; "
+    "run the same command to write them again (no trial is re-run)",
+    "start": "no trial was running, so nothing was lost; run the same command to start or resume",
+}
+
+
+def _interrupted_in(err: BaseException) -> str:
+    """``trials``, ``export`` or ``start``: where in ``run`` a KeyboardInterrupt was raised,
+    read from its traceback (the trial loop and the export are functions of their own)."""
+    names = set()
+    tb = err.__traceback__
+    while tb is not None:
+        names.add(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    if "run_trials" in names:
+        return "trials"
+    if names & {"write_yaml", "_finish_tracking", "finish"}:
+        return "export"
+    return "start"
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _app(cfg: DictConfig) -> None:
     redact_hydra_files()
@@ -193,12 +218,11 @@ def _app(cfg: DictConfig) -> None:
         run(resolved(cfg))
     except ConfigError as err:
         fail(err)
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the running trial is marked FAIL; run the same command to resume",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as err:
+        print(f"\ninterrupted: {INTERRUPTED[_interrupted_in(err)]}", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # reported, not hidden: one redacted line, the traceback in sweep.log
+        crash(err, "tuning sweep")
 
 
 def main(args: Sequence[str]) -> int:
@@ -209,6 +233,16 @@ def main(args: Sequence[str]) -> int:
             # An unreachable database or tracking server: one line, nothing written.
             check(settings, reach_server=True)
             check_tracking(settings)
+            paths = settings["paths"]
+            under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
+            check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
         except ConfigError as err:
             fail(err)
-    return run_hydra_app(_app, "tuning sweep", args)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
+            sys.exit(130)
+    try:
+        return run_hydra_app(_app, "tuning sweep", args)
+    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before _app runs
+        print(f"\ninterrupted: {INTERRUPTED['start']}", file=sys.stderr)
+        sys.exit(130)

@@ -12,10 +12,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tuning.cli_support import HYDRA_PASSTHROUGH, fail, redact_hydra_files, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
 from tuning.config import compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.export import check_best, read_best
+from tuning.files import check_writable_folder
 from tuning.space import Hyperparameters
 from tuning.tracking.client import check_tracking
 
@@ -193,6 +194,8 @@ def main(args: Sequence[str]) -> int:
         return 0
     try:
         best_path, rest = find_best(args)
+        # The model, its run folder and logs go beside best.yaml: refuse now if they cannot.
+        check_writable_folder(best_path.parent / "final", "best" if "best=" in " ".join(args) else "study")
         raw = read_best(best_path)
         # Hydra's flags stay where they are (``--cfg job``); they are no overrides of ours.
         args = overrides_for(raw, rest)
@@ -220,6 +223,8 @@ def main(args: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             sys.exit(130)
+        except Exception as err:  # reported, not hidden: one redacted line, the traceback in train.log
+            crash(err, "tuning train")
 
     hydra_settings = [
         "hydra.run.dir=" + _value(f"{best_path.parent / 'final' / 'runs'}/${{now:%Y-%m-%d_%H-%M-%S}}"),
@@ -231,4 +236,8 @@ def main(args: Sequence[str]) -> int:
     app = hydra.main(
         version_base="1.3", config_path=str(best_path.parent.resolve()), config_name=best_path.stem
     )(job)
-    return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
+    try:
+        return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
+    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before job runs
+        print("\ninterrupted before training started: final/ is as it was", file=sys.stderr)
+        sys.exit(130)

@@ -14,7 +14,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from tuning.data.dataset import TASKS, Dataset
-from tuning.data.preprocess import FeaturePreprocessor, choose_columns, require_columns
+from tuning.data.preprocess import (
+    FeaturePreprocessor,
+    check_numbers,
+    choose_columns,
+    column_kind,
+    require_columns,
+)
 from tuning.data.table import check_target
 from tuning.errors import ConfigError, DataError
 
@@ -242,6 +248,8 @@ def prepare(
     task = check_task(task)
     val, test = split_fractions(split, fixed_test=test_frame is not None)
     check_target(frame, target, where=where)
+    # Infinities would stop the scaler with a traceback; named here, by their file rows.
+    check_numbers(frame, _number_features(frame, target), key="data.path", where=where)
     n_raw = len(frame)
     frame = drop_missing_target(frame, target, where=where, key="data.target")
     y_raw = frame[target]
@@ -299,6 +307,10 @@ def prepare(
     )
 
 
+def _number_features(frame: pd.DataFrame, target: str) -> list[str]:
+    return [c for c in frame.columns if c != target and column_kind(frame[c]) == "numeric"]
+
+
 def _fixed_test(
     test_frame: pd.DataFrame,
     target: str,
@@ -311,8 +323,9 @@ def _fixed_test(
         raise DataError(
             key, f"target column '{target}' not found; columns: {', '.join(map(str, test_frame.columns))}"
         )
-    test_frame = drop_missing_target(test_frame, target, where="the test file", key=key)
     require_columns(test_frame, pre.columns, key=key)
+    check_numbers(test_frame, pre.numeric, key=key, where="the test file")  # rows as in the file
+    test_frame = drop_missing_target(test_frame, target, where="the test file", key=key)
     y_raw = test_frame[target]
     if class_names is None:
         _check_numeric(y_raw, target, key)

@@ -81,8 +81,47 @@ def choose_columns(features: pd.DataFrame) -> tuple[list[str], list[str], dict[s
     return numeric, categorical, dropped
 
 
+def check_numbers(frame: pd.DataFrame, columns: Sequence[str], *, key: str, where: str = "") -> None:
+    """Refuse values of the number ``columns`` that are neither a number nor missing.
+
+    Missing values (empty cells, NA) are imputed like in training. Text that is not a number
+    and infinities are refused rather than guessed: imputing them would predict a row from
+    medians without a word. Rows are counted from 1 below the header, in ``frame``'s order.
+
+    Raises:
+        DataError: under ``key``, naming the column, the first rows and their values.
+    """
+    origin = f" of {where}" if where else ""
+    for name in columns:
+        if name not in frame.columns:
+            continue  # require_columns names missing ones
+        raw = frame[name]
+        numbers = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
+        numbers = numbers.astype("float64")
+        text = raw.notna().to_numpy() & numbers.isna().to_numpy()
+        infinite = np.isinf(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+        for bad, what in ((text, "text that is not a number"), (infinite, "an infinite value")):
+            rows = np.flatnonzero(bad)
+            if rows.size:
+                shown = ", ".join(f"row {i + 1}: {_shown(raw.iloc[i])}" for i in rows[:3])
+                more = f" and {rows.size - 3} more" if rows.size > 3 else ""
+                raise DataError(
+                    key,
+                    f"column '{name}'{origin} is a number column but has {what} ({shown}{more}); "
+                    "allowed: numbers, or an empty cell for a missing value",
+                )
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def to_number(x: Any) -> np.ndarray:
-    """Raw values to float64, text that is not a number becoming NaN (then imputed)."""
+    """Raw values to float64, text that is not a number becoming NaN (then imputed).
+
+    Commands refuse such text first (``check_numbers``); this stays lenient so that models
+    saved before that check load and run unchanged.
+    """
     frame = pd.DataFrame(x)
     numbers = frame.apply(pd.to_numeric, errors="coerce")
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -178,7 +217,9 @@ def transform_features(
         preprocessor: the fitted ``Dataset.preprocessor`` (anything with ``transform``).
         columns: the raw columns it needs (``Dataset.columns``).
         frame: rows to transform; extra columns are ignored.
-        key: what the error names when columns are missing (a file, ``input``...).
+        key: what the error names when columns are missing or a number column holds text or
+            infinities (a file, ``input``...).
     """
     require_columns(frame, columns, key=key)
+    check_numbers(frame, getattr(preprocessor, "numeric", ()), key=key)
     return np.asarray(preprocessor.transform(frame[list(columns)]), dtype=np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,15 +63,51 @@ def read_table(path: str | Path, *, key: str = "data.path", sep: str | None = No
         raise DataError(key, f"file not found: {file.absolute()}")
     if not file.is_file():
         raise DataError(key, f"not a file: {file.absolute()}")
+    sep = sep or ("\t" if suffix == ".tsv" else ",")
+    if FORMATS[suffix] == "csv":
+        check_row_lengths(file, sep, key=key)
     try:
         if FORMATS[suffix] == "parquet":
             frame = pd.read_parquet(file)
         else:
-            frame = pd.read_csv(file, sep=sep or ("\t" if suffix == ".tsv" else ","))
+            # index_col=False: a row with one value too many is not a reason to make the first
+            # column the index (every value would shift one column left without a word).
+            frame = pd.read_csv(file, sep=sep, index_col=False)
     except Exception as err:  # parser, encoding, arrow and OS errors all mean "unreadable"
         raise DataError(key, f"cannot read {file}: {one_line(err)}") from None
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def check_row_lengths(file: Path, sep: str, *, key: str) -> None:
+    """Refuse a text table whose rows do not all have as many values as its header.
+
+    pandas fills a short row with missing values and drops or shifts a long row's extra
+    values; either way values would land in the wrong columns. Blank lines are skipped, as
+    pandas does. Separators of more than one character (regular expressions) are not checked.
+    """
+    if len(sep) != 1:
+        return
+    try:
+        fh = open(file, newline="", encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise DataError(key, f"cannot read {file}: {err.strerror or err}") from None
+    with fh:
+        reader = csv.reader(fh, delimiter=sep)
+        try:
+            header = next(reader, None)
+            for row in reader if header is not None else ():
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        key,
+                        f"{file}: line {reader.line_num} has {len(row)} values but the header has "
+                        f"{len(header)} columns; every row needs one value per column (empty for missing; "
+                        f"quote values that contain '{sep}')",
+                    )
+        except csv.Error:
+            return  # a line the csv module cannot split: pandas then names what it cannot parse
 
 
 def check_target(frame: pd.DataFrame, target: str, *, where: str = "the data") -> None:
