@@ -85,6 +85,38 @@ def test_help_lists_commands_without_tensorflow():
     assert out.stdout.strip().endswith("False")
 
 
+def test_sweep_help_shows_groups_choices_and_common_keys_with_this_commands_values(in_tmp, capsys):
+    assert cli(["sweep", "--help"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) < 45, out  # not the composed config: that is --cfg job
+    assert "  sampler=      tpe, cmaes, gp, qmc, random" in lines
+    assert any(line.startswith("  study.n_trials=20 ") for line in lines)
+    assert "data.* (plants): data.name, data.task, data.n_samples, data.noise" in out
+    # The overrides given apply: another group's keys and values.
+    assert cli(["sweep", "data=csv", "data.path=customers.csv", "study.n_trials=7", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "  data=         csv, " in out and "data.path, data.target" in out
+    assert any(line.startswith("  study.n_trials=7 ") for line in out.splitlines())
+    assert any(line.startswith("  study.name=customers ") for line in out.splitlines())
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_help_into_a_closed_pipe_is_no_traceback():
+    """`tuning sweep --help | head -1`: the reader leaves early; the writer exits quietly.
+
+    `| true` closes the pipe before Python has even started, so every write hits a closed pipe.
+    """
+    for args in (["sweep", "--help"], ["train", "--help"], ["--help"]):
+        for reader in ("head -1", "true"):
+            done = subprocess.run(
+                f"{sys.executable} -m tuning {' '.join(args)} | {reader}",
+                shell=True, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert reader == "true" or done.stdout.startswith("usage: tuning"), done.stdout
+            assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def test_unknown_command_is_exit_2(capsys):
     assert cli(["swep"]) == 2
     assert "unknown command 'swep'" in capsys.readouterr().err

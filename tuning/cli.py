@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,7 +31,17 @@ USAGE = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `tuning sweep --help | head`: the reader left; no traceback
+        # Python's documented recipe: point stdout at devnull so the interpreter's final flush
+        # does not raise again (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -43,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"error: unknown command '{command}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if command == "sweep" and {"-h", "--help"}.intersection(rest):
+        from tuning.help import sweep_help
+
+        print(sweep_help(rest))
+        return 0
     module = importlib.import_module(COMMANDS[command][0])
     return int(module.main(rest) or 0)
 
