@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
+    from tuning.logs import leave_library_logging_to_us
+
+    leave_library_logging_to_us()
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -35,6 +35,10 @@ def fresh_session() -> None:
     global _long_lived_frozen
     _forget_custom_gradients()
     keras.backend.clear_session()  # runs gc.collect() itself: a second one would cost as much again
+    # Keras prints its notes (TerminateOnNaN's "Batch 31: Invalid loss, terminating training")
+    # unless told to log them, and clear_session() forgets being told. We show no progress bars
+    # (verbose=0), so nothing else changes; logged, they reach the run's log file (tuning.logs).
+    keras.config.disable_interactive_logging()
     if not _long_lived_frozen:
         # Objects alive at the first trial (modules, data, study) live as long as the process: kept
         # out of later collections, which then scan only what trials made (~0.5 s -> ~0.1 s each).

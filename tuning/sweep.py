@@ -25,6 +25,7 @@ from tuning.config import (
 )
 from tuning.errors import ConfigError
 from tuning.files import check_writable_folder
+from tuning.logs import quiet_terminal
 from tuning.space import SearchSpace
 from tuning.storage import check_storage
 from tuning.tasks import TASKS
@@ -214,6 +215,7 @@ def _interrupted_in(err: BaseException) -> str:
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _app(cfg: DictConfig) -> None:
     redact_hydra_files()
+    quiet_terminal(bool(cfg.get("verbose", False)))
     try:
         run(resolved(cfg))
     except ConfigError as err:

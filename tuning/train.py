@@ -17,6 +17,7 @@ from tuning.config import compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.export import check_best, read_best
 from tuning.files import check_writable_folder
+from tuning.logs import quiet_terminal
 from tuning.space import Hyperparameters
 from tuning.tracking.client import check_tracking
 
@@ -213,6 +214,7 @@ def main(args: Sequence[str]) -> int:
 
     def job(cfg: DictConfig) -> None:
         redact_hydra_files()
+        quiet_terminal(bool(cfg.get("verbose", False)))
         try:
             run(resolved(cfg), best_path)
         except ConfigError as err:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuning.logs import stderr_to_log
 from tuning.storage import redact
 from tuning.tracking.client import artifact_location, connect_tracking, experiment_id
 
@@ -87,7 +88,9 @@ class FinalTracker:
                 if (folder / name).is_file():
                     self.client.log_artifact(run_id, str(folder / name), artifact_path="final")
             mlflow.set_tracking_uri(self.client.tracking_uri)  # the URI connect() resolved
-            with mlflow.start_run(run_id=run_id):
+            # MLflow prints "Successfully registered model ..." itself: into the log file; our
+            # own line below says the same with the version and alias.
+            with mlflow.start_run(run_id=run_id), stderr_to_log(logging.getLogger("mlflow")):
                 info = mlflow.keras.log_model(
                     final.model,
                     name="model",

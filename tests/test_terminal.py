@@ -1,0 +1,42 @@
+"""What a user sees in the terminal: our own lines; other libraries' notes only in the run's log."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+# SGD at a learning rate of 1e8: the loss turns NaN in the first epoch and Keras' TerminateOnNaN
+# says "Batch 0: Invalid loss, terminating training" on its own.
+DIVERGING = [*TINY, "study.n_trials=1", "study.max_consecutive_failures=0", "pruner=none",
+             "search_space.learning_rate=1e8", "search_space.optimizer=sgd"]  # fmt: skip
+
+
+def sweep(folder: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_CONFIGURE_LOGGING"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning", "sweep", *args],
+        cwd=folder, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def test_library_notes_go_to_the_log_file_not_the_terminal(tmp_path):
+    out = sweep(tmp_path, *DIVERGING, "tracking=mlflow")
+    assert "trial 0 FAIL" in out and "NaN" in out, out  # our line says what happened
+    assert "Invalid loss" not in out, out  # Keras' own words for it
+    assert not re.search(r"(INFO|WARNING) mlflow\.|Creating initial MLflow", out), out  # MLflow's own
+    log = next((tmp_path / "experiments/plants/runs").glob("*/sweep.log")).read_text()
+    assert "Invalid loss, terminating training" in log  # kept, where a curious user looks
+
+
+def test_verbose_shows_them_in_the_terminal_too(tmp_path):
+    out = sweep(tmp_path, *DIVERGING, "verbose=true")
+    assert "Invalid loss, terminating training" in out, out

@@ -1,0 +1,63 @@
+"""What reaches the terminal: our own lines; other libraries' notes go to the run's log file only.
+
+TensorFlow ("N out of the last M calls ... triggered tf.function retracing"), Keras
+("Batch 31: Invalid loss, terminating training"), MLflow ("Creating initial MLflow database
+tables...", "Successfully registered model ...") and Hydra all write to the terminal on their
+own. Each trial already has its one line, with the reason when it fails, so these notes would
+only repeat it or describe internals. They stay in the run's log file (``runs/<time>/*.log``);
+``verbose=true`` shows them in the terminal too. Errors of any library always show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+
+OURS = "tuning"
+
+
+class OwnLinesOnly(logging.Filter):
+    """For terminal handlers: records of the ``tuning`` loggers, and errors of any other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == OURS or record.name.startswith(f"{OURS}.")
+        return own or record.levelno >= logging.ERROR
+
+
+def quiet_terminal(verbose: bool = False) -> None:
+    """Keep other libraries' notes out of the terminal, in the log file; call once the logging
+    configuration is in place (first thing in a Hydra job).
+
+    Keras is told to log rather than print where TensorFlow is imported
+    (``tuning.backend``); MLflow's own handler is switched off where the command starts
+    (:func:`leave_library_logging_to_us`).
+    """
+    if verbose:
+        return
+    for handler in logging.getLogger().handlers:
+        terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if terminal and not any(isinstance(f, OwnLinesOnly) for f in handler.filters):
+            handler.addFilter(OwnLinesOnly())
+
+
+def leave_library_logging_to_us() -> None:
+    """MLflow installs its own terminal handler when imported unless told not to; its records
+    then reach ours (the log file). Called before anything imports MLflow; a user's own
+    setting wins."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+
+
+@contextlib.contextmanager
+def stderr_to_log(logger: logging.Logger) -> Iterator[None]:
+    """Lines a library prints to stderr itself (MLflow's ``eprint``) become log records."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        try:
+            yield
+        finally:
+            for line in buffer.getvalue().splitlines():
+                if line.strip():
+                    logger.info(line)
