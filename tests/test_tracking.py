@@ -214,7 +214,7 @@ def test_sweep_run_checks_the_store_before_loading_data(tmp_path, monkeypatch):
 def test_bad_tracking_option_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli("sweep", "tracking.plotlyjs=inline") == 2
-    assert capsys.readouterr().err.strip() == "error: tracking.plotlyjs: 'inline'; allowed: cdn, embed"
+    assert capsys.readouterr().err.strip() == "error: tracking.plotlyjs: 'inline'; allowed: none, embed"
     assert not (tmp_path / "experiments").exists()
 
 
@@ -465,7 +465,7 @@ def test_parent_artifacts_table_plots_curves_config(embedded, tmp_path):
         "plots",
     }
     assert {a.path for a in client.list_artifacts(run_id, "plots")} == {
-        f"plots/{name}.html"
+        f"plots/{name}.png"  # PNG only by default: previewed by MLflow, no internet needed
         for name in ("optimization_history", "param_importances", "parallel_coordinate", "slice")
     }
     local = Path(client.download_artifacts(run_id, "", str(tmp_path)))
@@ -479,7 +479,12 @@ def test_parent_artifacts_table_plots_curves_config(embedded, tmp_path):
     assert (local / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = yaml.safe_load((local / "config.yaml").read_text())
     assert config["study"]["n_trials"] == 3 and config["data"]["name"] == "plants"
-    assert "plotly" in (local / "plots" / "slice.html").read_text()
+    from matplotlib.image import imread
+
+    for plot in (local / "plots").iterdir():  # drawn, not blank: many distinct pixel values
+        pixels = imread(plot)
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pixels.std() > 0.05, plot
+        assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[-1])[::97]}) > 20, plot
 
 
 @pytest.mark.slow
@@ -571,7 +576,9 @@ def served(mlflow_server: SimpleNamespace, tmp_path_factory: pytest.TempPathFact
     tracking = f"http://user:{SECRET}@127.0.0.1:{mlflow_server.port}"
     with warnings.catch_warnings():  # SQLAlchemy: sqlite ignores the password: the point here
         warnings.filterwarnings("ignore", message="Query string argument")
-        study, output = sweep(folder, *DIVERGING, f"study.storage='{storage}'", f"tracking.uri={tracking}")
+        study, output = sweep(
+            folder, *DIVERGING, f"study.storage='{storage}'", f"tracking.uri={tracking}", "tracking.plotlyjs=embed"
+        )
     client = client_for(mlflow_server.url)
     return SimpleNamespace(
         folder=folder,
@@ -623,8 +630,12 @@ def test_server_parent_run_and_artifacts(served, tmp_path):
     paths = {a.path for a in served.client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "config.yaml", "learning_curves.png", "plots"} <= paths
     plots = {a.path for a in served.client.list_artifacts(parent.info.run_id, "plots")}
-    assert "plots/param_importances.html" not in plots  # needs two complete trials: skipped
-    assert "plots/optimization_history.html" in plots
+    assert "plots/param_importances.png" not in plots  # needs two complete trials: skipped
+    # tracking.plotlyjs=embed: each plot also as HTML that holds plotly.js (works offline)
+    assert {"plots/optimization_history.png", "plots/optimization_history.html"} <= plots
+    html = Path(served.client.download_artifacts(parent.info.run_id, "plots/slice.html", str(tmp_path)))
+    text = html.read_text()
+    assert len(text) > 1_000_000 and 'src="https://cdn.plot.ly' not in text
     local = Path(served.client.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path)))
     config = yaml.safe_load(local.read_text())
     assert config["study"]["storage"].endswith("optuna.db?password=***")

@@ -12,7 +12,11 @@ from typing import Any
 from tuning.errors import ConfigError
 from tuning.storage import first_line, redact
 
-PLOTLYJS_OPTIONS = ("cdn", "embed")
+# tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
+# holding plotly.js itself (~4 MB a plot). No CDN option: an HTML plot that loads plotly.js from
+# the internet is blank on a cluster or a laptop offline.
+PLOTLYJS_OPTIONS = ("none", "embed")
+
 
 
 def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
@@ -32,7 +36,7 @@ def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) ->
     and an unreachable one fails in one line before anything is written or trained.
     """
     tracking = settings.get("tracking") or {}
-    plotlyjs = tracking.get("plotlyjs", "cdn")
+    plotlyjs = tracking.get("plotlyjs", "none")
     if plotlyjs not in PLOTLYJS_OPTIONS:
         raise ConfigError("tracking.plotlyjs", f"{plotlyjs!r}; allowed: {', '.join(PLOTLYJS_OPTIONS)}")
     curves = tracking.get("learning_curves", 4)

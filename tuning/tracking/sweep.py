@@ -215,7 +215,7 @@ class MlflowSweepTracker:
             table = trials_table(from_study(study))
             write_csv(table, folder / "trials.csv")
             write_config(self.settings, folder / "config.yaml")
-            write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "cdn")))
+            write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "none")))
             top = int(self.options.get("learning_curves", 4))
             if top:
                 write_learning_curves(self._curves(table, top), folder / "learning_curves.png")
@@ -356,7 +356,7 @@ def parent_tags(settings: Mapping[str, Any], study: optuna.Study, storage_url: s
         "mlflow.note.content": (
             f"Sweep of study '{study.study_name}' ({study.direction.name.lower()} "
             f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
-            "plots/*.html (Optuna), learning_curves.png, config.yaml."
+            "plots/*.png (Optuna), learning_curves.png, config.yaml."
         ),
     }
 
