@@ -58,6 +58,8 @@ def default_output(rows: Path) -> Path:
 
 def run(values: dict[str, str]) -> Path:
     """Read the rows, predict, write the CSV atomically; returns its path."""
+    import pandas as pd
+
     from tuning.backend import import_tensorflow_quietly
     from tuning.data.table import read_table
     from tuning.final import load_final, model_folder, predict_frame
@@ -72,6 +74,11 @@ def run(values: dict[str, str]) -> Path:
     import_tensorflow_quietly()
     saved = load_final(folder)
     predictions = predict_frame(saved, frame, key="data.path")
+    # The rows go back out as they came in: read again with nullable dtypes, so a whole-number
+    # column with a gap is written as 5, not 5.0 (the model saw the numeric reading above).
+    as_read = read_table(rows, key="data.path", sep=values.get("data.sep"), nullable=True)
+    added = [c for c in predictions.columns if c not in frame.columns]
+    predictions = pd.concat([as_read, predictions[added].set_axis(as_read.index)], axis=1)
     try:
         with atomic_text(output, newline="") as fh:
             predictions.to_csv(fh, index=False)

@@ -109,6 +109,19 @@ def test_predict_still_imputes_empty_cells_as_in_training(trained, monkeypatch, 
     assert out["height"].isna().tolist() == [False, True, False]
 
 
+@pytest.mark.slow
+def test_predict_writes_the_rows_back_as_they_were_read(trained, monkeypatch, capsys):
+    """A whole-number column with a gap stays whole numbers (12, not 12.0), the gap stays empty."""
+    monkeypatch.chdir(trained)
+    (trained / "gaps.csv").write_text(ROWS.replace("80.0,3,sand", "80.0,,sand"))
+    assert cli(predict(trained / "gaps.csv")) == 0
+    lines = (trained / "gaps.predictions.csv").read_text().splitlines()
+    assert lines[0].startswith("height,branches,soil,predicted_species,probability_A")
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        row.split(",") for row in ROWS.replace("80.0,3,sand", "80.0,,sand").strip().splitlines()[1:]
+    ]
+
+
 # --- the files --------------------------------------------------------------------------------
 
 

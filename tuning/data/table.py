@@ -44,13 +44,17 @@ def resolve_path(path: str | Path) -> Path:
     return file
 
 
-def read_table(path: str | Path, *, key: str = "data.path", sep: str | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, *, key: str = "data.path", sep: str | None = None, nullable: bool = False
+) -> pd.DataFrame:
     """Read a .csv/.tsv/.txt or .parquet/.pq file; any failure is a DataError under ``key``.
 
     Args:
         path: the file; relative paths are read from the working directory.
         key: config key named in errors (``data.path`` or ``data.test_path``).
         sep: column separator for text files; None means tab for .tsv, else comma.
+        nullable: pandas' nullable dtypes, so a whole-number column with a missing value stays
+            whole numbers (``Int64``) instead of becoming floats: for writing rows back as read.
     """
     file = resolve_path(path)
     suffix = file.suffix.lower()
@@ -67,12 +71,13 @@ def read_table(path: str | Path, *, key: str = "data.path", sep: str | None = No
     if FORMATS[suffix] == "csv":
         check_row_lengths(file, sep, key=key)
     try:
+        backend: Any = {"dtype_backend": "numpy_nullable"} if nullable else {}
         if FORMATS[suffix] == "parquet":
-            frame = pd.read_parquet(file)
+            frame = pd.read_parquet(file, **backend)
         else:
             # index_col=False: a row with one value too many is not a reason to make the first
             # column the index (every value would shift one column left without a word).
-            frame = pd.read_csv(file, sep=sep, index_col=False)
+            frame = pd.read_csv(file, sep=sep, index_col=False, **backend)
     except Exception as err:  # parser, encoding, arrow and OS errors all mean "unreadable"
         raise DataError(key, f"cannot read {file}: {one_line(err)}") from None
     frame.columns = [str(c) for c in frame.columns]
