@@ -124,6 +124,11 @@ def _answering_client(uri: str) -> Any:
     return client
 
 
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview ("Traces 0"); marked as
+# model training, it opens on the runs table.
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
     """Id of the MLflow experiment ``name`` (one per study), created if missing.
 
@@ -133,9 +138,15 @@ def experiment_id(client: Any, name: str, artifact_location: str | None = None) 
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        if found.tags.get(KIND_TAG) != MODEL_TRAINING:
+            client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_TRAINING)
         return str(found.experiment_id)
     try:
-        return str(client.create_experiment(name, artifact_location=artifact_location))
+        return str(
+            client.create_experiment(
+                name, artifact_location=artifact_location, tags={KIND_TAG: MODEL_TRAINING}
+            )
+        )
     except Exception:
         found = client.get_experiment_by_name(name)  # another worker created it just now
         if found is None:
