@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,7 +86,9 @@ def test_database_lost_mid_sweep_is_one_redacted_line_and_a_redacted_traceback_i
     last = stderr_text.strip().splitlines()[-1]
     assert last.startswith("error: tuning sweep stopped by an unexpected "), stderr_text[-3000:]
     assert "; the traceback is in " in last and "Error executing job with overrides" not in stderr_text
-    assert "(cause: OperationalError: " in last  # what really happened, not only Optuna's wrapper
+    # What really happened, not only Optuna's wrapper; which driver error depends on where in a
+    # commit the server went away (OperationalError, InterfaceError, PendingRollbackError...).
+    assert re.search(r"\(cause: \w+(Error|Exception): ", last), last
     # (MLflow's own logger reports its failed writes on stderr too; they hold no URL.)
     assert [line for line in stderr_text.splitlines() if line.startswith("error:")] == [last]
     log = next(work.glob("experiments/plants/runs/*/sweep.log")).read_text()
