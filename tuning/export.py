@@ -43,10 +43,27 @@ def best_config(
 
 def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> Path:
     """Write atomically: a crash never leaves a half-written file in place of a good one."""
-    text = yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
     with atomic_text(path) as fh:
-        fh.write(header + text)
+        fh.write(header + _dump(data))
     return Path(path)
+
+
+def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str = "") -> bool:
+    """Like ``write_yaml``, but a file that already holds this text is left untouched (same bytes,
+    same modification time); returns whether it was written."""
+    text = header + _dump(data)
+    try:
+        if Path(path).read_text() == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    with atomic_text(path) as fh:
+        fh.write(text)
+    return True
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
 
 
 # Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.
