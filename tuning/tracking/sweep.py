@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (
     MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
@@ -45,6 +46,11 @@ PARENT_TAG = "mlflow.parentRunId"
 BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 MAX_TAG_TEXT = 5000
+MAX_PARAM_TEXT = 6000
+# What a tracking store can raise that is not a bug of ours: MLflow's own errors, a lost
+# connection or file (requests' errors are OSErrors).
+TRACKING_ERRORS = (MlflowException, OSError)
+RUN_PREFIX = "tuning.run."  # one parent tag per command that ran on the study
 
 
 def start_sweep_tracking(
@@ -102,6 +108,9 @@ class MlflowSweepTracker:
         self.children = children
         self.best_tags = best_tags
         self.fixed_params: dict[str, Any] = {}
+        self.invocation = f"{RUN_PREFIX}1"  # this command's entry on the parent
+        self.invocation_start = ""
+        self.trials_before = 0
 
     @classmethod
     def start(
@@ -121,6 +130,8 @@ class MlflowSweepTracker:
             run = found[0]
             client.update_run(run.info.run_id, status="RUNNING")
             params = {k: v for k, v in params.items() if k not in run.data.params}  # params never change
+            # What the study was made with stays; this command is recorded as its own entry below.
+            tags = {k: v for k, v in tags.items() if k not in run.data.tags}
             log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{name}'")
         else:
             run = _own_or_first_parent(
@@ -137,6 +148,10 @@ class MlflowSweepTracker:
             best_tags=best_tags,
         )
         tracker.fixed_params = trial_fixed_params(settings, study)
+        tracker.invocation = next_invocation(client.get_run(run.info.run_id).data.tags)
+        tracker.invocation_start = invocation_text(settings, study, started=time.time())
+        tags[tracker.invocation] = tracker.invocation_start
+        tracker.trials_before = len(study.get_trials(deepcopy=False))
         tracker._log(run.info.run_id, params=params, tags=tags)
         return tracker
 
@@ -146,39 +161,81 @@ class MlflowSweepTracker:
         """Log the trial as a child run, then refresh the parent's best. Never stops the sweep."""
         try:
             self.children[record.number] = self._log_trial(record)
-            self._log_progress(study, record)
-        except Exception as err:  # the study storage keeps everything: a tracking hiccup is not fatal
+            self._log_progress(study)
+        except TRACKING_ERRORS as err:
+            # The study keeps the trial; the next run back-fills its child run. Any other error is
+            # a bug of ours and stops the sweep.
             log.warning(f"MLflow: trial {record.number} not fully logged: {_one_line(err)}")
 
-    def _log_trial(self, record: TrialRecord) -> str:
+    def backfill(self, study: optuna.Study, space: Any) -> list[int]:
+        """Child runs for ended trials that have none (the sweep stopped before logging them, or
+        tracking was off); then the parent's counts and best. Returns the trial numbers."""
+        from optuna.trial import FixedTrial
+
+        from tuning.record import TrialRecord
+
+        done = []
+        for t in study.get_trials(deepcopy=False):
+            if not t.state.is_finished() or t.number in self.children:
+                continue
+            try:
+                hp = space.suggest(FixedTrial(t.params))
+            except (ValueError, KeyError):  # a trial that failed before its parameters were sampled
+                continue
+            start = t.datetime_start.timestamp() if t.datetime_start else time.time()
+            end = t.datetime_complete.timestamp() if t.datetime_complete else start
+            record = TrialRecord(
+                t.number, t.state.name, hp, int(t.user_attrs.get("seed", 0)), value=t.value, start_time=start
+            )
+            record.seconds = end - start
+            reason = t.user_attrs.get("fail_reason")
+            record.error = "interrupted" if t.user_attrs.get("interrupted") else reason
+            record.history = {}
+            self.children[t.number] = self._log_trial(record, backfilled=t)
+            done.append(t.number)
+        if done:
+            log.info(f"MLflow: logged trial(s) {done} that ended without a child run")
+        self._log_progress(study)
+        return done
+
+    def _log_trial(self, record: TrialRecord, backfilled: Any = None) -> str:
         start_ms = int(record.start_time * 1000)
         end_ms = int((record.start_time + record.seconds) * 1000)
+        tags = {**trial_tags(self.study_name, record), PARENT_TAG: self.run_id}
+        if record.state == "FAIL" and record.error == "interrupted" and backfilled is not None:
+            reason = backfilled.user_attrs.get("fail_reason")
+            if reason:
+                tags["tuning.fail_reason"] = (redact(reason) or "")[:MAX_TAG_TEXT]
+        if backfilled is None:
+            metrics = trial_metrics(record, end_ms)
+        else:  # from the study: its stored values, the objective per epoch
+            tags["tuning.backfilled"] = "true"
+            metrics = stored_trial_metrics(backfilled, end_ms)
         run = self.client.create_run(
-            self.experiment_id,
-            start_time=start_ms,
-            run_name=trial_run_name(record.number),
-            tags={**trial_tags(self.study_name, record), PARENT_TAG: self.run_id},
+            self.experiment_id, start_time=start_ms, run_name=trial_run_name(record.number), tags=tags
         )
         run_id = run.info.run_id
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
-        self._log(run_id, metrics=trial_metrics(record, end_ms), params=params)
+        self._log(run_id, metrics=metrics, params=params)
         self.client.set_terminated(run_id, status=run_status(record), end_time=end_ms)
         return run_id
 
-    def _log_progress(self, study: optuna.Study, record: TrialRecord) -> None:
-        """Parent: this trial's objective, best so far (step = trial number), counts, best params."""
-        now, step = _now_ms(), record.number
-        counts = state_counts(t.state.name for t in study.get_trials(deepcopy=False))
+    def _log_progress(self, study: optuna.Study) -> None:
+        """Parent: the study's best (``objective`` and ``best_objective``), counts, best params;
+        step = the number of trials in the study, so the history shows the best over time."""
+        trials = study.get_trials(deepcopy=False)
+        now, step = _now_ms(), len(trials)
+        counts = state_counts(t.state.name for t in trials)
         values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
         tags: dict[str, str] = {}
-        if record.value is not None:
-            values["objective"] = record.value
         try:
             best = study.best_trial
         except ValueError:
             best = None
         if best is not None:
-            values.update(best_objective=float(best.value), best_trial=best.number)
+            values.update(
+                objective=float(best.value), best_objective=float(best.value), best_trial=best.number
+            )
             tags = {f"{BEST_PREFIX}{k}": str(v) for k, v in best.params.items()}
             tags["tuning.best_trial"] = str(best.number)
             if best.number in self.children:
@@ -194,9 +251,17 @@ class MlflowSweepTracker:
     def finish(self, study: optuna.Study, status: str = "FINISHED") -> None:
         """End the parent run (FINISHED, KILLED or FAILED), then attach the sweep's artifacts."""
         try:
+            self._log_progress(study)
+            trials = study.get_trials(deepcopy=False)
+            ran = state_counts(t.state.name for t in trials[self.trials_before :])
+            summary = ", ".join(f"{n} {s}" for s, n in ran.items()) or "none"
+            self._log(
+                self.run_id,
+                tags={self.invocation: f"{self.invocation_start}; trials: {summary}; ended {status}"},
+            )
             self.client.set_terminated(self.run_id, status=status)
             self._log_artifacts(study)
-        except Exception as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
+        except TRACKING_ERRORS as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
             log.warning(f"MLflow: sweep run not fully closed: {_one_line(err)}")
 
     def ui_hint(self) -> str:
@@ -263,6 +328,56 @@ def run_status(record: TrialRecord) -> str:
     if record.state == "FAIL" and record.error == "interrupted":
         return "KILLED"
     return STATUS.get(record.state, "FAILED")
+
+
+def next_invocation(tags: Mapping[str, str]) -> str:
+    """``tuning.run.<k>``: the next free entry for this command on the parent run."""
+    taken = [
+        int(k.removeprefix(RUN_PREFIX))
+        for k in tags
+        if k.startswith(RUN_PREFIX) and k[len(RUN_PREFIX) :].isdigit()
+    ]
+    return f"{RUN_PREFIX}{max(taken, default=0) + 1}"
+
+
+def invocation_text(settings: Mapping[str, Any], study: optuna.Study, started: float) -> str:
+    """When this command started, its overrides (credentials redacted) and its search settings."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    overrides = " ".join(redact(o) or "" for o in _command_overrides()) or "(none)"
+    return (
+        f"{when}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
+        f"sampler={settings['sampler'].get('name')} pruner={settings['pruner'].get('name')}; "
+        f"{len(study.get_trials(deepcopy=False))} trials before"
+    )
+
+
+def _command_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # called from Python, not the command line
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
+    """A back-filled trial's values, from the study: the same final metrics as a live trial's
+    child run, and the objective per epoch that the pruner saw (the Keras history is gone)."""
+    values: dict[str, float] = {}
+    if trial.value is not None:
+        values["objective"] = trial.value
+    for key, v in trial.user_attrs.items():
+        if not isinstance(v, (int, float)) or key in ("seed", "retry_of"):
+            continue
+        if key.startswith(("train_", "val_")):
+            key = f"best_{key}"
+        values[key] = float(v)
+    metrics = [Metric(k, v, timestamp, 0) for k, v in values.items()]
+    metric = trial.user_attrs.get("metric")
+    name = f"{metric}" if isinstance(metric, str) else "objective_per_epoch"
+    return metrics + [
+        Metric(name, float(v), timestamp, int(step) + 1)
+        for step, v in sorted(trial.intermediate_values.items())
+    ]
 
 
 def trial_tags(study_name: str, record: TrialRecord) -> dict[str, str]:
@@ -333,18 +448,25 @@ def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict
 
 
 def parent_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
-    """What a study keeps for life (params in MLflow cannot change on resume)."""
-    values = {
+    """What a study keeps for life (params in MLflow cannot change on resume): the metric,
+    direction, data and task, and the study's identity as created (``tuning.identity``)."""
+    import json
+
+    values: dict[str, Any] = {
         "metric": study.user_attrs.get("metric", settings["study"]["metric"]),
         "direction": study.direction.name.lower(),
         "data": study.user_attrs.get("data"),
         "task": study.user_attrs.get("task"),
     }
+    for key, value in (study.user_attrs.get("identity") or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        values.setdefault(key, (redact(text) or "")[:MAX_PARAM_TEXT])
     return {k: v for k, v in values.items() if v is not None}
 
 
 def parent_tags(settings: Mapping[str, Any], study: optuna.Study, storage_url: str) -> dict[str, str]:
-    """What may change when the study resumes (tags can be overwritten); credentials redacted."""
+    """What the study was made with, set when the parent run is created and never overwritten by
+    a later command (each command gets its own ``tuning.run.<k>`` entry); credentials redacted."""
     return {
         STUDY_TAG: study.study_name,
         ROLE_TAG: "sweep",
