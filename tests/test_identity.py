@@ -48,6 +48,12 @@ def test_a_data_file_is_identified_by_its_content(tmp_path):
     table.write_text("a,b,y\n1,2,0\n")
     cfg = settings("data=csv", f"data.path={table}", "data.target=y", tiny=False)
     first = study_identity(cfg)
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(table.read_bytes())  # another path, the same rows: the same study
+    assert differences(first, study_identity({**cfg, "data": {**cfg["data"], "path": str(moved)}})) == (
+        [],
+        [],
+    )
     table.write_text("a,b,y\n1,2,1\n")  # same path, other rows
     refused, _ = differences(first, study_identity(cfg))
     assert len(refused) == 1 and refused[0].startswith("data.path.sha256: study has ")

@@ -210,3 +210,24 @@ def test_two_workers_share_one_sqlite_study_and_its_trial_total(in_tmp):
     ran = sorted(int(n) for out in outputs for n in re.findall(r"\] trial (\d+) (?:COMPLETE|PRUNED)", out))
     assert ran == sorted(t.number for t in done)
     assert (in_tmp / "experiments" / "plants" / "best.yaml").exists()
+
+
+def test_best_yaml_comes_from_the_study_not_the_command(in_tmp):
+    """A later command's sampler, pruner or n_trials never reach best.yaml; a command that changes
+    nothing leaves it byte-identical; one that changes the trials is refused and writes nothing."""
+    assert cli(["sweep", *TINY, "study.n_trials=2"]) == 0
+    path = Path("experiments/plants/best.yaml")
+    before, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    best = yaml.safe_load(before)
+    assert best["sampler"]["name"] == "tpe" and best["seed"] == 42
+    study = load()
+    assert best["best"]["trial"] == study.best_trial.number
+    assert best["search_space"]["activation"] == study.best_trial.params["activation"]
+
+    assert cli(["sweep", *TINY, "study.n_trials=2", "sampler=random", "pruner=none"]) == 0
+    assert cli(["sweep", *TINY, "study.n_trials=2"]) == 0
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == stamp
+    other = "relu" if study.best_trial.params["activation"] != "relu" else "tanh"
+    assert cli(["sweep", *TINY, "study.n_trials=2", f"search_space.activation={other}", "seed=3"]) == 2
+    assert path.read_bytes() == before
+    assert len(load().trials) == 2

@@ -103,6 +103,8 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[
         old, new = stored.get(key, _ABSENT), current.get(key, _ABSENT)
         if _same(old, new):
             continue
+        if key in FILE_KEYS and _same_content(stored, current, key):
+            continue  # the file moved (or is named another way): its rows are the same
         if key.startswith("search_space.") and widens(old, new):
             widened.append(f"{key}: {_show(old)} -> {_show(new)}")
             continue
@@ -154,6 +156,11 @@ def check_resume(name: str, stored: Mapping[str, Any] | None, current: Mapping[s
 
 
 _ABSENT = object()
+
+
+def _same_content(stored: Mapping[str, Any], current: Mapping[str, Any], key: str) -> bool:
+    digest = stored.get(f"{key}.sha256")
+    return digest is not None and digest == current.get(f"{key}.sha256")
 
 
 def _same(a: Any, b: Any) -> bool:
