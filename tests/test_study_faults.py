@@ -185,3 +185,44 @@ def test_trials_that_ended_without_a_child_run_are_back_filled(tmp_path):
     # A third run adds no second copy.
     assert sweep(tmp_path, *[t for t in TINY if t != "tracking=none"], "study.n_trials=2").returncode == 0
     assert sorted(mlflow_runs(tmp_path)[1]) == sorted(children)
+
+
+def test_kill_9_right_after_the_study_row_is_written(tmp_path):
+    """The study's identity is written just after its row: a kill in between is repaired by the
+    next run, which stores the command's identity (logged as adopted) and runs as usual."""
+    from conftest import settings
+
+    from tuning.identity import study_identity
+
+    db = tmp_path / "experiments" / "plants" / "optuna.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuning", "sweep", *TINY, "study.n_trials=1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    if conn.execute("SELECT count(*) FROM studies").fetchone()[0]:
+                        break
+            except sqlite3.Error:
+                pass  # not made yet
+            time.sleep(0.002)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert integrity(tmp_path) == "ok"
+    done = sweep(tmp_path, *TINY, "study.n_trials=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path)
+    assert study.user_attrs["identity"] == study_identity(settings("study.n_trials=1"))
+    assert study.user_attrs["config"]["seed"] == 42
+    assert [t.state.name for t in study.trials][-1] in ("COMPLETE", "PRUNED")
+    assert integrity(tmp_path) == "ok"

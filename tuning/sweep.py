@@ -84,19 +84,8 @@ def run(settings: Mapping[str, Any]) -> Any:
     import optuna
 
     from tuning.data import load_dataset
-    from tuning.engines.optuna import (
-        Objective,
-        fail_stale_trials,
-        finished_count,
-        open_study,
-        requeue_interrupted,
-        run_trials,
-    )
+    from tuning.engines.optuna import fail_stale_trials, finished_count, open_study
     from tuning.identity import stored_config, study_identity
-    from tuning.progress import Progress
-    from tuning.report import failure_lines, format_table, trials_table
-    from tuning.storage import redact
-    from tuning.summary import counts_line, from_study
 
     # Our progress lines report every trial (failures with their reason, tracebacks are kept
     # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
@@ -140,12 +129,49 @@ def run(settings: Mapping[str, Any]) -> Any:
         from tuning.tracking.sweep import start_sweep_tracking
 
         tracker = start_sweep_tracking(tracking, settings, study, url)
+    try:
+        stopped = _search(study, space, dataset, settings, tracker, url)
+    except BaseException as err:
+        # The parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error; wherever it lands
+        # (back-fill, trials, export), the next run finishes what is missing.
+        if tracker is not None:
+            tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            log.info(tracker.ui_hint())
+        raise
+    _finish_tracking(tracker, study, "FAILED" if stopped else "FINISHED")
+    if stopped is not None:
+        raise stopped
+    done = finished_count(study)
+    if done < n_trials:
+        timeout = study_cfg.get("timeout")
+        budget = f" within study.timeout={timeout} s" if timeout else ""
+        log.warning(
+            f"study '{study.study_name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
+            "run the same command to add the rest"
+        )
+    return study
+
+
+def _search(
+    study: Any, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], tracker: Any, url: str
+) -> StudyStopped | None:
+    """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
+    Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
+    from tuning.engines.optuna import Objective, finished_count, requeue_interrupted, run_trials
+    from tuning.progress import Progress
+    from tuning.report import failure_lines, format_table, trials_table
+    from tuning.storage import redact
+    from tuning.summary import counts_line, from_study
+
+    study_cfg = dict(settings["study"])
+    n_trials = int(study_cfg["n_trials"])
+    if tracker is not None:
         tracker.backfill(study, space)  # trials that ended after the last run stopped logging
     done = finished_count(study)
     log.info(dataset.summary())
     log.info(f"study '{study.study_name}' in {redact(url)}: {done}/{n_trials} trials finished")
     log.info(
-        f"{study_cfg['direction']} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
+        f"{study.direction.name.lower()} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
         f"pruner {settings['pruner'].get('name')}; search space: " + "; ".join(space.describe())
     )
     stopped: StudyStopped | None = None
@@ -173,11 +199,6 @@ def run(settings: Mapping[str, Any]) -> Any:
             )
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
-        except BaseException as err:
-            if tracker is not None:  # the parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error
-                tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-                log.info(tracker.ui_hint())
-            raise
 
     summary = from_study(study)
     table = trials_table(summary)
@@ -189,25 +210,14 @@ def run(settings: Mapping[str, Any]) -> Any:
     try:
         best = study.best_trial
     except ValueError:
-        best = None
         log.warning("no trial completed: no best.yaml written")
-    if best is not None:
-        export_best(study, best, space, dataset, settings, study_dir)
-    _finish_tracking(tracker, study, "FAILED" if stopped else "FINISHED")
-    if stopped is not None:
-        raise stopped
-    done = finished_count(study)
-    if done < n_trials:
-        budget = f" within study.timeout={study_cfg['timeout']} s" if study_cfg.get("timeout") else ""
-        log.warning(
-            f"study '{study.study_name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
-            "run the same command to add the rest"
-        )
-    return study
+        return stopped
+    export_best(study, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
+    return stopped
 
 
 # What a trial stored that best.yaml leaves out: where it ran, and its failure notes.
-NOT_EXPORTED = ("traceback", "worker", "fail_reason", "interrupted")
+NOT_EXPORTED = ("traceback", "worker", "worker_pidns", "fail_reason", "interrupted")
 
 
 def export_best(

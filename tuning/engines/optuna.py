@@ -184,16 +184,26 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 
 
 WORKER_ATTR = "worker"  # "<host>:<pid>" of the process running the trial
+PIDNS_ATTR = "worker_pidns"  # its PID namespace: containers that share a host name do not share PIDs
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _dead_worker(worker: Any) -> bool:
-    """True when ``worker`` ran on this host and its process is gone (a kill -9, a crash)."""
+def pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux
+        return None
+
+
+def _dead_worker(worker: Any, namespace: Any) -> bool:
+    """True when ``worker`` ran on this host, in this PID namespace, and its process is gone."""
     host, _, pid = str(worker or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    if namespace != pid_namespace():
         return False
     try:
         os.kill(int(pid), 0)
@@ -220,7 +230,7 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     storage = study._storage  # as optuna.storages.fail_stale_trials does
     for t in running:
         worker = t.user_attrs.get(WORKER_ATTR)
-        if not _dead_worker(worker):
+        if not _dead_worker(worker, t.user_attrs.get(PIDNS_ATTR)):
             continue
         try:
             storage.set_trial_user_attr(t._trial_id, "interrupted", True)
@@ -265,6 +275,7 @@ class Objective:
         from tuning.trial import objective_value, run_trial
 
         trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
+        trial.set_user_attr(PIDNS_ATTR, pid_namespace())
         for inherited in ("fail_reason", "traceback", "interrupted"):  # copied by Optuna's retry
             if trial.user_attrs.get(inherited) is not None:
                 trial.set_user_attr(inherited, None)

@@ -14,6 +14,8 @@ an error, and is set RUNNING again when the study resumes.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -148,12 +150,21 @@ class MlflowSweepTracker:
             best_tags=best_tags,
         )
         tracker.fixed_params = trial_fixed_params(settings, study)
-        tracker.invocation = next_invocation(client.get_run(run.info.run_id).data.tags)
         tracker.invocation_start = invocation_text(settings, study, started=time.time())
-        tags[tracker.invocation] = tracker.invocation_start
         tracker.trials_before = len(study.get_trials(deepcopy=False))
         tracker._log(run.info.run_id, params=params, tags=tags)
+        tracker._claim_invocation()
         return tracker
+
+    def _claim_invocation(self) -> None:
+        """This command's own ``tuning.run.<k>``: workers starting together may pick the same k;
+        whoever reads back another's text takes the next one."""
+        for _ in range(10):
+            self.invocation = next_invocation(self.client.get_run(self.run_id).data.tags)
+            self.client.set_tag(self.run_id, self.invocation, self.invocation_start)
+            time.sleep(0.05)
+            if self.client.get_run(self.run_id).data.tags.get(self.invocation) == self.invocation_start:
+                return
 
     # --- TrialObserver -------------------------------------------------------------------
 
@@ -345,7 +356,7 @@ def invocation_text(settings: Mapping[str, Any], study: optuna.Study, started: f
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     overrides = " ".join(redact(o) or "" for o in _command_overrides()) or "(none)"
     return (
-        f"{when}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
+        f"{when} {socket.gethostname()}:{os.getpid()}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
         f"sampler={settings['sampler'].get('name')} pruner={settings['pruner'].get('name')}; "
         f"{len(study.get_trials(deepcopy=False))} trials before"
     )
