@@ -28,7 +28,7 @@ def test_errors_raised_by_keras_or_memory_are_the_trials_own():
     import keras
     import tensorflow as tf
 
-    from tuning.engines.optuna import is_trial_failure
+    from tuning.failures import is_trial_failure
 
     def raised(fn):
         try:

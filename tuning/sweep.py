@@ -84,7 +84,8 @@ def run(settings: Mapping[str, Any]) -> Any:
     import optuna
 
     from tuning.data import load_dataset
-    from tuning.engines.optuna import fail_stale_trials, finished_count, open_study
+    from tuning.engines.optuna import finished_count, open_study
+    from tuning.engines.stale import fail_stale_trials
     from tuning.identity import stored_config, study_identity
 
     # Our progress lines report every trial (failures with their reason, tracebacks are kept
@@ -157,7 +158,9 @@ def _search(
 ) -> StudyStopped | None:
     """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
     Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
-    from tuning.engines.optuna import Objective, finished_count, requeue_interrupted, run_trials
+    from tuning.engines.optuna import Objective, finished_count, run_trials
+    from tuning.engines.stale import requeue_interrupted
+    from tuning.export import export_best
     from tuning.progress import Progress
     from tuning.report import failure_lines, format_table, trials_table
     from tuning.storage import redact
@@ -214,52 +217,6 @@ def _search(
         return stopped
     export_best(study, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
     return stopped
-
-
-# What a trial stored that best.yaml leaves out: where it ran, and its failure notes.
-NOT_EXPORTED = ("traceback", "worker", "worker_pidns", "fail_reason", "interrupted")
-
-
-def export_best(
-    study: Any, best: Any, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], study_dir: Path
-) -> Path:
-    """best.yaml from the study: the winning trial's stored parameters and the config the study
-    was made with (``config`` user attribute), whatever this command says about sampler, pruner,
-    n_trials or tracking. An unchanged study gives a byte-identical file, left untouched."""
-    from optuna.trial import FixedTrial
-
-    from tuning.engines.optuna import creation_config
-    from tuning.export import best_config, write_yaml_if_changed
-
-    made_with = creation_config(study) or settings
-    # The resume check made the study's space and this command's the same (or only wider).
-    hp = space.suggest(FixedTrial(best.params))
-    metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
-    best_info = {
-        "trial": best.number,
-        "value": best.value,
-        "metric": metric,
-        "direction": study.direction.name.lower(),
-        "study": study.study_name,
-        # What the model was made for: `tuning train` refuses data with other columns or classes.
-        "task": dataset.task,
-        "target": dataset.target,
-        "columns": list(dataset.columns),
-        "class_names": dataset.class_names,
-        **{k: v for k, v in best.user_attrs.items() if k not in NOT_EXPORTED and v is not None},
-    }
-    path = study_dir / "best.yaml"
-    changed = write_yaml_if_changed(
-        path,
-        best_config(made_with, hp, task=dataset.task, best=best_info),
-        header=f"# Best trial {best.number} of study '{study.study_name}': "
-        f"{metric}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
-    )
-    log.info(f"best trial {best.number}: {metric}={best.value:.6g}")
-    for key, value in hp.as_config().items():
-        log.info(f"  {key}: {value}")
-    log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
-    return path
 
 
 def _finish_tracking(tracker: Any, study: Any, status: str = "FINISHED") -> None:

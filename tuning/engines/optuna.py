@@ -5,10 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import os
 import signal
-import socket
-import sys
 import threading
 import time
 import traceback
@@ -21,7 +18,9 @@ import optuna
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
+from tuning.engines.stale import PIDNS_ATTR, WORKER_ATTR, pid_namespace, worker_id
 from tuning.errors import ConfigError, StudyStopped, Terminated, TrialFailed
+from tuning.failures import is_trial_failure
 from tuning.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
 from tuning.record import TrialRecord
 from tuning.space import SearchSpace
@@ -171,81 +170,6 @@ def creation_config(study: optuna.Study) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, Mapping) else None
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Queue again, once, the parameters of trials stopped by Ctrl-C; returns their numbers."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    queued = []
-    for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            queued.append(t.number)
-    return queued
-
-
-WORKER_ATTR = "worker"  # "<host>:<pid>" of the process running the trial
-PIDNS_ATTR = "worker_pidns"  # its PID namespace: containers that share a host name do not share PIDs
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def pid_namespace() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:  # not Linux
-        return None
-
-
-def _dead_worker(worker: Any, namespace: Any) -> bool:
-    """True when ``worker`` ran on this host, in this PID namespace, and its process is gone."""
-    host, _, pid = str(worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    if namespace != pid_namespace():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def fail_stale_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the trials a stopped worker left RUNNING; returns their numbers.
-
-    Two signs that a worker stopped: its process is gone from this host (the trial's
-    ``worker`` attribute: known at once, for every storage, journal files included), or its
-    heartbeat is older than ``grace_period`` (RDB storages; a worker on another machine). A
-    trial failed by the first is tagged ``interrupted`` and re-run once by ``requeue_interrupted``
-    when the study still needs trials; Optuna's retry callback re-queues those of the second.
-    Every run calls this, including one that finds nothing left to train.
-    """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return []
-    storage = study._storage  # as optuna.storages.fail_stale_trials does
-    for t in running:
-        worker = t.user_attrs.get(WORKER_ATTR)
-        if not _dead_worker(worker, t.user_attrs.get(PIDNS_ATTR)):
-            continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            storage.set_trial_user_attr(
-                t._trial_id, "fail_reason", f"worker {worker} stopped while the trial ran (killed or crashed)"
-            )
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it first
-    optuna.storages.fail_stale_trials(study)  # does nothing without heartbeats
-    numbers = {t.number for t in running}
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return sorted(t.number for t in failed if t.number in numbers)
-
-
 class Objective:
     """Samples a trial's hyperparameters, trains it, records everything as user attributes."""
 
@@ -340,42 +264,6 @@ class Objective:
         finally:
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
-
-
-def is_trial_failure(err: BaseException) -> bool:
-    """Whether ``err`` is this trial's own failure (the trial ends FAIL, the study goes on).
-
-    Like KerasTuner's FailedTrialError vs FatalError: a trial fails when its model diverges
-    (``TrialFailed``), runs out of memory (``MemoryError``, TensorFlow's ResourceExhaustedError and
-    other op errors), or cannot be built, compiled or fit with the sampled values (a ValueError,
-    TypeError or ArithmeticError raised inside Keras or TensorFlow). Anything else -- raised by
-    our own code, by the storage or by tracking -- is a bug or a lost store and stops the sweep.
-    """
-    if isinstance(err, (TrialFailed, MemoryError)):
-        return True
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(err, tf.errors.OpError):
-        return True
-    if isinstance(err, (ValueError, TypeError, ArithmeticError)):
-        return _raised_in_framework(err)
-    return False
-
-
-def _raised_in_framework(err: BaseException) -> bool:
-    roots = []
-    for name in ("keras", "tensorflow"):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            roots.append(os.path.dirname(os.path.abspath(module.__file__)) + os.sep)
-    tb = err.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    if last is None or not roots:
-        return False
-    filename = os.path.abspath(last.tb_frame.f_code.co_filename)
-    return filename.startswith(tuple(roots))
 
 
 def _prefixed(prefix: str, values: Mapping[str, float]) -> dict[str, float]:
