@@ -167,3 +167,21 @@ def test_a_study_made_before_identities_adopts_the_commands(in_tmp, caplog):
     # From now on a change is refused.
     with pytest.raises(StudyMismatch):
         run(settings("study.n_trials=1", "seed=5"))
+
+
+def test_a_widened_range_becomes_the_studys(in_tmp, caplog):
+    from tuning.sweep import run
+
+    study = make_study(study_identity(settings()))
+    study.set_user_attr("config", stored_config(settings()))
+    add_trial(study, 0.5)
+    with caplog.at_level("INFO"):
+        run(settings("study.n_trials=1", "search_space.units.high=256"))
+    assert "search space widened: search_space.units" in caplog.text
+    stored = optuna.load_study(study_name="plants", storage=STORAGE).user_attrs
+    assert stored[IDENTITY_ATTR]["search_space.units"]["high"] == 256
+    assert stored["config"]["search_space"]["units"]["high"] == 256
+    assert stored["config"]["sampler"]["name"] == "tpe"  # the rest stays as the study was made
+    # Narrowing back is now a narrowing of the study's space: refused.
+    with pytest.raises(StudyMismatch):
+        run(settings("study.n_trials=1"))
