@@ -185,3 +185,12 @@ def test_a_widened_range_becomes_the_studys(in_tmp, caplog):
     # Narrowing back is now a narrowing of the study's space: refused.
     with pytest.raises(StudyMismatch):
         run(settings("study.n_trials=1"))
+
+
+def test_a_missing_data_file_is_left_to_the_data_check(tmp_path):
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b,y\n1,2,0\n")
+    cfg = settings("data=csv", f"data.path={table}", "data.target=y", tiny=False)
+    first = study_identity(cfg)
+    table.unlink()
+    assert differences(first, study_identity(cfg)) == ([], [])
