@@ -156,3 +156,34 @@ def test_report_says_why_each_trial_failed(in_tmp, capsys):
     assert cli(["report", "plants"]) == 0
     out = capsys.readouterr().out
     assert "failed trials:\ntrial 0: loss became NaN at epoch 3" in out
+
+
+def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp, caplog):
+    """MLflow refusing a write (here: the parent run was deleted under the sweep) is logged and the
+    sweep goes on (the next run back-fills); an error of our own in the tracker propagates."""
+    import time
+
+    from tuning.config import validate, validate_for_task
+    from tuning.record import TrialRecord
+    from tuning.tracking.client import connect_tracking
+    from tuning.tracking.sweep import start_sweep_tracking
+
+    cfg = settings("data.n_samples=400", "study.n_trials=3", tiny=False)
+    Path("experiments/plants").mkdir(parents=True)
+    study = optuna.create_study(study_name="plants", storage=STORAGE, direction="minimize")
+    study.set_user_attr("metric", "val_loss")
+    space = validate_for_task(cfg, validate(cfg), "binary")
+    trial = study.ask()
+    hp = space.suggest(trial)
+    study.tell(trial, 0.5)
+    tracking = connect_tracking(cfg)
+    tracker = start_sweep_tracking(tracking, cfg, study, STORAGE)
+    tracking.client.delete_run(tracker.run_id)
+    record = TrialRecord(0, "COMPLETE", hp, 42, value=0.5, start_time=time.time())
+    with caplog.at_level("WARNING", logger="tuning"):
+        tracker.on_trial_end(study, record)
+    assert "MLflow: trial 0 not fully logged" in caplog.text
+
+    broken = TrialRecord(1, "COMPLETE", None, 42, value=0.5, start_time=time.time())  # a bug of ours
+    with pytest.raises(AttributeError):
+        tracker.on_trial_end(study, broken)
