@@ -211,3 +211,47 @@ def test_two_workers_share_one_sqlite_study_and_its_trial_total(in_tmp):
     ran = sorted(int(n) for out in outputs for n in re.findall(r"\] trial (\d+) (?:COMPLETE|PRUNED)", out))
     assert ran == sorted(t.number for t in done)
     assert (in_tmp / "experiments" / "plants" / "best.yaml").exists()
+
+
+def test_best_yaml_comes_from_the_study_not_the_command(in_tmp):
+    """A later command's sampler, pruner or n_trials never reach best.yaml; a command that changes
+    nothing leaves it byte-identical; one that changes the trials is refused and writes nothing."""
+    assert cli(["sweep", *TINY, "study.n_trials=2"]) == 0
+    path = Path("experiments/plants/best.yaml")
+    before, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    best = yaml.safe_load(before)
+    assert best["sampler"]["name"] == "tpe" and best["seed"] == 42
+    study = load()
+    assert best["best"]["trial"] == study.best_trial.number
+    assert best["search_space"]["activation"] == study.best_trial.params["activation"]
+
+    assert cli(["sweep", *TINY, "study.n_trials=2", "sampler=random", "pruner=none"]) == 0
+    assert cli(["sweep", *TINY, "study.n_trials=2"]) == 0
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == stamp
+    other = "relu" if study.best_trial.params["activation"] != "relu" else "tanh"
+    assert cli(["sweep", *TINY, "study.n_trials=2", f"search_space.activation={other}", "seed=3"]) == 2
+    assert path.read_bytes() == before
+    assert len(load().trials) == 2
+
+
+def test_train_uses_exactly_what_the_best_trial_used(in_tmp):
+    """After a resume with another sampler, `tuning train` gets the trial's values and seed from
+    best.yaml, and warns about neither seed nor data."""
+    assert cli(["sweep", *TINY, "study.n_trials=2"]) == 0
+    assert cli(["sweep", *TINY, "study.n_trials=3", "sampler=random", "pruner=none"]) == 0
+    best = load().best_trial
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning", "train", "study=plants", "tracking=none", "final.refit=false"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "is not the sweep's" not in done.stdout + done.stderr
+    meta = json.loads(Path("experiments/plants/final/meta.json").read_text())
+    assert meta["best_trial"] == best.number and meta["seed"] == best.user_attrs["seed"] == 42 + best.number
+    hp = meta["hyperparameters"]
+    assert hp["units"] == [best.params[f"units_{i}"] for i in range(best.params["n_layers"])]
+    for name in ("activation", "dropout", "learning_rate", "batch_size", "optimizer", "loss"):
+        assert hp[name] == best.params[name]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -335,13 +336,28 @@ def test_one_parent_run_per_study_reused_on_resume(embedded):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["tuning.study"] == "plants"
     assert parent.data.tags["tuning.storage"] == "sqlite:///experiments/plants/optuna.db"
-    assert parent.data.tags["tuning.n_trials"] == "3"  # tags follow the latest session
-    assert parent.data.params == {
+    # What the study was made with: the first session's, never overwritten by later ones.
+    assert parent.data.tags["tuning.n_trials"] == "3"
+    assert parent.data.tags["tuning.pruner"] == "none"
+    assert parent.data.tags["tuning.seed"] == "42"
+    params = parent.data.params
+    assert {k: params[k] for k in ("metric", "direction", "data", "task", "seed", "data.n_samples")} == {
         "metric": "val_log_loss",
         "direction": "minimize",
         "data": "plants",
         "task": "binary",
+        "seed": "42",
+        "data.n_samples": "400",
     }
+    assert json.loads(params["search_space.units"]) == {"type": "int", "low": 8, "high": 128, "log": True}
+    assert not any(k.startswith(("sampler", "pruner", "study.n_trials")) for k in params)
+    # Each command that ran on the study has its own entry.
+    runs = {k: v for k, v in parent.data.tags.items() if k.startswith("tuning.run.")}
+    assert sorted(runs) == ["tuning.run.1", "tuning.run.2", "tuning.run.3"]
+    assert "study.n_trials=3" in runs["tuning.run.1"] and runs["tuning.run.1"].endswith("ended KILLED")
+    assert "trials: 1 COMPLETE; ended FINISHED" in runs["tuning.run.2"]
+    assert "pruner=threshold" in runs["tuning.run.3"]  # run in-process: no command-line overrides
+    assert "trials: 1 PRUNED; ended FINISHED" in runs["tuning.run.3"]
 
 
 @pytest.mark.slow
@@ -446,10 +462,14 @@ def test_parent_keeps_the_best_trial_current(embedded):
     assert parent.data.tags["tuning.best_trial"] == str(study.best_trial.number)
     best_run = embedded.children[study.best_trial.number].info.run_id
     assert parent.data.tags["tuning.best_trial_run_id"] == best_run
-    steps = history(embedded.client, parent.info.run_id, "best_objective")
-    assert sorted(steps) == [0, 1, 2, 3]  # one point per trial: the search's progress
+    # The parent's objective is the study's best (step = trials in the study), never a trial's.
     objectives = history(embedded.client, parent.info.run_id, "objective")
-    assert objectives == {t.number: pytest.approx(t.value) for t in study.trials if t.value is not None}
+    assert sorted(objectives) == [1, 2, 3, 4]
+    complete = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    for step, value in objectives.items():
+        assert value == pytest.approx(min(v for n, v in complete.items() if n < step))
+    assert objectives[4] == pytest.approx(study.best_value)
+    assert history(embedded.client, parent.info.run_id, "best_objective") == objectives
 
 
 @pytest.mark.slow

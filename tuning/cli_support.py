@@ -29,13 +29,19 @@ def fail(err: ConfigError) -> NoReturn:
 
 
 def crash(err: BaseException, command: str) -> NoReturn:
+    """:func:`report_crash`, then exit 1."""
+    report_crash(err, command)
+    sys.exit(1)
+
+
+def report_crash(err: BaseException, command: str) -> None:
     """Report an error nobody caught on purpose, without the credentials Hydra would print.
 
     Left to Hydra, an uncaught exception is printed with the job's command-line overrides
     (``Error executing job with overrides: [... 'study.storage=postgresql://user:password@...']``).
     Instead: the full traceback, credentials redacted, goes to the run's log file (Hydra's file
-    handler, e.g. ``runs/<time>/sweep.log``), and stderr gets one redacted line naming it. Exit 1:
-    a failure, not bad input. Call it from a ``@hydra.main`` function's last ``except``.
+    handler, e.g. ``runs/<time>/sweep.log``), and stderr gets one redacted line naming it. The
+    command then exits 1: a failure, not bad input.
     """
     from tuning.storage import first_line, redact
 
@@ -59,7 +65,6 @@ def crash(err: BaseException, command: str) -> NoReturn:
         f"error: {command} stopped by an unexpected {type(err).__name__}: {first_line(err)}{cause}{where}",
         file=sys.stderr,
     )
-    sys.exit(1)
 
 
 def run_hydra_app(app: Callable[[], None], prog: str, args: Sequence[str]) -> int:

@@ -27,3 +27,11 @@ class DataError(ConfigError):
 
 class TrialFailed(TuningError):
     """One trial failed (diverged, NaN): the trial ends FAIL, the study goes on."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, Docker, Kubernetes, SLURM): handled like Ctrl-C, exit code 143."""
+
+
+class StudyStopped(TuningError):
+    """The sweep stopped itself (too many failed trials in a row): one line, exit code 2."""

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tuning.errors import ConfigError
 from tuning.files import atomic_text
-from tuning.space import Hyperparameters, hyperparameters_from_config
+from tuning.space import Hyperparameters, SearchSpace, hyperparameters_from_config
 from tuning.storage import redact
 from tuning.tasks import resolve_loss
+
+if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
+    from tuning.data import Dataset
+
+log = logging.getLogger("tuning")
 
 # Keys whose values may hold credentials; they are written redacted.
 SECRET_KEYS = (("study", "storage"), ("tracking", "uri"))
@@ -43,10 +49,72 @@ def best_config(
 
 def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> Path:
     """Write atomically: a crash never leaves a half-written file in place of a good one."""
-    text = yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
     with atomic_text(path) as fh:
-        fh.write(header + text)
+        fh.write(header + _dump(data))
     return Path(path)
+
+
+def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str = "") -> bool:
+    """Like ``write_yaml``, but a file that already holds this text is left untouched (same bytes,
+    same modification time); returns whether it was written."""
+    text = header + _dump(data)
+    try:
+        if Path(path).read_text() == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    with atomic_text(path) as fh:
+        fh.write(text)
+    return True
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
+
+
+# What a trial stored that best.yaml leaves out: where it ran, and its failure notes.
+NOT_EXPORTED = ("traceback", "worker", "worker_pidns", "fail_reason", "interrupted")
+
+
+def export_best(
+    study: Any, best: Any, space: SearchSpace, dataset: Dataset, settings: Mapping[str, Any], study_dir: Path
+) -> Path:
+    """best.yaml from the study: the winning trial's stored parameters and the config the study
+    was made with (``config`` user attribute), whatever this command says about sampler, pruner,
+    n_trials or tracking. An unchanged study gives a byte-identical file, left untouched."""
+    from optuna.trial import FixedTrial
+
+    from tuning.engines.optuna import creation_config
+
+    made_with = creation_config(study) or settings
+    # The resume check made the study's space and this command's the same (or only wider).
+    hp = space.suggest(FixedTrial(best.params))
+    metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
+    best_info = {
+        "trial": best.number,
+        "value": best.value,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "study": study.study_name,
+        # What the model was made for: `tuning train` refuses data with other columns or classes.
+        "task": dataset.task,
+        "target": dataset.target,
+        "columns": list(dataset.columns),
+        "class_names": dataset.class_names,
+        **{k: v for k, v in best.user_attrs.items() if k not in NOT_EXPORTED and v is not None},
+    }
+    path = study_dir / "best.yaml"
+    changed = write_yaml_if_changed(
+        path,
+        best_config(made_with, hp, task=dataset.task, best=best_info),
+        header=f"# Best trial {best.number} of study '{study.study_name}': "
+        f"{metric}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
+    )
+    log.info(f"best trial {best.number}: {metric}={best.value:.6g}")
+    for key, value in hp.as_config().items():
+        log.info(f"  {key}: {value}")
+    log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
+    return path
 
 
 # Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.

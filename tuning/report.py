@@ -101,3 +101,18 @@ def write_csv(table: Table, path: str | Path) -> Path:
         writer.writerow(table.columns)
         writer.writerows([["" if v is None else v for v in row] for row in table.rows])
     return Path(path)
+
+
+def failure_lines(study: StudySummary) -> list[str]:
+    """One line per failed trial with its reason (``trial 3: loss became NaN at epoch 2``)."""
+    lines = []
+    for t in study.trials:
+        if t.state == "FAIL":
+            reason = t.user_attrs.get("fail_reason") or (
+                "interrupted" if t.user_attrs.get("interrupted") else "no reason stored"
+            )
+            retry = t.user_attrs.get("retry_of")
+            lines.append(
+                f"trial {t.number}: {reason}" + (f" (retry of trial {retry})" if retry is not None else "")
+            )
+    return lines

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tuning import study_file
 from tuning.errors import ConfigError
-from tuning.report import format_table, trials_table, write_csv
+from tuning.report import failure_lines, format_table, trials_table, write_csv
 from tuning.storage import check_storage, default_storage_url, first_line, local_path, open_storage, redact
 from tuning.summary import StudySummary, counts_line, from_study
 
@@ -99,6 +99,9 @@ def main(args: Sequence[str]) -> int:
     states = [t.state for t in study.trials]
     print(f"study '{name}' in {redact(url)}: {study.direction} {study.metric}; {counts_line(states)}")
     print(format_table(table, opts.top))
+    failures = failure_lines(study)
+    if failures:
+        print("failed trials:\n" + "\n".join(failures))
     if opts.csv:
         write_csv(table, opts.csv)
         print(f"table written to {opts.csv}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.backend import start_tensorflow
-from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
+from tuning.cli_support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, report_crash, run_hydra_app
 from tuning.config import (
     compose,
     conf_dir,
@@ -23,7 +24,7 @@ from tuning.config import (
     validate,
     validate_for_task,
 )
-from tuning.errors import ConfigError
+from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
 from tuning.logs import quiet_terminal
 from tuning.space import SearchSpace
@@ -47,28 +48,47 @@ def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[S
     task = settings["data"].get("task")
     if task in TASKS:
         space = validate_for_task(settings, space, task)
+    if reach_server:
+        check_identity(settings)
     return space, sampler, pruner
 
 
+def check_identity(settings: Mapping[str, Any]) -> None:
+    """Refuse a resume that changes what the study's trials are, before Hydra writes anything.
+
+    Reads the default SQLite file directly (no Optuna, no TensorFlow; nothing created). Other
+    storages are checked when the study is opened, still before any trial or TensorFlow.
+
+    Raises:
+        StudyMismatch: one line per difference, and the way out.
+    """
+    from tuning.identity import IDENTITY_ATTR, check_resume, study_identity
+    from tuning.storage import local_path
+    from tuning.study_file import read_study
+
+    url = storage_url(settings["study"], settings["paths"]["study_dir"])
+    path = local_path(url)
+    if path is None or not url.startswith("sqlite") or not path.is_file():
+        return
+    name = str(settings["study"]["name"])
+    summary = read_study(path, name)
+    if summary is not None:
+        check_resume(name, summary.user_attrs.get(IDENTITY_ATTR), study_identity(settings))
+
+
 def run(settings: Mapping[str, Any]) -> Any:
-    """Run (or resume) the sweep described by a resolved config; returns the Optuna study."""
+    """Run (or resume) the sweep described by a resolved config; returns the Optuna study.
+
+    Raises ``StudyMismatch`` (a resume that changes the study's identity) before any trial,
+    ``TooManyFailures`` after best.yaml is written, KeyboardInterrupt / ``Terminated`` on
+    Ctrl-C / SIGTERM, and any other error (a bug or a lost store) as it is.
+    """
     import optuna
-    from optuna.trial import FixedTrial
 
     from tuning.data import load_dataset
-    from tuning.engines.optuna import (
-        Objective,
-        fail_stale_trials,
-        finished_count,
-        open_study,
-        requeue_interrupted,
-        run_trials,
-    )
-    from tuning.export import best_config, write_yaml
-    from tuning.progress import Progress
-    from tuning.report import format_table, trials_table
-    from tuning.storage import redact
-    from tuning.summary import counts_line, from_study
+    from tuning.engines.optuna import finished_count, open_study
+    from tuning.engines.stale import fail_stale_trials
+    from tuning.identity import stored_config, study_identity
 
     # Our progress lines report every trial (failures with their reason, tracebacks are kept
     # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
@@ -95,20 +115,71 @@ def run(settings: Mapping[str, Any]) -> Any:
             "data": dataset.name,
             "class_names": dataset.class_names,
         },
+        identity=study_identity(settings),
+        config=stored_config(settings),
     )
+    n_trials = int(study_cfg["n_trials"])
+    # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
+    stale = fail_stale_trials(study)
+    if stale:
+        log.info(
+            f"trial(s) {stale} were left running by a worker that stopped (its process is gone, or no "
+            f"heartbeat for over {study_cfg.get('grace_period')} s): marked FAIL"
+            + ("" if finished_count(study) >= n_trials else "; re-running each once with the same parameters")
+        )
     tracker = None
     if tracking is not None:  # mlflow is imported only when tracking is on
         from tuning.tracking.sweep import start_sweep_tracking
 
         tracker = start_sweep_tracking(tracking, settings, study, url)
+    try:
+        stopped = _search(study, space, dataset, settings, tracker, url)
+    except BaseException as err:
+        # The parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error; wherever it lands
+        # (back-fill, trials, export), the next run finishes what is missing.
+        if tracker is not None:
+            tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            log.info(tracker.ui_hint())
+        raise
+    _finish_tracking(tracker, study, "FAILED" if stopped else "FINISHED")
+    if stopped is not None:
+        raise stopped
+    done = finished_count(study)
+    if done < n_trials:
+        timeout = study_cfg.get("timeout")
+        budget = f" within study.timeout={timeout} s" if timeout else ""
+        log.warning(
+            f"study '{study.study_name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
+            "run the same command to add the rest"
+        )
+    return study
+
+
+def _search(
+    study: Any, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], tracker: Any, url: str
+) -> StudyStopped | None:
+    """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
+    Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
+    from tuning.engines.optuna import Objective, finished_count, run_trials
+    from tuning.engines.stale import requeue_interrupted
+    from tuning.export import export_best
+    from tuning.progress import Progress
+    from tuning.report import failure_lines, format_table, trials_table
+    from tuning.storage import redact
+    from tuning.summary import counts_line, from_study
+
+    study_cfg = dict(settings["study"])
     n_trials = int(study_cfg["n_trials"])
+    if tracker is not None:
+        tracker.backfill(study, space)  # trials that ended after the last run stopped logging
     done = finished_count(study)
     log.info(dataset.summary())
     log.info(f"study '{study.study_name}' in {redact(url)}: {done}/{n_trials} trials finished")
     log.info(
-        f"{study_cfg['direction']} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
+        f"{study.direction.name.lower()} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
         f"pruner {settings['pruner'].get('name')}; search space: " + "; ".join(space.describe())
     )
+    stopped: StudyStopped | None = None
     if done >= n_trials:
         log.info(
             f"study '{study.study_name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
@@ -117,12 +188,6 @@ def run(settings: Mapping[str, Any]) -> Any:
         requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
-        stale = fail_stale_trials(study)
-        if stale:
-            log.info(
-                f"trial(s) {stale} were left running by a worker that stopped (no heartbeat for over "
-                f"{study_cfg.get('grace_period')} s): marked FAIL, re-running each once with the same parameters"
-            )
         start_tensorflow(settings["training"].get("threads"))
         objective = Objective(
             space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
@@ -137,54 +202,29 @@ def run(settings: Mapping[str, Any]) -> Any:
                 observers=observers,
                 max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
             )
-        except BaseException as err:
-            if tracker is not None:  # the parent run ends too: KILLED on Ctrl-C, FAILED on an error
-                tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-                log.info(tracker.ui_hint())
-            raise
+        except StudyStopped as err:  # the trials that completed still give a best.yaml
+            stopped = err
 
     summary = from_study(study)
     table = trials_table(summary)
     log.info(counts_line(t.state for t in summary.trials))
     log.info("top trials:\n" + format_table(table, int(study_cfg.get("top", 5))))
+    failures = failure_lines(summary)
+    if failures:
+        log.info("failed trials:\n" + "\n".join(failures))
     try:
         best = study.best_trial
     except ValueError:
         log.warning("no trial completed: no best.yaml written")
-        _finish_tracking(tracker, study)
-        return study
-    hp = space.suggest(FixedTrial(best.params))
-    best_info = {
-        "trial": best.number,
-        "value": best.value,
-        "metric": study_cfg["metric"],
-        "direction": study_cfg["direction"],
-        "study": study.study_name,
-        # What the model was made for: `tuning train` refuses data with other columns or classes.
-        "task": dataset.task,
-        "target": dataset.target,
-        "columns": list(dataset.columns),
-        "class_names": dataset.class_names,
-        **{k: v for k, v in best.user_attrs.items() if k != "traceback"},
-    }
-    path = write_yaml(
-        study_dir / "best.yaml",
-        best_config(settings, hp, task=dataset.task, best=best_info),
-        header=f"# Best trial {best.number} of study '{study.study_name}': "
-        f"{study_cfg['metric']}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
-    )
-    log.info(f"best trial {best.number}: {study_cfg['metric']}={best.value:.6g}")
-    for key, value in hp.as_config().items():
-        log.info(f"  {key}: {value}")
-    log.info(f"best config written to {path}")
-    _finish_tracking(tracker, study)
-    return study
+        return stopped
+    export_best(study, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
+    return stopped
 
 
-def _finish_tracking(tracker: Any, study: Any) -> None:
+def _finish_tracking(tracker: Any, study: Any, status: str = "FINISHED") -> None:
     """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
     if tracker is not None:
-        tracker.finish(study)
+        tracker.finish(study, status)
         log.info(tracker.ui_hint())
 
 
@@ -207,9 +247,68 @@ def _interrupted_in(err: BaseException) -> str:
         tb = tb.tb_next
     if "run_trials" in names:
         return "trials"
-    if names & {"write_yaml", "_finish_tracking", "finish"}:
+    if names & {"export_best", "write_yaml", "_finish_tracking", "finish"}:
         return "export"
     return "start"
+
+
+# Exit codes of `tuning sweep` (README, "Exit codes").
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SHORT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+
+
+def execute(settings: Mapping[str, Any]) -> int:
+    """Run the sweep as a command; returns its exit code, with one line for each way it can end.
+
+    0: n_trials finished (or study.timeout given); 2: the study stopped itself (too many failed
+    trials in a row); 3: fewer than n_trials finished; 130 / 143: Ctrl-C / SIGTERM; 1: an
+    unexpected error (a bug or a lost store), its traceback in the run's log. ConfigError
+    (bad input, a refused resume) propagates to the caller's one-line exit 2.
+    """
+    from tuning.engines.optuna import finished_count
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
+    try:
+        study = run(settings)
+    except StudyStopped as err:
+        print(f"error: study.max_consecutive_failures: the sweep stopped: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except Terminated:
+        print(
+            "\nterminated (SIGTERM): the running trial is marked FAIL and re-run on resume; "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
+    except KeyboardInterrupt as err:
+        print(f"\ninterrupted: {INTERRUPTED[_interrupted_in(err)]}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError:
+        raise
+    except Exception as err:  # not hidden: one redacted line here, the whole traceback in the run's log
+        report_crash(err, "tuning sweep")
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    n_trials = int(settings["study"]["n_trials"])
+    done = finished_count(study)
+    if done < n_trials and not settings["study"].get("timeout"):
+        print(
+            f"error: study.n_trials: {done} of {n_trials} trials finished (the others failed: see "
+            "`tuning report`); run the same command to add the rest",
+            file=sys.stderr,
+        )
+        return EXIT_SHORT
+    return EXIT_OK
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -217,14 +316,13 @@ def _app(cfg: DictConfig) -> None:
     redact_hydra_files()
     quiet_terminal(bool(cfg.get("verbose", False)))
     try:
-        run(resolved(cfg))
+        code = execute(resolved(cfg))
     except ConfigError as err:
         fail(err)
-    except KeyboardInterrupt as err:
-        print(f"\ninterrupted: {INTERRUPTED[_interrupted_in(err)]}", file=sys.stderr)
-        sys.exit(130)
-    except Exception as err:  # reported, not hidden: one redacted line, the traceback in sweep.log
+    except Exception as err:  # outside the sweep itself (e.g. resolving the config): reported, not hidden
         crash(err, "tuning sweep")
+    if code:
+        sys.exit(code)
 
 
 def main(args: Sequence[str]) -> int:

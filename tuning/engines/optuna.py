@@ -18,7 +18,10 @@ import optuna
 from hydra.utils import instantiate
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning.errors import ConfigError, TrialFailed, TuningError
+from tuning.engines.stale import PIDNS_ATTR, WORKER_ATTR, pid_namespace, worker_id
+from tuning.errors import ConfigError, StudyStopped, Terminated, TrialFailed
+from tuning.failures import is_trial_failure
+from tuning.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
 from tuning.record import TrialRecord
 from tuning.space import SearchSpace
 from tuning.storage import first_line, open_storage, redact
@@ -82,8 +85,17 @@ def open_study(
     pruner: optuna.pruners.BasePruner,
     *,
     user_attrs: Mapping[str, Any],
+    identity: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it to resume; refuse a resume with another direction or metric."""
+    """Create the study with its identity, or load it to resume.
+
+    A resume whose ``identity`` differs from the stored one is refused (``StudyMismatch``),
+    except numeric ranges that only widen, which become the study's. A study without a stored
+    identity (made before identities were kept, or killed right after its row was written)
+    adopts the command's. ``config`` (the creating command's, redacted) is kept beside it:
+    best.yaml is built from it, never from a later command.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     name = str(study_config["name"])
@@ -99,48 +111,63 @@ def open_study(
         existing = None
     except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
         raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
-    if existing is not None:
-        old_direction = existing.direction.name.lower()
-        old_metric = existing.user_attrs.get("metric")
-        if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
-            raise ConfigError(
-                "study.metric" if old_metric != study_config["metric"] else "study.direction",
-                f"study '{name}' in {redact(storage_url)} optimizes {old_metric} ({old_direction}), "
-                f"not {study_config['metric']} ({direction}); use another study.name",
+    if existing is None:
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
             )
+        except optuna.exceptions.DuplicatedStudyError:  # another worker made it first
+            existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            # A kill between creation and these writes leaves a study without them: the next run
+            # adopts them from its config (below), so the identity is never missing for long.
+            _store_identity(study, user_attrs, identity, config)
+            return study
+    old_direction = existing.direction.name.lower()
+    old_metric = existing.user_attrs.get("metric")
+    if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
+        raise ConfigError(
+            "study.metric" if old_metric != study_config["metric"] else "study.direction",
+            f"study '{name}' in {redact(storage_url)} optimizes {old_metric} ({old_direction}), "
+            f"not {study_config['metric']} ({direction}); use another study.name",
+        )
+    if identity is None:
         return existing
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
-    )
+    stored = existing.user_attrs.get(IDENTITY_ATTR)
+    widened = check_resume(name, stored, identity)
+    if not stored:
+        log.info(
+            f"study '{name}' has no stored identity (made before identities were kept, or its first "
+            "run stopped right after creating it): adopted this command's settings as the study's"
+        )
+        _store_identity(existing, user_attrs, identity, config)
+    elif widened:
+        log.info(f"study '{name}': search space widened: " + "; ".join(widened))
+        merged = dict(existing.user_attrs.get(CONFIG_ATTR) or config or {})
+        merged["search_space"] = dict((config or {}).get("search_space") or {})
+        _store_identity(existing, {}, identity, merged)
+    return existing
+
+
+def _store_identity(
+    study: optuna.Study,
+    user_attrs: Mapping[str, Any],
+    identity: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | None,
+) -> None:
     for key, value in user_attrs.items():
-        study.set_user_attr(key, value)
-    return study
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    if config is not None:
+        study.set_user_attr(CONFIG_ATTR, dict(config))
+    if identity is not None:  # last: its presence says the others are stored
+        study.set_user_attr(IDENTITY_ATTR, dict(identity))
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Queue again, once, the parameters of trials stopped by Ctrl-C; returns their numbers."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    queued = []
-    for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            queued.append(t.number)
-    return queued
-
-
-def fail_stale_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the trials a stopped worker left RUNNING (no heartbeat for ``grace_period``);
-    the storage's retry callback queues each once again. Returns their numbers.
-
-    Optuna checks this before every trial too; checking first lets the sweep say so.
-    """
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if not running:
-        return []
-    optuna.storages.fail_stale_trials(study)
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return sorted(t.number for t in failed if t.number in running)
+def creation_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The config of the command that made the study (None for a study made before it was kept)."""
+    config = study.user_attrs.get(CONFIG_ATTR)
+    return dict(config) if isinstance(config, Mapping) else None
 
 
 class Objective:
@@ -161,7 +188,8 @@ class Objective:
         self.metric = metric
         self.seed = seed
         self.records: dict[int, TrialRecord] = {}
-        self.interrupted = False  # set by the Ctrl-C handler run_trials installs
+        # Set by the signal handler run_trials installs: KeyboardInterrupt (Ctrl-C) or Terminated.
+        self.interrupted: KeyboardInterrupt | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Imported here: the engine module itself must stay importable without TensorFlow.
@@ -170,6 +198,11 @@ class Objective:
         from tuning.fit import EpochLog
         from tuning.trial import objective_value, run_trial
 
+        trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
+        trial.set_user_attr(PIDNS_ATTR, pid_namespace())
+        for inherited in ("fail_reason", "traceback", "interrupted"):  # copied by Optuna's retry
+            if trial.user_attrs.get(inherited) is not None:
+                trial.set_user_attr(inherited, None)
         try:
             hp = self.space.suggest(trial)
         except KeyboardInterrupt:  # Ctrl-C before training began: still retried on resume
@@ -224,12 +257,14 @@ class Objective:
             if self.interrupted:  # a Ctrl-C that TensorFlow's C++ layer turned into another error
                 trial.set_user_attr("interrupted", True)
                 record.error = "interrupted"
-                raise KeyboardInterrupt from err
+                raise self.interrupted from err
             record.error = f"{type(err).__name__}: {err}" if not isinstance(err, TrialFailed) else str(err)
-            trial.set_user_attr("fail_reason", record.error[:2000])
+            trial.set_user_attr("fail_reason", redact(record.error)[:2000])
             if not isinstance(err, TrialFailed):
                 trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
-            raise
+            if isinstance(err, TrialFailed) or is_trial_failure(err):
+                raise TrialFailed(record.error) from err  # this trial's own failure: the study goes on
+            raise  # a bug of ours or a lost store: the sweep stops (Optuna marks the trial FAIL)
         finally:
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
@@ -269,36 +304,44 @@ class _Finish:
             study.stop()
 
 
-class TooManyFailures(TuningError):
+class TooManyFailures(StudyStopped):
     """Every recent trial failed: the configuration is likely broken, so the sweep stops."""
 
 
 @contextmanager
-def _noting_ctrl_c(objective: Objective) -> Iterator[None]:
-    """Note Ctrl-C on the objective, then raise KeyboardInterrupt as usual.
+def _noting_interrupts(objective: Objective) -> Iterator[None]:
+    """Note Ctrl-C (SIGINT) and SIGTERM on the objective, then raise KeyboardInterrupt / Terminated.
 
     A Ctrl-C that lands while TensorFlow traces a function can come back from its C++ layer as a
     RuntimeError ("MISMATCH of original and normalized active exception types ... KeyboardInterrupt"):
     the note lets the objective still stop the sweep instead of failing the trial and going on.
+    SIGTERM (kill, Docker, Kubernetes, SLURM) is handled the same way, so the running trial is
+    marked for a retry and the MLflow runs are closed KILLED.
     """
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    handlers = {}
 
-    def note(signum: int, frame: Any) -> None:
-        if previous is signal.SIG_IGN:
-            return
-        objective.interrupted = True
-        if callable(previous):
-            previous(signum, frame)
-        raise KeyboardInterrupt
+    def install(signum: int, error: type[KeyboardInterrupt]) -> None:
+        previous = signal.getsignal(signum)
+        handlers[signum] = previous
 
-    signal.signal(signal.SIGINT, note)
+        def note(num: int, frame: Any) -> None:
+            if previous is signal.SIG_IGN:
+                return
+            objective.interrupted = error()
+            raise error()
+
+        signal.signal(signum, note)
+
+    install(signal.SIGINT, KeyboardInterrupt)
+    install(signal.SIGTERM, Terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
 
 
 def run_trials(
@@ -312,20 +355,23 @@ def run_trials(
 ) -> None:
     """Run trials until ``n_trials`` are finished (COMPLETE or PRUNED) in the study.
 
-    ``n_trials`` is a total: trials already in the study count, so re-running resumes.
-    A failing trial is recorded as FAIL and the study goes on.
+    ``n_trials`` is a total: trials already in the study count, so re-running resumes. A trial's
+    own failure (``is_trial_failure``) is recorded as FAIL with its reason and the study goes on;
+    ``max_consecutive_failures`` of them in a row (0 = never) raise ``TooManyFailures``. Any other
+    error (a bug of ours, in an observer too, or a lost store) marks the running trial FAIL and
+    propagates: the sweep stops.
     """
     remaining = n_trials - finished_count(study)
     if remaining <= 0:
         return
     finish = _Finish(objective, observers, max_consecutive_failures)
     try:
-        with _noting_ctrl_c(objective):
+        with _noting_interrupts(objective):
             study.optimize(
                 objective,
                 n_trials=remaining,
                 timeout=timeout,
-                catch=(Exception,),
+                catch=(TrialFailed,),
                 callbacks=[
                     finish,
                     optuna.study.MaxTrialsCallback(n_trials, states=FINISHED),
@@ -336,10 +382,11 @@ def run_trials(
         # Optuna has marked the running trial FAIL; tell observers so its run is closed too.
         for record in list(objective.records.values()):
             record.state = "FAIL"
+            record.error = "interrupted"
             for observer in observers:
                 observer.on_trial_end(study, record)
         raise
-    if finish.failures_in_a_row and finish.failures_in_a_row >= max_consecutive_failures:
+    if max_consecutive_failures and finish.failures_in_a_row >= max_consecutive_failures:
         raise TooManyFailures(
             f"{finish.failures_in_a_row} trials in a row failed; last error: {finish.last_error}"
         )

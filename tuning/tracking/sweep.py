@@ -16,35 +16,44 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.utils.validation import (
-    MAX_ENTITIES_PER_BATCH,
-    MAX_METRICS_PER_BATCH,
-    MAX_PARAMS_TAGS_PER_BATCH,
-)
 
-from tuning.metrics import epoch_gaps
 from tuning.report import Table, trials_table, write_csv
 from tuning.storage import first_line, redact
 from tuning.summary import from_study, state_counts
 from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
+from tuning.tracking.content import (
+    BEST_PREFIX,
+    MAX_TAG_TEXT,
+    PARENT_TAG,
+    ROLE_TAG,
+    RUN_PREFIX,
+    STATUS,
+    STUDY_TAG,
+    TRACKING_ERRORS,
+    TRIAL_TAG,
+    batches,
+    invocation_text,
+    next_invocation,
+    parent_params,
+    parent_tags,
+    run_status,
+    stored_trial_metrics,
+    trial_fixed_params,
+    trial_metrics,
+    trial_tags,
+)
 
 if TYPE_CHECKING:
     from tuning.record import TrialRecord
 
 log = logging.getLogger("tuning")
-
-STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
-PARENT_TAG = "mlflow.parentRunId"
-BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
-STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
-MAX_TAG_TEXT = 5000
 
 
 def start_sweep_tracking(
@@ -102,6 +111,9 @@ class MlflowSweepTracker:
         self.children = children
         self.best_tags = best_tags
         self.fixed_params: dict[str, Any] = {}
+        self.invocation = f"{RUN_PREFIX}1"  # this command's entry on the parent
+        self.invocation_start = ""
+        self.trials_before = 0
 
     @classmethod
     def start(
@@ -121,6 +133,8 @@ class MlflowSweepTracker:
             run = found[0]
             client.update_run(run.info.run_id, status="RUNNING")
             params = {k: v for k, v in params.items() if k not in run.data.params}  # params never change
+            # What the study was made with stays; this command is recorded as its own entry below.
+            tags = {k: v for k, v in tags.items() if k not in run.data.tags}
             log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{name}'")
         else:
             run = _own_or_first_parent(
@@ -137,8 +151,21 @@ class MlflowSweepTracker:
             best_tags=best_tags,
         )
         tracker.fixed_params = trial_fixed_params(settings, study)
+        tracker.invocation_start = invocation_text(settings, study, started=time.time())
+        tracker.trials_before = len(study.get_trials(deepcopy=False))
         tracker._log(run.info.run_id, params=params, tags=tags)
+        tracker._claim_invocation()
         return tracker
+
+    def _claim_invocation(self) -> None:
+        """This command's own ``tuning.run.<k>``: workers starting together may pick the same k;
+        whoever reads back another's text takes the next one."""
+        for _ in range(10):
+            self.invocation = next_invocation(self.client.get_run(self.run_id).data.tags)
+            self.client.set_tag(self.run_id, self.invocation, self.invocation_start)
+            time.sleep(0.05)
+            if self.client.get_run(self.run_id).data.tags.get(self.invocation) == self.invocation_start:
+                return
 
     # --- TrialObserver -------------------------------------------------------------------
 
@@ -146,39 +173,81 @@ class MlflowSweepTracker:
         """Log the trial as a child run, then refresh the parent's best. Never stops the sweep."""
         try:
             self.children[record.number] = self._log_trial(record)
-            self._log_progress(study, record)
-        except Exception as err:  # the study storage keeps everything: a tracking hiccup is not fatal
+            self._log_progress(study)
+        except TRACKING_ERRORS as err:
+            # The study keeps the trial; the next run back-fills its child run. Any other error is
+            # a bug of ours and stops the sweep.
             log.warning(f"MLflow: trial {record.number} not fully logged: {_one_line(err)}")
 
-    def _log_trial(self, record: TrialRecord) -> str:
+    def backfill(self, study: optuna.Study, space: Any) -> list[int]:
+        """Child runs for ended trials that have none (the sweep stopped before logging them, or
+        tracking was off); then the parent's counts and best. Returns the trial numbers."""
+        from optuna.trial import FixedTrial
+
+        from tuning.record import TrialRecord
+
+        done = []
+        for t in study.get_trials(deepcopy=False):
+            if not t.state.is_finished() or t.number in self.children:
+                continue
+            try:
+                hp = space.suggest(FixedTrial(t.params))
+            except (ValueError, KeyError):  # a trial that failed before its parameters were sampled
+                continue
+            start = t.datetime_start.timestamp() if t.datetime_start else time.time()
+            end = t.datetime_complete.timestamp() if t.datetime_complete else start
+            record = TrialRecord(
+                t.number, t.state.name, hp, int(t.user_attrs.get("seed", 0)), value=t.value, start_time=start
+            )
+            record.seconds = end - start
+            reason = t.user_attrs.get("fail_reason")
+            record.error = "interrupted" if t.user_attrs.get("interrupted") else reason
+            record.history = {}
+            self.children[t.number] = self._log_trial(record, backfilled=t)
+            done.append(t.number)
+        if done:
+            log.info(f"MLflow: logged trial(s) {done} that ended without a child run")
+        self._log_progress(study)
+        return done
+
+    def _log_trial(self, record: TrialRecord, backfilled: Any = None) -> str:
         start_ms = int(record.start_time * 1000)
         end_ms = int((record.start_time + record.seconds) * 1000)
+        tags = {**trial_tags(self.study_name, record), PARENT_TAG: self.run_id}
+        if record.state == "FAIL" and record.error == "interrupted" and backfilled is not None:
+            reason = backfilled.user_attrs.get("fail_reason")
+            if reason:
+                tags["tuning.fail_reason"] = (redact(reason) or "")[:MAX_TAG_TEXT]
+        if backfilled is None:
+            metrics = trial_metrics(record, end_ms)
+        else:  # from the study: its stored values, the objective per epoch
+            tags["tuning.backfilled"] = "true"
+            metrics = stored_trial_metrics(backfilled, end_ms)
         run = self.client.create_run(
-            self.experiment_id,
-            start_time=start_ms,
-            run_name=trial_run_name(record.number),
-            tags={**trial_tags(self.study_name, record), PARENT_TAG: self.run_id},
+            self.experiment_id, start_time=start_ms, run_name=trial_run_name(record.number), tags=tags
         )
         run_id = run.info.run_id
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
-        self._log(run_id, metrics=trial_metrics(record, end_ms), params=params)
+        self._log(run_id, metrics=metrics, params=params)
         self.client.set_terminated(run_id, status=run_status(record), end_time=end_ms)
         return run_id
 
-    def _log_progress(self, study: optuna.Study, record: TrialRecord) -> None:
-        """Parent: this trial's objective, best so far (step = trial number), counts, best params."""
-        now, step = _now_ms(), record.number
-        counts = state_counts(t.state.name for t in study.get_trials(deepcopy=False))
+    def _log_progress(self, study: optuna.Study) -> None:
+        """Parent: the study's best (``objective`` and ``best_objective``), counts, best params;
+        step = the number of trials in the study, so the history shows the best over time."""
+        trials = study.get_trials(deepcopy=False)
+        now, step = _now_ms(), len(trials)
+        counts = state_counts(t.state.name for t in trials)
         values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
         tags: dict[str, str] = {}
-        if record.value is not None:
-            values["objective"] = record.value
         try:
             best = study.best_trial
         except ValueError:
             best = None
         if best is not None:
-            values.update(best_objective=float(best.value), best_trial=best.number)
+            values.update(
+                objective=float(best.value), best_objective=float(best.value), best_trial=best.number
+            )
             tags = {f"{BEST_PREFIX}{k}": str(v) for k, v in best.params.items()}
             tags["tuning.best_trial"] = str(best.number)
             if best.number in self.children:
@@ -194,9 +263,17 @@ class MlflowSweepTracker:
     def finish(self, study: optuna.Study, status: str = "FINISHED") -> None:
         """End the parent run (FINISHED, KILLED or FAILED), then attach the sweep's artifacts."""
         try:
+            self._log_progress(study)
+            trials = study.get_trials(deepcopy=False)
+            ran = state_counts(t.state.name for t in trials[self.trials_before :])
+            summary = ", ".join(f"{n} {s}" for s, n in ran.items()) or "none"
+            self._log(
+                self.run_id,
+                tags={self.invocation: f"{self.invocation_start}; trials: {summary}; ended {status}"},
+            )
             self.client.set_terminated(self.run_id, status=status)
             self._log_artifacts(study)
-        except Exception as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
+        except TRACKING_ERRORS as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
             log.warning(f"MLflow: sweep run not fully closed: {_one_line(err)}")
 
     def ui_hint(self) -> str:
@@ -253,124 +330,6 @@ class MlflowSweepTracker:
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         for m, p, t in batches(list(metrics), param_list, tag_list):
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
-
-
-# --- what goes into the runs ---------------------------------------------------------------
-
-
-def run_status(record: TrialRecord) -> str:
-    """MLflow status of a trial's run: a Ctrl-C'd trial is KILLED, a pruned one FINISHED."""
-    if record.state == "FAIL" and record.error == "interrupted":
-        return "KILLED"
-    return STATUS.get(record.state, "FAILED")
-
-
-def trial_tags(study_name: str, record: TrialRecord) -> dict[str, str]:
-    tags = {
-        STUDY_TAG: study_name,
-        ROLE_TAG: "trial",
-        TRIAL_TAG: str(record.number),
-        STATE_TAG: record.state,
-    }
-    if record.error:
-        tags["tuning.fail_reason"] = (redact(record.error) or "")[:MAX_TAG_TEXT]
-    return tags
-
-
-def trial_metrics(record: TrialRecord, timestamp: int) -> list[Metric]:
-    """Per-epoch values (step = epoch, from 1) and the final values (step 0).
-
-    Per epoch: the Keras history (``loss``, ``val_loss``, metrics and ``val_`` twins) and the
-    gap per epoch (``epoch_gap_<name>``). Final: the fit measured at the restored best weights
-    without dropout (``best_train_<name>``, ``best_val_<name>``, their ``gap_<name>``), the
-    ``objective``, ``best_epoch``, ``epochs_trained``, ``early_stopped``, ``n_params``, ``seconds``.
-    """
-    history = record.history
-    per_epoch = {**history, **{f"epoch_{k}": v for k, v in epoch_gaps(history).items()}}
-    metrics = [
-        Metric(key, float(v), timestamp, step)
-        for key, values in per_epoch.items()
-        for step, v in enumerate(values, start=1)
-        if v is not None
-    ]
-    return metrics + [Metric(k, float(v), timestamp, 0) for k, v in final_values(record).items()]
-
-
-def final_values(record: TrialRecord) -> dict[str, float]:
-    values: dict[str, float] = {
-        "epochs_trained": len(record.history.get("loss", [])),
-        "seconds": round(record.seconds, 3),
-    }
-    if record.value is not None:
-        values["objective"] = record.value
-    result = record.result
-    if result is not None:
-        values.update(
-            best_epoch=result.best_epoch + 1,
-            epochs_trained=result.epochs_trained,
-            early_stopped=float(result.early_stopped),
-            n_params=result.n_params,
-        )
-        values.update({f"best_train_{k}": v for k, v in result.train.items()})
-        values.update({f"best_val_{k}": v for k, v in result.val.items()})
-        values.update(result.gaps)
-    return values
-
-
-def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
-    """The settings every trial shares that matter to compare them."""
-    training = settings["training"]
-    stopping = training.get("early_stopping") or {}
-    values = {
-        "data": study.user_attrs.get("data"),
-        "task": study.user_attrs.get("task"),
-        "metric": settings["study"]["metric"],
-        "max_epochs": training.get("max_epochs"),
-        "patience": stopping.get("patience"),
-        "monitor": stopping.get("monitor"),
-    }
-    return {k: v for k, v in values.items() if k in ("max_epochs", "patience") or v is not None}
-
-
-def parent_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
-    """What a study keeps for life (params in MLflow cannot change on resume)."""
-    values = {
-        "metric": study.user_attrs.get("metric", settings["study"]["metric"]),
-        "direction": study.direction.name.lower(),
-        "data": study.user_attrs.get("data"),
-        "task": study.user_attrs.get("task"),
-    }
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def parent_tags(settings: Mapping[str, Any], study: optuna.Study, storage_url: str) -> dict[str, str]:
-    """What may change when the study resumes (tags can be overwritten); credentials redacted."""
-    return {
-        STUDY_TAG: study.study_name,
-        ROLE_TAG: "sweep",
-        "tuning.storage": redact(storage_url) or "",
-        "tuning.sampler": str(settings["sampler"].get("name")),
-        "tuning.pruner": str(settings["pruner"].get("name")),
-        "tuning.n_trials": str(settings["study"]["n_trials"]),
-        "tuning.seed": str(settings["seed"]),
-        "mlflow.note.content": (
-            f"Sweep of study '{study.study_name}' ({study.direction.name.lower()} "
-            f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
-            "plots/*.png (Optuna), learning_curves.png, config.yaml."
-        ),
-    }
-
-
-def batches(
-    metrics: list[Metric], params: list[Param], tags: list[RunTag]
-) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
-    """Split into ``log_batch`` calls within MLflow's limits (1000 metrics, 100 params/tags, 1000 in all)."""
-    while metrics or params or tags:
-        p, params = params[:MAX_PARAMS_TAGS_PER_BATCH], params[MAX_PARAMS_TAGS_PER_BATCH:]
-        t, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
-        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(p) - len(t))
-        m, metrics = metrics[:room], metrics[room:]
-        yield m, p, t
 
 
 def _child_runs(client: Any, experiment: str, study_name: str) -> dict[int, str]:

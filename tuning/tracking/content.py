@@ -1,0 +1,207 @@
+"""What goes into the sweep's MLflow runs: tags, params and metrics of the parent and of each
+trial's child run, and the batches they are sent in. Pure functions of the study and records."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
+
+from tuning.metrics import epoch_gaps
+from tuning.storage import redact
+
+if TYPE_CHECKING:
+    from tuning.record import TrialRecord
+
+STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
+PARENT_TAG = "mlflow.parentRunId"
+BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+MAX_TAG_TEXT = 5000
+MAX_PARAM_TEXT = 6000
+# What a tracking store can raise that is not a bug of ours: MLflow's own errors, a lost
+# connection or file (requests' errors are OSErrors).
+TRACKING_ERRORS = (MlflowException, OSError)
+RUN_PREFIX = "tuning.run."  # one parent tag per command that ran on the study
+
+
+def run_status(record: TrialRecord) -> str:
+    """MLflow status of a trial's run: a Ctrl-C'd trial is KILLED, a pruned one FINISHED."""
+    if record.state == "FAIL" and record.error == "interrupted":
+        return "KILLED"
+    return STATUS.get(record.state, "FAILED")
+
+
+def next_invocation(tags: Mapping[str, str]) -> str:
+    """``tuning.run.<k>``: the next free entry for this command on the parent run."""
+    taken = [
+        int(k.removeprefix(RUN_PREFIX))
+        for k in tags
+        if k.startswith(RUN_PREFIX) and k[len(RUN_PREFIX) :].isdigit()
+    ]
+    return f"{RUN_PREFIX}{max(taken, default=0) + 1}"
+
+
+def invocation_text(settings: Mapping[str, Any], study: optuna.Study, started: float) -> str:
+    """When this command started, its overrides (credentials redacted) and its search settings."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    overrides = " ".join(redact(o) or "" for o in _command_overrides()) or "(none)"
+    return (
+        f"{when} {socket.gethostname()}:{os.getpid()}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
+        f"sampler={settings['sampler'].get('name')} pruner={settings['pruner'].get('name')}; "
+        f"{len(study.get_trials(deepcopy=False))} trials before"
+    )
+
+
+def _command_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # called from Python, not the command line
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
+    """A back-filled trial's values, from the study: the same final metrics as a live trial's
+    child run, and the objective per epoch that the pruner saw (the Keras history is gone)."""
+    values: dict[str, float] = {}
+    if trial.value is not None:
+        values["objective"] = trial.value
+    for key, v in trial.user_attrs.items():
+        if not isinstance(v, (int, float)) or key in ("seed", "retry_of"):
+            continue
+        if key.startswith(("train_", "val_")):
+            key = f"best_{key}"
+        values[key] = float(v)
+    metrics = [Metric(k, v, timestamp, 0) for k, v in values.items()]
+    metric = trial.user_attrs.get("metric")
+    name = f"{metric}" if isinstance(metric, str) else "objective_per_epoch"
+    return metrics + [
+        Metric(name, float(v), timestamp, int(step) + 1)
+        for step, v in sorted(trial.intermediate_values.items())
+    ]
+
+
+def trial_tags(study_name: str, record: TrialRecord) -> dict[str, str]:
+    tags = {
+        STUDY_TAG: study_name,
+        ROLE_TAG: "trial",
+        TRIAL_TAG: str(record.number),
+        STATE_TAG: record.state,
+    }
+    if record.error:
+        tags["tuning.fail_reason"] = (redact(record.error) or "")[:MAX_TAG_TEXT]
+    return tags
+
+
+def trial_metrics(record: TrialRecord, timestamp: int) -> list[Metric]:
+    """Per-epoch values (step = epoch, from 1) and the final values (step 0).
+
+    Per epoch: the Keras history (``loss``, ``val_loss``, metrics and ``val_`` twins) and the
+    gap per epoch (``epoch_gap_<name>``). Final: the fit measured at the restored best weights
+    without dropout (``best_train_<name>``, ``best_val_<name>``, their ``gap_<name>``), the
+    ``objective``, ``best_epoch``, ``epochs_trained``, ``early_stopped``, ``n_params``, ``seconds``.
+    """
+    history = record.history
+    per_epoch = {**history, **{f"epoch_{k}": v for k, v in epoch_gaps(history).items()}}
+    metrics = [
+        Metric(key, float(v), timestamp, step)
+        for key, values in per_epoch.items()
+        for step, v in enumerate(values, start=1)
+        if v is not None
+    ]
+    return metrics + [Metric(k, float(v), timestamp, 0) for k, v in final_values(record).items()]
+
+
+def final_values(record: TrialRecord) -> dict[str, float]:
+    values: dict[str, float] = {
+        "epochs_trained": len(record.history.get("loss", [])),
+        "seconds": round(record.seconds, 3),
+    }
+    if record.value is not None:
+        values["objective"] = record.value
+    result = record.result
+    if result is not None:
+        values.update(
+            best_epoch=result.best_epoch + 1,
+            epochs_trained=result.epochs_trained,
+            early_stopped=float(result.early_stopped),
+            n_params=result.n_params,
+        )
+        values.update({f"best_train_{k}": v for k, v in result.train.items()})
+        values.update({f"best_val_{k}": v for k, v in result.val.items()})
+        values.update(result.gaps)
+    return values
+
+
+def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
+    """The settings every trial shares that matter to compare them."""
+    training = settings["training"]
+    stopping = training.get("early_stopping") or {}
+    values = {
+        "data": study.user_attrs.get("data"),
+        "task": study.user_attrs.get("task"),
+        "metric": settings["study"]["metric"],
+        "max_epochs": training.get("max_epochs"),
+        "patience": stopping.get("patience"),
+        "monitor": stopping.get("monitor"),
+    }
+    return {k: v for k, v in values.items() if k in ("max_epochs", "patience") or v is not None}
+
+
+def parent_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
+    """What a study keeps for life (params in MLflow cannot change on resume): the metric,
+    direction, data and task, and the study's identity as created (``tuning.identity``)."""
+    values: dict[str, Any] = {
+        "metric": study.user_attrs.get("metric", settings["study"]["metric"]),
+        "direction": study.direction.name.lower(),
+        "data": study.user_attrs.get("data"),
+        "task": study.user_attrs.get("task"),
+    }
+    for key, value in (study.user_attrs.get("identity") or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        values.setdefault(key, (redact(text) or "")[:MAX_PARAM_TEXT])
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def parent_tags(settings: Mapping[str, Any], study: optuna.Study, storage_url: str) -> dict[str, str]:
+    """What the study was made with, set when the parent run is created and never overwritten by
+    a later command (each command gets its own ``tuning.run.<k>`` entry); credentials redacted."""
+    return {
+        STUDY_TAG: study.study_name,
+        ROLE_TAG: "sweep",
+        "tuning.storage": redact(storage_url) or "",
+        "tuning.sampler": str(settings["sampler"].get("name")),
+        "tuning.pruner": str(settings["pruner"].get("name")),
+        "tuning.n_trials": str(settings["study"]["n_trials"]),
+        "tuning.seed": str(settings["seed"]),
+        "mlflow.note.content": (
+            f"Sweep of study '{study.study_name}' ({study.direction.name.lower()} "
+            f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
+            "plots/*.png (Optuna), learning_curves.png, config.yaml."
+        ),
+    }
+
+
+def batches(
+    metrics: list[Metric], params: list[Param], tags: list[RunTag]
+) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
+    """Split into ``log_batch`` calls within MLflow's limits (1000 metrics, 100 params/tags, 1000 in all)."""
+    while metrics or params or tags:
+        p, params = params[:MAX_PARAMS_TAGS_PER_BATCH], params[MAX_PARAMS_TAGS_PER_BATCH:]
+        t, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
+        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(p) - len(t))
+        m, metrics = metrics[:room], metrics[room:]
+        yield m, p, t
