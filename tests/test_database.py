@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+from sqlalchemy.exc import OperationalError
 import pytest
 from conftest import TINY, cli
 
@@ -147,6 +148,8 @@ def test_worker_killed_mid_trial_is_retried_and_nothing_finished_is_redone(backe
         try:
             trials = optuna.load_study(study_name=name, storage=url).trials
         except (KeyError, ValueError):  # the study is not made yet
+            continue
+        except OperationalError:  # the worker is creating the tables right now ("already exists")
             continue
         if any(t.state.name == "COMPLETE" for t in trials):
             killed = next((t for t in trials if t.state.name == "RUNNING" and t.intermediate_values), None)

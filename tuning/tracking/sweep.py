@@ -255,7 +255,11 @@ class MlflowSweepTracker:
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self._log(self.run_id, metrics=metrics, tags=tags)
         for stale in sorted(self.best_tags - set(tags)):  # e.g. units_2 when the new best has 2 layers
-            self.client.delete_tag(self.run_id, stale)
+            try:
+                self.client.delete_tag(self.run_id, stale)
+            except MlflowException as err:  # another worker on the study deleted it first: gone either way
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
         self.best_tags = {k for k in tags if k.startswith(BEST_PREFIX)}
 
     # --- end of the sweep ----------------------------------------------------------------
