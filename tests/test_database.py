@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-from sqlalchemy.exc import OperationalError
 import pytest
 from conftest import TINY, cli
+from sqlalchemy.exc import OperationalError
 
 SECRET = "pg-s3cret-7"
 

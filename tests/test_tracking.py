@@ -597,7 +597,11 @@ def served(mlflow_server: SimpleNamespace, tmp_path_factory: pytest.TempPathFact
     with warnings.catch_warnings():  # SQLAlchemy: sqlite ignores the password: the point here
         warnings.filterwarnings("ignore", message="Query string argument")
         study, output = sweep(
-            folder, *DIVERGING, f"study.storage='{storage}'", f"tracking.uri={tracking}", "tracking.plotlyjs=embed"
+            folder,
+            *DIVERGING,
+            f"study.storage='{storage}'",
+            f"tracking.uri={tracking}",
+            "tracking.plotlyjs=embed",
         )
     client = client_for(mlflow_server.url)
     return SimpleNamespace(

@@ -18,7 +18,6 @@ from tuning.storage import first_line, redact
 PLOTLYJS_OPTIONS = ("none", "embed")
 
 
-
 def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
     """The tracking URI, or None when tracking is off (``tracking=none``).
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from tuning.report import Table, trials_table, write_csv
 from tuning.storage import first_line, redact
