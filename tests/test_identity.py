@@ -24,7 +24,7 @@ STORAGE = "sqlite:///experiments/plants/optuna.db"
 def test_identity_keeps_what_defines_a_trial_and_leaves_out_what_may_change():
     identity = study_identity(settings())
     assert identity["seed"] == 42 and identity["data.n_samples"] == 400
-    assert identity["split.val"] == 0.2 and identity["study.metric"] == "val_loss"
+    assert identity["split.val"] == 0.2 and identity["study.metric"] == "auto"
     assert identity["search_space.units"] == {"type": "int", "low": 8, "high": 128, "log": True}
     assert identity["training.max_epochs"] == 3
     for key in identity:
