@@ -105,7 +105,7 @@ def test_stored_config_hides_credentials():
 def make_study(identity: dict | None) -> optuna.Study:
     Path("experiments/plants").mkdir(parents=True)
     study = optuna.create_study(study_name="plants", storage=STORAGE, direction="minimize")
-    study.set_user_attr("metric", "val_loss")
+    study.set_user_attr("metric", "val_log_loss")
     if identity is not None:
         study.set_user_attr(IDENTITY_ATTR, identity)
     return study
