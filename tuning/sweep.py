@@ -99,7 +99,11 @@ def run(settings: Mapping[str, Any]) -> Any:
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
-    settings = for_task(settings, dataset.task)  # `auto` metrics named: what ranks trials is stored
+    # The identity keeps what the command asked (`study.metric: auto`), so the next command that
+    # asks the same matches it before any data is read; what `auto` means for this task is
+    # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
+    identity = study_identity(settings)
+    settings = for_task(settings, dataset.task)
 
     study_cfg = dict(settings["study"])
     study_dir = Path(settings["paths"]["study_dir"])
@@ -115,7 +119,7 @@ def run(settings: Mapping[str, Any]) -> Any:
             "data": dataset.name,
             "class_names": dataset.class_names,
         },
-        identity=study_identity(settings),
+        identity=identity,
         config=stored_config(settings),
     )
     n_trials = int(study_cfg["n_trials"])
