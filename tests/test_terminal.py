@@ -30,11 +30,32 @@ def sweep(folder: Path, *args: str) -> str:
 
 def test_library_notes_go_to_the_log_file_not_the_terminal(tmp_path):
     out = sweep(tmp_path, *DIVERGING, "tracking=mlflow")
-    assert "trial 0 FAIL" in out and "NaN" in out, out  # our line says what happened
+    # Our line says what happened, and that a failed trial does not count toward n_trials.
+    assert "[0/1, not counted] trial 0 FAIL (loss became NaN at epoch 1)" in out, out
     assert "Invalid loss" not in out, out  # Keras' own words for it
     assert not re.search(r"(INFO|WARNING) mlflow\.|Creating initial MLflow", out), out  # MLflow's own
     log = next((tmp_path / "experiments/plants/runs").glob("*/sweep.log")).read_text()
     assert "Invalid loss, terminating training" in log  # kept, where a curious user looks
+
+
+def test_one_duration_per_trial_everywhere(tmp_path):
+    """The progress line, `tuning report` and the MLflow run show the same seconds for a trial."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    out = sweep(tmp_path, *TINY, "study.n_trials=2", "tracking=mlflow")
+    study = optuna.load_study(
+        study_name="plants", storage=f"sqlite:///{tmp_path}/experiments/plants/optuna.db"
+    )
+    client = MlflowClient(f"sqlite:///{tmp_path}/experiments/mlflow.db")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("plants").experiment_id], "tags.`tuning.role` = 'trial'"
+    )
+    seconds = {int(r.data.tags["tuning.trial"]): r.data.metrics["seconds"] for r in runs}
+    for t in study.trials:
+        duration = t.duration.total_seconds()
+        assert seconds[t.number] == pytest.approx(duration, abs=1e-3)
+        assert re.search(rf"trial {t.number} \w+ .*, {duration:.1f}s", out), out
 
 
 def test_verbose_shows_them_in_the_terminal_too(tmp_path):

@@ -367,9 +367,14 @@ def test_a_child_run_per_trial_with_state_status_and_times(embedded):
     assert sorted(embedded.children) == [0, 1, 2, 3]
     # Pruned trials end FINISHED (the state tag tells them apart); trial 1 was Ctrl-C'd: KILLED.
     statuses = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "KILLED"}
+    best = embedded.study.best_trial.number
+    suffix = {"COMPLETE": "", "PRUNED": " pruned", "FAIL": " interrupted"}  # trial 1: Ctrl-C
     for t in trials:
         run = embedded.children[t.number]
-        assert run.info.run_name == f"trial-{t.number:04d}"
+        # The runs table tells outcomes apart by name, and names the study's best.
+        expected = f"trial-{t.number:04d}" + (" ★ best" if t.number == best else suffix[t.state.name])
+        assert run.info.run_name == expected
+        assert run.data.tags.get("tuning.best", "false") == ("true" if t.number == best else "false")
         assert run.data.tags["mlflow.parentRunId"] == embedded.parent.info.run_id
         assert run.data.tags["tuning.study"] == "plants"
         assert run.data.tags["tuning.trial"] == str(t.number)
@@ -403,18 +408,18 @@ def test_per_epoch_metrics_and_gaps_match_the_trial_history(embedded):
     client = embedded.client
     for t in embedded.study.trials:
         run_id = embedded.children[t.number].info.run_id
-        val_log_loss = series(client, run_id, "val_log_loss")
+        val_log_loss = series(client, run_id, "epoch/val_log_loss")
         # The pruning callback stored each epoch's objective in the study: the same numbers.
         assert val_log_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
         assert len(val_log_loss) == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
-        val_loss = series(client, run_id, "val_loss")
-        loss = series(client, run_id, "loss")
-        assert series(client, run_id, "epoch_gap_loss") == pytest.approx(
+        val_loss = series(client, run_id, "epoch/val_loss")
+        loss = series(client, run_id, "epoch/loss")
+        assert series(client, run_id, "epoch/gap_loss") == pytest.approx(
             [v - tr for tr, v in zip(loss, val_loss, strict=True)], abs=1e-9
         )
         for name in ("accuracy", "auc"):  # accuracy-like: train - validation
-            train, val = series(client, run_id, name), series(client, run_id, f"val_{name}")
-            assert series(client, run_id, f"epoch_gap_{name}") == pytest.approx(
+            train, val = series(client, run_id, f"epoch/{name}"), series(client, run_id, f"epoch/val_{name}")
+            assert series(client, run_id, f"epoch/gap_{name}") == pytest.approx(
                 [tr - v for tr, v in zip(train, val, strict=True)], abs=1e-9
             )
 
@@ -441,12 +446,14 @@ def test_final_metrics_are_the_restored_best_weights(embedded):
         assert m["early_stopped"] == float(a["early_stopped"])
         assert m["n_params"] == a["n_params"]
         for name in ("loss", "log_loss", "accuracy", "auc"):
-            assert m[f"best_train_{name}"] == pytest.approx(a[f"train_{name}"], rel=1e-12)
-            assert m[f"best_val_{name}"] == pytest.approx(a[f"val_{name}"], rel=1e-12)
+            # Headline values under the plain names: the restored best weights, not the last epoch.
+            assert m[name] == pytest.approx(a[f"train_{name}"], rel=1e-12)
+            assert m[f"val_{name}"] == pytest.approx(a[f"val_{name}"], rel=1e-12)
             assert m[f"gap_{name}"] == pytest.approx(a[f"gap_{name}"], rel=1e-12)
-        assert m["gap_loss"] == pytest.approx(m["best_val_loss"] - m["best_train_loss"], abs=1e-9)
+        assert m["gap_loss"] == pytest.approx(m["val_loss"] - m["loss"], abs=1e-9)
         # The objective is val_log_loss at the restored best epoch, as the curve shows it.
-        at_best = history(client, run.info.run_id, "val_log_loss")[int(m["best_epoch"])]
+        at_best = history(client, run.info.run_id, "epoch/val_log_loss")[int(m["best_epoch"])]
+        assert m["val_log_loss"] == pytest.approx(t.value, rel=1e-12)
         assert at_best == pytest.approx(t.value, rel=1e-3)
 
 
@@ -462,6 +469,17 @@ def test_parent_keeps_the_best_trial_current(embedded):
     assert parent.data.tags["tuning.best_trial"] == str(study.best_trial.number)
     best_run = embedded.children[study.best_trial.number].info.run_id
     assert parent.data.tags["tuning.best_trial_run_id"] == best_run
+    # The parent's headline is the study's result: the best trial's values at its restored weights.
+    a = study.best_trial.user_attrs
+    assert m["val_log_loss"] == pytest.approx(a["val_log_loss"], rel=1e-12)
+    assert m["gap_log_loss"] == pytest.approx(a["gap_log_loss"], rel=1e-12)
+    assert m["log_loss"] == pytest.approx(a["train_log_loss"], rel=1e-12)
+    # The experiment says what the study is; the UI opens it on the runs table.
+    experiment = embedded.client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = experiment.tags["mlflow.note.content"]
+    assert "binary task on data 'plants'" in note and "ranked by val_log_loss (minimize)" in note
+    assert "activation in ['relu', 'tanh', 'elu']" in note
     # The parent's objective is the study's best (step = trials in the study), never a trial's.
     objectives = history(embedded.client, parent.info.run_id, "objective")
     assert sorted(objectives) == [1, 2, 3, 4]
@@ -511,7 +529,7 @@ def test_parent_artifacts_table_plots_curves_config(embedded, tmp_path):
 def test_sweep_prints_the_command_that_opens_the_ui(embedded):
     exp = embedded.client.get_experiment_by_name("plants")
     assert "mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db" in embedded.output
-    assert f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}" in embedded.output
+    assert f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs" in embedded.output
     assert exp.artifact_location == (embedded.folder / "experiments" / "mlartifacts").as_uri()
 
 
@@ -622,7 +640,7 @@ def test_server_failed_trial_keeps_what_it_logged(served):
     assert failed.info.status == "FAILED"
     assert failed.data.tags["tuning.state"] == "FAIL"
     assert failed.data.tags["tuning.fail_reason"] == "loss became NaN at epoch 1"
-    assert math.isnan(series(served.client, failed.info.run_id, "loss")[0])
+    assert math.isnan(series(served.client, failed.info.run_id, "epoch/loss")[0])
     assert failed.data.params["learning_rate"] == "1000000.0"
     assert "objective" not in failed.data.metrics
 
@@ -633,12 +651,12 @@ def test_server_complete_trial_metrics_and_regression_gaps(served):
     run = served.children[1]
     assert run.info.status == "FINISHED" and run.data.tags["tuning.state"] == "COMPLETE"
     assert run.data.tags["mlflow.parentRunId"] == served.parent.info.run_id
-    val_rmse = series(served.client, run.info.run_id, "val_rmse")
+    val_rmse = series(served.client, run.info.run_id, "epoch/val_rmse")
     assert val_rmse == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
     for name in ("loss", "mae", "rmse"):  # errors: validation - train
-        train = series(served.client, run.info.run_id, name)
-        val = series(served.client, run.info.run_id, f"val_{name}")
-        assert series(served.client, run.info.run_id, f"epoch_gap_{name}") == pytest.approx(
+        train = series(served.client, run.info.run_id, f"epoch/{name}")
+        val = series(served.client, run.info.run_id, f"epoch/val_{name}")
+        assert series(served.client, run.info.run_id, f"epoch/gap_{name}") == pytest.approx(
             [v - tr for tr, v in zip(train, val, strict=True)], abs=1e-9
         )
         assert run.data.metrics[f"gap_{name}"] == pytest.approx(t.user_attrs[f"gap_{name}"], rel=1e-12)
@@ -675,7 +693,7 @@ def test_credentials_never_reach_params_tags_or_output(served):
     assert served.parent.data.tags["tuning.storage"].endswith("optuna.db?password=***")
     assert SECRET not in served.output
     exp = served.client.get_experiment_by_name("diabetes")
-    assert f"open http://user:***@127.0.0.1:{served.server.port}/#/experiments/{exp.experiment_id}" in (
+    assert f"open http://user:***@127.0.0.1:{served.server.port}/#/experiments/{exp.experiment_id}/runs" in (
         served.output
     )
 

@@ -18,7 +18,11 @@ def _fmt(value: float | None) -> str:
 
 
 class Progress:
-    """Logs ``[i/N] trial k STATE metric=v | best v (trial j) | epochs, seconds``."""
+    """Logs ``[i/N] trial k STATE metric=v | best v (trial j) | epochs, seconds``.
+
+    ``i`` counts the study's finished trials (COMPLETE or PRUNED) toward ``N``: a failed trial
+    does not move it, and its line says so rather than repeating the count as if it had.
+    """
 
     def __init__(self, n_trials: int, metric: str) -> None:
         self.n_trials = n_trials
@@ -32,7 +36,12 @@ class Progress:
             best = "no complete trial yet"
         epochs = len(record.history.get("loss", []))
         detail = f" ({record.error})" if record.state == "FAIL" and record.error else ""
+        counter = (
+            f"[{done}/{self.n_trials}]"
+            if record.state != "FAIL"
+            else f"[{done}/{self.n_trials}, not counted]"
+        )
         log.info(
-            f"[{done}/{self.n_trials}] trial {record.number} {record.state}{detail} "
+            f"{counter} trial {record.number} {record.state}{detail} "
             f"{self.metric}={_fmt(record.value)} | {best} | {epochs} epochs, {record.seconds:.1f}s"
         )

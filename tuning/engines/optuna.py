@@ -237,7 +237,7 @@ class Objective:
             trial.set_user_attr("epochs_trained", result.epochs_trained)
             trial.set_user_attr("early_stopped", result.early_stopped)
             trial.set_user_attr("n_params", result.n_params)
-            trial.set_user_attr("seconds", round(result.seconds, 3))
+            trial.set_user_attr("fit_seconds", round(result.seconds, 3))  # the fit alone
             for name, v in {
                 **_prefixed("train_", result.train),
                 **_prefixed("val_", result.val),
@@ -290,6 +290,8 @@ class _Finish:
             return
         record.state = trial.state.name
         record.value = trial.value
+        if trial.duration is not None:  # one duration everywhere: the study's (report, MLflow, progress)
+            record.seconds = trial.duration.total_seconds()
         if trial.state == TrialState.FAIL:
             record.error = (
                 record.error or trial.user_attrs.get("fail_reason") or "objective returned no finite value"

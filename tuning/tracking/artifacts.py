@@ -92,15 +92,16 @@ def _html(study: optuna.Study, function: str, path: Path) -> Path:
 
 
 def write_learning_curves(
-    curves: Sequence[tuple[str, Mapping[str, Sequence[float]], int | None]], path: Path
+    curves: Sequence[tuple[str, Mapping[str, Sequence[float]], int | None]], path: Path, metric: str = "loss"
 ) -> Path | None:
-    """Train vs validation loss per epoch, one panel per trial, the gap between them shaded.
+    """Train vs validation ``metric`` per epoch, one panel per trial, the gap between them shaded.
 
     Args:
-        curves: ``(title, history, best_epoch)`` per trial; ``history`` holds ``loss`` and
-            ``val_loss`` lists, ``best_epoch`` is 1-based (marked with a dashed line).
+        curves: ``(title, history, best_epoch)`` per trial; ``history`` holds ``train`` and
+            ``validation`` lists, ``best_epoch`` is 1-based (marked with a dashed line).
+        metric: the name on the y axis (the study's ranking metric without ``val_``).
     """
-    curves = [c for c in curves if c[1].get("loss") and c[1].get("val_loss")]
+    curves = [c for c in curves if c[1].get("train") and c[1].get("validation")]
     if not curves:
         return None
     # The object API with the Agg canvas: no pyplot state, no display needed, safe off the main thread.
@@ -117,10 +118,10 @@ def write_learning_curves(
     grid.update(top=1 - 0.3 / (3.6 * rows), wspace=0.25, hspace=0.45)
     axes = figure.subplots(rows, cols, squeeze=False, gridspec_kw=grid).ravel()
     for ax, (title, history, best) in zip(axes, curves, strict=False):
-        train, val = list(history["loss"]), list(history["val_loss"])
+        train, val = list(history["train"]), list(history["validation"])
         epochs = list(range(1, len(train) + 1))
-        ax.plot(epochs, train, marker=".", label="train loss")
-        ax.plot(epochs[: len(val)], val, marker=".", label="validation loss")
+        ax.plot(epochs, train, marker=".", label=f"train {metric}")
+        ax.plot(epochs[: len(val)], val, marker=".", label=f"validation {metric}")
         n = min(len(train), len(val))
         over = [v >= t for t, v in zip(train[:n], val[:n], strict=True)]
         ax.fill_between(
@@ -136,7 +137,7 @@ def write_learning_curves(
             ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best}")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(metric)
         ax.legend(fontsize=8, loc="upper right")
     for ax in axes[len(curves) :]:
         ax.set_visible(False)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
 PARENT_TAG = "mlflow.parentRunId"
 BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
+BEST_TAG = "tuning.best"  # "true" on the best trial's child run (named "trial-0007 ★ best")
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 MAX_TAG_TEXT = 5000
 MAX_PARAM_TEXT = 6000
@@ -73,8 +74,11 @@ def _command_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
+EPOCH = "epoch/"  # per-epoch series: "epoch/val_log_loss"; the plain name is the restored weights' value
+
+
 def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
-    """A back-filled trial's values, from the study: the same final metrics as a live trial's
+    """A back-filled trial's values, from the study: the same headline metrics as a live trial's
     child run, and the objective per epoch that the pruner saw (the Keras history is gone)."""
     values: dict[str, float] = {}
     if trial.value is not None:
@@ -82,16 +86,24 @@ def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
     for key, v in trial.user_attrs.items():
         if not isinstance(v, (int, float)) or key in ("seed", "retry_of"):
             continue
-        if key.startswith(("train_", "val_")):
-            key = f"best_{key}"
-        values[key] = float(v)
+        values[key.removeprefix("train_")] = float(v)  # train_loss -> loss, val_loss stays
     metrics = [Metric(k, v, timestamp, 0) for k, v in values.items()]
     metric = trial.user_attrs.get("metric")
-    name = f"{metric}" if isinstance(metric, str) else "objective_per_epoch"
+    name = f"{EPOCH}{metric}" if isinstance(metric, str) else f"{EPOCH}objective"
     return metrics + [
         Metric(name, float(v), timestamp, int(step) + 1)
         for step, v in sorted(trial.intermediate_values.items())
     ]
+
+
+def trial_run_name(number: int, state: str | None = None, *, best: bool = False) -> str:
+    """``trial-0007``; the runs table tells outcomes apart by name too: ``trial-0003 pruned``,
+    ``trial-0004 failed``, ``trial-0005 interrupted``, and the study's best ``trial-0007 ★ best``."""
+    name = f"trial-{number:04d}"
+    if best:
+        return f"{name} ★ best"
+    suffix = {"PRUNED": "pruned", "FAIL": "failed", "KILLED": "interrupted"}.get(state or "")
+    return f"{name} {suffix}" if suffix else name
 
 
 def trial_tags(study_name: str, record: TrialRecord) -> dict[str, str]:
@@ -107,17 +119,19 @@ def trial_tags(study_name: str, record: TrialRecord) -> dict[str, str]:
 
 
 def trial_metrics(record: TrialRecord, timestamp: int) -> list[Metric]:
-    """Per-epoch values (step = epoch, from 1) and the final values (step 0).
+    """The headline values (step 0) and the per-epoch series (step = epoch, from 1).
 
-    Per epoch: the Keras history (``loss``, ``val_loss``, metrics and ``val_`` twins) and the
-    gap per epoch (``epoch_gap_<name>``). Final: the fit measured at the restored best weights
-    without dropout (``best_train_<name>``, ``best_val_<name>``, their ``gap_<name>``), the
-    ``objective``, ``best_epoch``, ``epochs_trained``, ``early_stopped``, ``n_params``, ``seconds``.
+    Headline, under the plain names a user sorts by: the fit measured at the restored best
+    weights without dropout (``loss``, ``log_loss``, ``accuracy``, ... on train; ``val_<name>``
+    on validation; their ``gap_<name>``), ``objective``, ``best_epoch``, ``epochs_trained``,
+    ``early_stopped``, ``n_params``, ``seconds``. Per epoch, under ``epoch/``: the Keras
+    history (``epoch/loss``, ``epoch/val_log_loss``, ...) and the gap per epoch
+    (``epoch/gap_<name>``), for the charts.
     """
     history = record.history
-    per_epoch = {**history, **{f"epoch_{k}": v for k, v in epoch_gaps(history).items()}}
+    per_epoch = {**history, **epoch_gaps(history)}
     metrics = [
-        Metric(key, float(v), timestamp, step)
+        Metric(f"{EPOCH}{key}", float(v), timestamp, step)
         for key, values in per_epoch.items()
         for step, v in enumerate(values, start=1)
         if v is not None
@@ -133,17 +147,48 @@ def final_values(record: TrialRecord) -> dict[str, float]:
     if record.value is not None:
         values["objective"] = record.value
     result = record.result
-    if result is not None:
+    if result is not None and record.state == "COMPLETE":  # a pruned fit never restored its best
         values.update(
             best_epoch=result.best_epoch + 1,
             epochs_trained=result.epochs_trained,
             early_stopped=float(result.early_stopped),
             n_params=result.n_params,
         )
-        values.update({f"best_train_{k}": v for k, v in result.train.items()})
-        values.update({f"best_val_{k}": v for k, v in result.val.items()})
+        values.update(result.train)
+        values.update({f"val_{k}": v for k, v in result.val.items()})
         values.update(result.gaps)
     return values
+
+
+def best_values(trial: Any) -> dict[str, float]:
+    """The parent run's headline: the best trial's values at its restored weights, under the
+    names its child run uses, so the parent reads as the study's result."""
+    values: dict[str, float] = {}
+    for key, v in trial.user_attrs.items():
+        if (
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and key.startswith(("train_", "val_", "gap_"))
+        ):
+            values[key.removeprefix("train_")] = float(v)
+    return values
+
+
+def experiment_description(settings: Mapping[str, Any], study: optuna.Study) -> str:
+    """What the experiments list shows for the study: data, task, what ranks trials, the space."""
+    attrs = study.user_attrs
+    space = ", ".join(
+        f"{k} {v['low']}..{v['high']}" if isinstance(v, Mapping) and "low" in v
+        else f"{k} in {v['choices']}" if isinstance(v, Mapping) and "choices" in v
+        else f"{k}={v}"
+        for k, v in settings["search_space"].items()
+    )  # fmt: skip
+    return (
+        f"Study '{study.study_name}': {attrs.get('task', '?')} task on data '{attrs.get('data', '?')}'; "
+        f"trials ranked by {settings['study']['metric']} ({study.direction.name.lower()}) on the "
+        f"validation split at the restored best weights. Search space: {space}. The run 'sweep' "
+        "holds the study's best; one child run per trial, the best named '★ best'."
+    )
 
 
 def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:

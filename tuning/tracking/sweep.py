@@ -31,6 +31,8 @@ from tuning.tracking.artifacts import write_config, write_learning_curves, write
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
 from tuning.tracking.content import (
     BEST_PREFIX,
+    BEST_TAG,
+    EPOCH,
     MAX_TAG_TEXT,
     PARENT_TAG,
     ROLE_TAG,
@@ -40,6 +42,8 @@ from tuning.tracking.content import (
     TRACKING_ERRORS,
     TRIAL_TAG,
     batches,
+    best_values,
+    experiment_description,
     invocation_text,
     next_invocation,
     parent_params,
@@ -48,6 +52,7 @@ from tuning.tracking.content import (
     stored_trial_metrics,
     trial_fixed_params,
     trial_metrics,
+    trial_run_name,
     trial_tags,
 )
 
@@ -82,10 +87,6 @@ def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any
         client.delete_run(created.info.run_id)
         log.info(f"MLflow: joining sweep run {first.info.run_id} that another worker started")
     return first
-
-
-def trial_run_name(number: int) -> str:
-    return f"trial-{number:04d}"
 
 
 class MlflowSweepTracker:
@@ -155,6 +156,8 @@ class MlflowSweepTracker:
         tracker.invocation_start = invocation_text(settings, study, started=time.time())
         tracker.trials_before = len(study.get_trials(deepcopy=False))
         tracker._log(run.info.run_id, params=params, tags=tags)
+        # The experiments list and the experiment's page say what the study is.
+        client.set_experiment_tag(exp, "mlflow.note.content", experiment_description(settings, study))
         tracker._claim_invocation()
         return tracker
 
@@ -224,9 +227,8 @@ class MlflowSweepTracker:
         else:  # from the study: its stored values, the objective per epoch
             tags["tuning.backfilled"] = "true"
             metrics = stored_trial_metrics(backfilled, end_ms)
-        run = self.client.create_run(
-            self.experiment_id, start_time=start_ms, run_name=trial_run_name(record.number), tags=tags
-        )
+        name = trial_run_name(record.number, "KILLED" if run_status(record) == "KILLED" else record.state)
+        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=name, tags=tags)
         run_id = run.info.run_id
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
         self._log(run_id, metrics=metrics, params=params)
@@ -246,6 +248,7 @@ class MlflowSweepTracker:
         except ValueError:
             best = None
         if best is not None:
+            values.update(best_values(best))  # the parent reads as the study's result
             values.update(
                 objective=float(best.value), best_objective=float(best.value), best_trial=best.number
             )
@@ -253,6 +256,7 @@ class MlflowSweepTracker:
             tags["tuning.best_trial"] = str(best.number)
             if best.number in self.children:
                 tags["tuning.best_trial_run_id"] = self.children[best.number]
+                self._mark_best(best.number)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self._log(self.run_id, metrics=metrics, tags=tags)
         for stale in sorted(self.best_tags - set(tags)):  # e.g. units_2 when the new best has 2 layers
@@ -262,6 +266,25 @@ class MlflowSweepTracker:
                 if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
         self.best_tags = {k for k in tags if k.startswith(BEST_PREFIX)}
+
+    def _mark_best(self, number: int) -> None:
+        """Name the best trial's run ``trial-0007 ★ best`` (tag ``tuning.best=true``) and give the
+        previous best its plain name back, so the runs table shows the winner at a glance.
+
+        The marked runs are looked up in the store, not remembered: another worker may have
+        moved the mark since."""
+        run_id = self.children[number]
+        where = f"tags.`{BEST_TAG}` = 'true' and tags.`{STUDY_TAG}` = '{self.study_name}'"
+        marked = self.client.search_runs([self.experiment_id], where, max_results=100)
+        if [r.info.run_id for r in marked] == [run_id]:
+            return
+        for run in marked:
+            if run.info.run_id != run_id:
+                old = int(run.data.tags.get(TRIAL_TAG, "0"))
+                self.client.set_tag(run.info.run_id, "mlflow.runName", trial_run_name(old))
+                self.client.set_tag(run.info.run_id, BEST_TAG, "false")
+        self.client.set_tag(run_id, "mlflow.runName", trial_run_name(number, best=True))
+        self.client.set_tag(run_id, BEST_TAG, "true")
 
     # --- end of the sweep ----------------------------------------------------------------
 
@@ -284,11 +307,11 @@ class MlflowSweepTracker:
     def ui_hint(self) -> str:
         """Where to look at the runs: the command that opens the UI, or the server's page."""
         if is_server(self.uri):
-            page = f"{redact(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}"
+            page = f"{redact(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}/runs"
             return f"MLflow runs of study '{self.study_name}': open {page}"
         return (
             f"MLflow runs of study '{self.study_name}': {ui_command(self.uri)} "
-            f"(then open http://127.0.0.1:5000/#/experiments/{self.experiment_id})"
+            f"(then open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs)"
         )
 
     def _log_artifacts(self, study: optuna.Study) -> None:
@@ -300,21 +323,28 @@ class MlflowSweepTracker:
             write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "none")))
             top = int(self.options.get("learning_curves", 4))
             if top:
-                write_learning_curves(self._curves(table, top), folder / "learning_curves.png")
+                metric = table.columns[2].removeprefix("val_")
+                write_learning_curves(self._curves(table, top), folder / "learning_curves.png", metric)
             self.client.log_artifacts(self.run_id, tmp)
 
     def _curves(self, table: Table, top: int) -> list[tuple[str, dict[str, list[float]], int | None]]:
-        """Train and validation loss per epoch of the best ``top`` complete trials, read back from MLflow."""
+        """The ranking metric per epoch, on train and validation, of the best ``top`` complete
+        trials, read back from MLflow (``loss`` would differ in kind between trials that train
+        with different losses)."""
         metric = table.columns[2]
+        base = metric.removeprefix("val_")
         curves = []
         for row in [r for r in table.records() if r["state"] == "COMPLETE"][:top]:
             run_id = self.children.get(int(row["trial"]))
             if run_id is None:
                 continue
-            history = {key: self._history(run_id, key) for key in ("loss", "val_loss")}
+            history = {
+                "train": self._history(run_id, f"{EPOCH}{base}"),
+                "validation": self._history(run_id, f"{EPOCH}val_{base}"),
+            }
             title = f"trial {row['trial']}: {metric} {row[metric]:.4g}"
-            if row.get("gap_loss") is not None:
-                title += f", gap_loss {row['gap_loss']:.3g} at the best weights"
+            if row.get(f"gap_{base}") is not None:
+                title += f", gap_{base} {row[f'gap_{base}']:.3g} at the best weights"
             best = row.get("best_epoch")
             curves.append((title, history, None if best is None else int(best)))
         return curves
