@@ -179,6 +179,7 @@ def experiment_description(settings: Mapping[str, Any], study: optuna.Study) -> 
     attrs = study.user_attrs
     space = ", ".join(
         f"{k} {v['low']}..{v['high']}" if isinstance(v, Mapping) and "low" in v
+        else f"{k}: every one that fits the task" if isinstance(v, Mapping) and v.get("choices") == "auto"
         else f"{k} in {v['choices']}" if isinstance(v, Mapping) and "choices" in v
         else f"{k}={v}"
         for k, v in settings["search_space"].items()
