@@ -64,3 +64,41 @@ def cli(args: Sequence[str]) -> int:
         return main(list(args))
     except SystemExit as exit_:
         return int(exit_.code or 0)
+
+
+def signal_during_trial_1(folder, signum: int, *args: str, settle: float = 1.0) -> tuple[int, str]:
+    """Run `tuning sweep *args` as a process in ``folder`` and send it ``signum`` once trial 1
+    is training (``settle`` seconds after its seed is recorded); returns (exit code, output)."""
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuning", "sweep", *args],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:  # trial 0's progress line: the stores exist by now
+            lines.append(line)
+            if " trial 0 " in line:
+                break
+        storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/experiments/plants/optuna.db")
+        study = optuna.load_study(study_name="plants", storage=storage)
+        deadline = time.monotonic() + 120
+        # Trial 1 has started training once its seed is recorded (its record exists by then).
+        while time.monotonic() < deadline and not any(
+            t.number == 1 and "seed" in t.user_attrs for t in study.get_trials(deepcopy=False)
+        ):
+            time.sleep(0.05)
+        time.sleep(settle)
+        proc.send_signal(signum)
+        output = "".join(lines) + proc.stdout.read()
+        return proc.wait(timeout=120), output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

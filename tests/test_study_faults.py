@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import TINY
+from conftest import TINY, signal_during_trial_1
 
 pytestmark = pytest.mark.slow
 
@@ -46,35 +46,8 @@ def sweep(folder: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def signal_in_trial_1(folder: Path, signum: int, *args: str) -> tuple[int, str]:
-    """`tuning sweep` as a process, sent ``signum`` once trial 1 is training."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuning", "sweep", *args],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-    try:
-        lines = []
-        for line in proc.stdout:  # trial 0's progress line: the stores exist by now
-            lines.append(line)
-            if " trial 0 " in line:
-                break
-        study = load(folder)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(
-            t.number == 1 and "seed" in t.user_attrs for t in study.get_trials(deepcopy=False)
-        ):
-            time.sleep(0.1)
-        time.sleep(1.5)  # inside trial 1's fit
-        proc.send_signal(signum)
-        output = "".join(lines) + proc.stdout.read()
-        return proc.wait(timeout=120), output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    """`tuning sweep` as a process, sent ``signum`` well inside trial 1's fit."""
+    return signal_during_trial_1(folder, signum, *args, settle=1.5)
 
 
 def mlflow_runs(folder: Path) -> tuple[object, dict[int, object]]:

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from conftest import signal_during_trial_1
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -240,38 +241,8 @@ def test_batches_stay_within_mlflow_limits():
 
 
 def interrupted_sweep(folder: Path, *overrides: str) -> tuple[int, str]:
-    """`tuning sweep` as a process, sent SIGINT (Ctrl-C) once trial 1 is running."""
-    import optuna
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuning", "sweep", *overrides],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        lines = []
-        for line in proc.stdout:  # trial 0's progress line: the stores exist by now
-            lines.append(line)
-            if " trial 0 " in line:
-                break
-        storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/experiments/plants/optuna.db")
-        study = optuna.load_study(study_name="plants", storage=storage)
-        deadline = time.monotonic() + 60
-        # Trial 1 has started training once its seed is recorded (its record exists by then).
-        while time.monotonic() < deadline and not any(
-            t.number == 1 and "seed" in t.user_attrs for t in study.get_trials(deepcopy=False)
-        ):
-            time.sleep(0.05)
-        time.sleep(0.3)  # inside trial 1: a fresh model is being built and traced
-        proc.send_signal(signal.SIGINT)
-        output = "".join(lines) + proc.stdout.read()
-        return proc.wait(timeout=120), output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    """`tuning sweep` as a process, sent SIGINT (Ctrl-C) while trial 1 builds and traces its model."""
+    return signal_during_trial_1(folder, signal.SIGINT, *overrides, settle=0.3)
 
 
 @pytest.fixture(scope="module")
