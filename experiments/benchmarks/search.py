@@ -229,7 +229,10 @@ def _keras_tuner(kind: str, overrides: list[str]) -> common.Job:
         return {
             "used": used,
             "trials": len(done),
-            "pruned": 0,
+            # Counted from the oracle's trials, never written as a constant: KerasTuner has no
+            # PRUNED state; Hyperband's low rungs end COMPLETED at fewer epochs, and a trial the
+            # oracle stopped reads STOPPED.
+            "pruned": sum(t.status == "STOPPED" for t in tuner.oracle.trials.values()),
             "epochs": sum(EPOCHS_SEEN),
             "best_val": float(best_trial.score),
             "test_loss": float(test["loss"]),
