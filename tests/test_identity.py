@@ -38,6 +38,7 @@ def test_identity_keeps_what_defines_a_trial_and_leaves_out_what_may_change():
             "pruner=hyperband",
             "training.threads=1",
             "study.timeout=60",
+            "verbose=true",
         )
     )
     assert same == identity

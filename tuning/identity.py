@@ -38,6 +38,7 @@ CHANGEABLE = (
     "final",
     "paths",
     "hydra",
+    "verbose",  # what the terminal shows
 )
 # Files whose content, not only their path, is part of the identity.
 FILE_KEYS = ("data.path", "data.test_path")
