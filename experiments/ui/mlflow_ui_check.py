@@ -113,13 +113,17 @@ def main() -> int:
 
             # 4: the best trial's page: its headline val_log_loss is the restored-weights value.
             run = trials[best]
-            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
+            page.goto(
+                f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+            )
             page.wait_for_selector("text=val_log_loss", timeout=60_000)
             page.screenshot(path=SHOTS / "best_trial.png", full_page=True)
             shown = run.data.metrics.get("val_log_loss")
             study_value = parent.data.metrics.get("best_objective")
             if shown is None or study_value is None or abs(shown - study_value) > 1e-9 * max(1, abs(shown)):
-                failures.append(f"4: headline val_log_loss {shown} is not the best trial's value {study_value}")
+                failures.append(
+                    f"4: headline val_log_loss {shown} is not the best trial's value {study_value}"
+                )
 
             # 5: a plot artifact renders as an image.
             page.goto(
@@ -128,7 +132,8 @@ def main() -> int:
             )
             try:  # the preview is an <img> (its source may be a blob: URL): any drawn picture
                 page.wait_for_function(
-                    "Array.from(document.images).some(i => i.complete && i.naturalWidth > 300)", timeout=90_000
+                    "Array.from(document.images).some(i => i.complete && i.naturalWidth > 300)",
+                    timeout=90_000,
                 )
             except Exception:  # Playwright's TimeoutError: reported as a failed check, not a crash
                 failures.append("5: the optimization_history.png artifact did not render as an image")
