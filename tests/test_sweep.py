@@ -87,6 +87,21 @@ def test_same_seed_reproduces_trials_and_values(tmp_path, monkeypatch):
     assert values_a == pytest.approx(values_b, abs=1e-6)
 
 
+def test_a_resumed_sweep_draws_new_trials_not_the_first_ones_again(in_tmp):
+    """Same command, run twice: the second run's start-up trials are new points. (Optuna seeds a
+    sampler once per process: with the same seed a resume replayed trials 0, 1 as 2, 3.)"""
+    args = [*TINY, "pruner=none", "training.max_epochs=1"]
+    assert cli(["sweep", *args, "study.n_trials=2"]) == 0
+    assert cli(["sweep", *args, "study.n_trials=4"]) == 0
+    params = [tuple(sorted(t.params.items())) for t in load().trials]
+    assert len(params) == 4 and len(set(params)) == 4, params
+    # A new study with the same seed still starts where the first one did: reproducible.
+    first = params[:2]
+    assert cli(["sweep", *args, "study.n_trials=2", "study.name=again"]) == 0
+    again = optuna.load_study(study_name="again", storage="sqlite:///experiments/again/optuna.db")
+    assert [tuple(sorted(t.params.items())) for t in again.trials] == first
+
+
 def test_nan_trial_fails_and_the_study_goes_on(in_tmp):
     from tuning.sweep import run
 

@@ -86,7 +86,7 @@ def run(settings: Mapping[str, Any]) -> Any:
     import optuna
 
     from tuning.data import load_dataset
-    from tuning.engines.optuna import finished_count, open_study
+    from tuning.engines.optuna import finished_count, open_study, reseed_on_resume
     from tuning.engines.stale import fail_stale_trials
     from tuning.identity import stored_config, study_identity
 
@@ -131,6 +131,9 @@ def run(settings: Mapping[str, Any]) -> Any:
             f"heartbeat for over {study_cfg.get('grace_period')} s): marked FAIL"
             + ("" if finished_count(study) >= n_trials else "; re-running each once with the same parameters")
         )
+    reseeded = reseed_on_resume(study, settings["sampler"])
+    if reseeded is not None:
+        log.debug(f"resumed study: sampler seed {reseeded} (seed + trials in the study), not a replay")
     tracker = None
     if tracking is not None:  # mlflow is imported only when tracking is on
         from tuning.tracking.sweep import start_sweep_tracking

@@ -59,7 +59,7 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
             raise ConfigError(
                 group, f"{name} needs the package '{package}'; install it: pip install {package}"
             )
-    options = {k: v for k, v in config.items() if k not in ("name", "requires")}
+    options = {k: v for k, v in config.items() if k not in ("name", "requires", "reseed_on_resume")}
     try:
         with warnings.catch_warnings():  # multivariate/group TPE are "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -72,6 +72,25 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
         if isinstance(cause, ImportError):
             message = f"needs an optional package ({message}); see the README's sampler table"
         raise ConfigError(group, f"{name}: {message}") from None
+
+
+def reseed_on_resume(study: optuna.Study, sampler_config: Mapping[str, Any]) -> int | None:
+    """Give a resumed study's sampler a fresh random stream: ``seed`` + the trials already in it.
+
+    Optuna's samplers seed their random generator once per process. Resumed with the same seed,
+    TPE's start-up trials and random search draw exactly what the first run drew (checked with
+    Optuna 5: a study resumed after 3 trials repeated trials 0-2 as 3-5), so a resumed sweep
+    would train the same models again. A new study keeps ``seed`` itself, so one worker stays
+    reproducible, and so does a resume from the same stored trials. Samplers that index a fixed
+    sequence by the study's trials (QMC: ``reseed_on_resume: false``) keep theirs.
+    Returns the new seed, or None when nothing changed.
+    """
+    seed = sampler_config.get("seed")
+    n = len(study.get_trials(deepcopy=False))
+    if not n or seed is None or not sampler_config.get("reseed_on_resume", True):
+        return None
+    study.sampler = make_sampler({**sampler_config, "seed": int(seed) + n})
+    return int(seed) + n
 
 
 def finished_count(study: optuna.Study) -> int:
