@@ -85,7 +85,9 @@ def test_table_sorts_best_first_with_missing_values_last_and_ties_in_trial_order
     assert table.columns[:5] == ["trial", "state", "val_loss", "best_epoch", "epochs_trained"]
     assert table.columns[5:8] == ["gap_loss", "n_layers", "units_0"]
     assert table.columns[-2:] == ["seconds", "fail_reason"]
-    assert table.column("trial") == [2, 1, 4, 0, 3, 5]  # 0.40, 0.45, 0.45 (tie: trial order), 0.50, none
+    # Complete trials by value (0.40, 0.45, 0.50), then the pruned one (its 0.45 is an epoch's,
+    # not a finished model's: never above a complete trial), then failed and running.
+    assert table.column("trial") == [2, 4, 0, 1, 3, 5]
     assert table.column("val_loss")[-2:] == [None, None]
     assert table.column("fail_reason")[4] == "loss became NaN at epoch 2"
 
@@ -94,7 +96,7 @@ def test_maximized_metric_sorts_highest_first(tmp_path):
     study = make_study(tmp_path, "acc", direction="maximize")
     table = trials_table(from_study(study))
     assert table.columns[2] == "val_accuracy"
-    assert table.column("trial")[:4] == [0, 1, 4, 2]
+    assert table.column("trial")[:4] == [0, 4, 2, 1]
 
 
 def test_format_table_aligns_columns_and_marks_missing_values(tmp_path):

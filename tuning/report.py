@@ -36,7 +36,8 @@ class Table:
 
 def trials_table(study: StudySummary) -> Table:
     """trial, state, the objective (named after the metric), best_epoch, epochs_trained, the gaps,
-    the parameters in search-space order, seconds, fail_reason; best first, missing values last."""
+    the parameters in search-space order, seconds, fail_reason; complete trials first (best
+    first), then pruned ones by value, then the rest; missing values last."""
     metric, trials = study.metric, study.trials
     attrs = {key for t in trials for key in t.user_attrs}
     counters = [name for name in ("best_epoch", "epochs_trained") if name in attrs]
@@ -56,7 +57,12 @@ def trials_table(study: StudySummary) -> Table:
             row.append(t.user_attrs.get("fail_reason"))
         rows.append(row)
     sign = 1 if study.direction == "minimize" else -1
-    rows.sort(key=lambda r: (r[2] is None, sign * r[2] if r[2] is not None else 0.0))  # stable
+    # Complete trials first, by value: a pruned trial's value is its last reported epoch, not a
+    # finished model's, so it never ranks above a complete one (Optuna's best is complete too).
+    rank = {"COMPLETE": 0, "PRUNED": 1}
+    rows.sort(
+        key=lambda r: (rank.get(r[1], 2), r[2] is None, sign * r[2] if r[2] is not None else 0.0)
+    )  # stable
     return Table(columns, rows)
 
 

@@ -86,7 +86,8 @@ def reseed_on_resume(study: optuna.Study, sampler_config: Mapping[str, Any]) -> 
     Returns the new seed, or None when nothing changed.
     """
     seed = sampler_config.get("seed")
-    n = len(study.get_trials(deepcopy=False))
+    # Trials that ran (an enqueued, WAITING trial drew nothing from the sampler yet).
+    n = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     if not n or seed is None or not sampler_config.get("reseed_on_resume", True):
         return None
     study.sampler = make_sampler({**sampler_config, "seed": int(seed) + n})
