@@ -8,10 +8,16 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "sweep": ("tuning.sweep", "run or resume a hyperparameter sweep (Hydra overrides as arguments)"),
-    "report": ("tuning.report_cli", "show a study's trials as a table (no TensorFlow needed)"),
-    "train": ("tuning.train", "train the final model from a study's best.yaml, test it once, register it"),
-    "predict": ("tuning.predict", "apply a final model to new raw rows (CSV/Parquet), write predictions"),
+    "sweep": ("tuning.commands.sweep", "run or resume a hyperparameter sweep (Hydra overrides as arguments)"),
+    "report": ("tuning.commands.report", "show a study's trials as a table (no TensorFlow needed)"),
+    "train": (
+        "tuning.commands.train",
+        "train the final model from a study's best.yaml, test it once, register it",
+    ),
+    "predict": (
+        "tuning.commands.predict",
+        "apply a final model to new raw rows (CSV/Parquet), write predictions",
+    ),
 }
 
 USAGE = (
@@ -58,7 +64,7 @@ def _dispatch(args: list[str]) -> int:
         print(f"error: unknown command '{command}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if command == "sweep" and {"-h", "--help"}.intersection(rest):
-        from tuning.help import sweep_help
+        from tuning.commands.help import sweep_help
 
         print(sweep_help(rest))
         return 0

@@ -32,7 +32,7 @@ def quiet_terminal(verbose: bool = False) -> None:
     configuration is in place (first thing in a Hydra job).
 
     Keras is told to log rather than print where TensorFlow is imported
-    (``tuning.backend``); MLflow's own handler is switched off where the command starts
+    (``tuning.model.backend``); MLflow's own handler is switched off where the command starts
     (:func:`leave_library_logging_to_us`).
     """
     if verbose:

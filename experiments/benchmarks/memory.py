@@ -1,6 +1,6 @@
 """Memory: resident memory after each of many short trials of one sweep, in one process.
 
-A real ``tuning.sweep.run`` (default search space, TPE, median pruning, MLflow tracking on) of
+A real ``tuning.commands.sweep.run`` (default search space, TPE, median pruning, MLflow tracking on) of
 short trials (2 epochs, 1000 plants rows); the resident set size (RSS) is read after every
 finished trial. Target: growth from trial 10 to the last trial under 50 MB.
 
@@ -28,11 +28,11 @@ def main() -> None:
     rss: list[float] = []
     objects: list[int] = []
     with common.scratch_dir() as tmp:
-        import tuning.progress
-        import tuning.sweep
+        import tuning.commands.sweep
+        import tuning.search.progress
 
         common.quiet_tuning_logs()
-        observe = tuning.progress.Progress.on_trial_end
+        observe = tuning.search.progress.Progress.on_trial_end
 
         def measured(self, study, record):  # type: ignore[no-untyped-def]
             observe(self, study, record)
@@ -43,7 +43,7 @@ def main() -> None:
                 print(f"trial {n:4d}: RSS {rss[-1]:7.1f} MB, {objects[-1]} objects tracked by gc", flush=True)
 
         # The observer the sweep already calls after every trial: here it also reads the RSS.
-        tuning.progress.Progress.on_trial_end = measured  # type: ignore[method-assign]
+        tuning.search.progress.Progress.on_trial_end = measured  # type: ignore[method-assign]
         cfg = common.settings(
             [
                 "data=plants",
@@ -54,7 +54,7 @@ def main() -> None:
             ]
         )
         print(f"before the sweep: RSS {common.rss_mb():.1f} MB (imports only)", flush=True)
-        study = tuning.sweep.run(cfg)
+        study = tuning.commands.sweep.run(cfg)
     states = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
     growth = rss[-1] - rss[FROM_TRIAL - 1]
     slope = growth / (len(rss) - FROM_TRIAL) if len(rss) > FROM_TRIAL else float("nan")

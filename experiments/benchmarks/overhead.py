@@ -2,7 +2,7 @@
 
 1. plain       the loop a user writes: clear_session, keras.Sequential, compile (default
                arguments; the same metrics as tuning), fit(validation_data=...), evaluate.
-2. tuning      ``tuning.sweep.run`` on the composed config, as ``tuning sweep`` runs it: Optuna
+2. tuning      ``tuning.commands.sweep.run`` on the composed config, as ``tuning sweep`` runs it: Optuna
                study in SQLite, MLflow tracking (tracking=mlflow, the default), early stopping,
                pruning callback, NaN guard, train/val evaluation and gaps, best.yaml.
 3. kerastuner  ``keras_tuner.RandomSearch`` over the same model (one unused dimension, so that
@@ -94,12 +94,12 @@ def plain(_: dict[str, Any]) -> common.Job:
 
 
 def tuning(_: dict[str, Any]) -> common.Job:
-    import tuning.sweep
+    import tuning.commands.sweep
 
     common.quiet_tuning_logs()
     base = [*DATA, f"paths.root={Path.cwd() / 'experiments'}"]
     # Warm-up: also creates the MLflow store, as the first sweep on a machine does.
-    tuning.sweep.run(
+    tuning.commands.sweep.run(
         common.settings([*base, *common.fixed_overrides(1), "study.name=warmup", "study.n_trials=1"])
     )
 
@@ -113,7 +113,7 @@ def tuning(_: dict[str, Any]) -> common.Job:
             ]
         )
         assert cfg["tracking"]["enabled"], "the overhead is measured with tracking on"
-        study = tuning.sweep.run(cfg)
+        study = tuning.commands.sweep.run(cfg)
         return {
             "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in study.trials),
             "states": sorted({t.state.name for t in study.trials}),

@@ -2,7 +2,7 @@
 
 Methods, each in its own worker process, given the same budget per (data set, seed):
 
-- tuning      ``tuning.sweep.run``: TPE, median pruning, early stopping (patience 10), MLflow on;
+- tuning      ``tuning.commands.sweep.run``: TPE, median pruning, early stopping (patience 10), MLflow on;
               ``study.timeout`` = the budget.
 - hyperband   ``keras_tuner.Hyperband`` (max_epochs = the space's top, factor 3).
 - random      ``keras_tuner.RandomSearch`` (epochs sampled like tuning's).
@@ -48,14 +48,14 @@ def _data_overrides(job: dict[str, Any]) -> list[str]:
 
 
 def tuning(params: dict[str, Any]) -> common.Job:
-    import tuning.sweep
-    from tuning.space import parse_space
-    from tuning.trial import run_trial
+    import tuning.commands.sweep
+    from tuning.search.space import parse_space
+    from tuning.search.trial import run_trial
 
     common.quiet_tuning_logs()
     root = Path.cwd() / "experiments"
     # Warm-up outside every budget: TensorFlow's first model, the MLflow store's tables.
-    tuning.sweep.run(
+    tuning.commands.sweep.run(
         common.settings(
             [
                 "data=breast_cancer",
@@ -81,7 +81,7 @@ def tuning(params: dict[str, Any]) -> common.Job:
             overrides.append(f"training.max_epochs={job['max_epochs']}")
         cfg = common.settings(overrides)
         start = time.perf_counter()
-        study = tuning.sweep.run(cfg)
+        study = tuning.commands.sweep.run(cfg)
         used = time.perf_counter() - start
         finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         best = study.best_trial
@@ -121,8 +121,8 @@ def _hypermodel(space: dict[str, Any], dataset: Any, max_epochs: int | None) -> 
     import keras
     import keras_tuner as kt
 
-    from tuning.model import task_metrics
-    from tuning.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
+    from tuning.model.build import task_metrics
+    from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
 
     def dim(hp: Any, name: str, spec: Any) -> Any:
         if spec["type"] == "categorical":

@@ -12,8 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tuning.export import SECRET_KEYS, write_yaml
-from tuning.storage import redact
+from tuning.final.best import SECRET_KEYS, write_yaml
+from tuning.redaction import redact
 
 log = logging.getLogger("tuning")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
-from tuning.storage import first_line, redact
+from tuning.redaction import first_line, redact
 
 # tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
 # holding plotly.js itself (~4 MB a plot). No CDN option: an HTML plot that loads plotly.js from

@@ -19,11 +19,11 @@ from mlflow.utils.validation import (
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
-from tuning.metrics import epoch_gaps
-from tuning.storage import redact
+from tuning.model.metrics import epoch_gaps
+from tuning.redaction import redact
 
 if TYPE_CHECKING:
-    from tuning.record import TrialRecord
+    from tuning.search.record import TrialRecord
 
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
 PARENT_TAG = "mlflow.parentRunId"

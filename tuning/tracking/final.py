@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuning.logs import stderr_to_log
-from tuning.storage import redact
+from tuning.redaction import redact
 from tuning.tracking.client import artifact_location, connect_tracking, experiment_id
 
 if TYPE_CHECKING:
-    from tuning.final import FinalModel
+    from tuning.final.refit import FinalModel
 
 log = logging.getLogger("tuning")
 
@@ -78,7 +78,7 @@ class FinalTracker:
 
         import mlflow
 
-        from tuning.final import META_FILE, write_json
+        from tuning.final.saved import META_FILE, write_json
 
         run = self.client.create_run(self.experiment_id, run_name="final", tags=self.tags(final))
         run_id = run.info.run_id

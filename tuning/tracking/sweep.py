@@ -24,9 +24,9 @@ import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from tuning.report import Table, trials_table, write_csv
-from tuning.storage import first_line, redact
-from tuning.summary import from_study, state_counts
+from tuning.redaction import first_line, redact
+from tuning.results.summary import from_study, state_counts
+from tuning.results.table import Table, trials_table, write_csv
 from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
 from tuning.tracking.content import (
@@ -57,7 +57,7 @@ from tuning.tracking.content import (
 )
 
 if TYPE_CHECKING:
-    from tuning.record import TrialRecord
+    from tuning.search.record import TrialRecord
 
 log = logging.getLogger("tuning")
 
@@ -188,7 +188,7 @@ class MlflowSweepTracker:
         tracking was off); then the parent's counts and best. Returns the trial numbers."""
         from optuna.trial import FixedTrial
 
-        from tuning.record import TrialRecord
+        from tuning.search.record import TrialRecord
 
         done = []
         for t in study.get_trials(deepcopy=False):

@@ -1,0 +1,1 @@
+"""One thin entry point per CLI command (sweep, train, predict, report): parse, validate, call the library."""

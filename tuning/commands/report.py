@@ -1,0 +1,109 @@
+"""`tuning report [STUDY]`: a study's trials sorted by the objective, from its Optuna storage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from tuning.errors import ConfigError
+from tuning.redaction import first_line, redact
+from tuning.results import optuna_sqlite as study_file
+from tuning.results.summary import StudySummary, counts_line, from_study
+from tuning.results.table import failure_lines, format_table, trials_table, write_csv
+from tuning.search.storage import check_storage, default_storage_url, local_path, open_storage
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tuning report", description=__doc__)
+    p.add_argument("study", nargs="?", help="study name (default: the only study under --root)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/<study>/optuna.db)")
+    p.add_argument("--root", default="experiments", help="folder holding the studies (default: experiments)")
+    p.add_argument("--csv", metavar="PATH", help="also write the whole table as CSV")
+    p.add_argument("--top", type=int, default=None, help="show only the best N trials")
+    return p
+
+
+def local_studies(root: Path) -> list[str]:
+    """Studies with embedded storage under ``root`` (folder names holding optuna.db)."""
+    return sorted(p.parent.name for p in root.glob("*/optuna.db"))
+
+
+def _sqlite_file(url: str) -> Path | None:
+    path = local_path(url)
+    return path if path is not None and url.startswith("sqlite:") else None
+
+
+def study_names(url: str) -> list[str]:
+    """The studies in a storage: straight from a SQLite file when possible, else through Optuna."""
+    path = local_path(url)
+    if path is not None and not path.is_file():  # Optuna would create an empty one there
+        raise FileNotFoundError(f"no such file {path}")
+    names = study_file.study_names(path) if _sqlite_file(url) is not None else None
+    if names is not None:
+        return names
+    import optuna
+
+    return optuna.study.get_all_study_names(storage=open_storage(url))
+
+
+def load_summary(url: str, name: str) -> StudySummary:
+    """Study ``name`` as plain data (the fast SQLite reader first, Optuna's reader otherwise)."""
+    path = _sqlite_file(url)
+    summary = study_file.read_study(path, name) if path is not None else None
+    if summary is not None:
+        return summary
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return from_study(optuna.load_study(study_name=name, storage=open_storage(url)))
+
+
+def main(args: Sequence[str]) -> int:
+    opts = _parser().parse_args(list(args))
+    root = Path(opts.root)
+    name = opts.study
+    if opts.storage:
+        url = opts.storage
+        try:
+            check_storage(url, reach_server=False)
+            names = study_names(url)
+        except ConfigError as err:
+            print(f"error: --storage: {err.message}", file=sys.stderr)
+            return 2
+        except Exception as err:
+            print(f"error: --storage: cannot read {redact(url)}: {first_line(err)}", file=sys.stderr)
+            return 2
+    else:
+        names = local_studies(root)
+        if name is None and len(names) == 1:
+            name = names[0]
+        url = default_storage_url(root / name) if name in names else ""
+    if name is None or name not in names:
+        where = redact(url) if opts.storage else f"{root}/"
+        found = ", ".join(names) if names else "none"
+        what = f"no study '{name}'" if name else "which study?"
+        print(f"error: study: {what} in {where}; studies: {found}", file=sys.stderr)
+        return 2
+    try:
+        study = load_summary(url, name)
+    except Exception as err:  # e.g. a database written by a newer Optuna
+        print(
+            f"error: study: cannot read '{name}' in {redact(url)}: {first_line(err)}",
+            file=sys.stderr,
+        )
+        return 2
+    table = trials_table(study)
+    states = [t.state for t in study.trials]
+    print(f"study '{name}' in {redact(url)}: {study.direction} {study.metric}; {counts_line(states)}")
+    print(format_table(table, opts.top))
+    failures = failure_lines(study)
+    if failures:
+        print("failed trials:\n" + "\n".join(failures))
+    if opts.csv:
+        write_csv(table, opts.csv)
+        print(f"table written to {opts.csv}")
+    return 0

@@ -1,0 +1,246 @@
+"""`tuning train`: the final model from a study's best.yaml: train, test once, save, register."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from tuning.commands.support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
+from tuning.config import compose, conf_dir, group_options, resolved, validate
+from tuning.errors import ConfigError
+from tuning.files import check_writable_folder
+from tuning.final.best import check_best, read_best
+from tuning.logs import quiet_terminal
+from tuning.search.space import Hyperparameters
+from tuning.tracking.client import check_tracking
+
+log = logging.getLogger("tuning")
+
+USAGE = """\
+usage: tuning train study=NAME [OVERRIDES...]
+       tuning train best=PATH [OVERRIDES...]
+
+Trains the final model with the best trial's settings from experiments/NAME/best.yaml (or any
+best.yaml), evaluates it once on the held-out test split, saves it under <best.yaml's folder>/final/
+and registers it in MLflow (alias 'champion'). Any key of best.yaml can be overridden.
+
+examples:
+  tuning train study=plants
+  tuning train study=plants final.refit=false        # train split + early stopping, no refit
+  tuning train study=plants final.epochs=40 tracking=none
+  tuning train best=archive/plants/best.yaml paths.root=archive
+  tuning train study=plants --cfg job                # print the composed config, train nothing
+
+options (besides best.yaml's own keys):
+  final.refit     true: refit on train+validation (default); false: train split, early stopping
+  final.epochs    refit epochs; null = as many weight updates as the best trial made (README)
+  tracking=none   skip MLflow; tracking.uri=URL picks another store
+  paths.root      where study=NAME is looked up (default: experiments)"""
+
+# Keys every final training reads; best.yaml files written before they existed get these.
+FINAL_DEFAULTS: dict[str, Any] = {"refit": True, "epochs": None}
+# Config groups that may still be switched as a whole on best.yaml (the others are the search's).
+SWITCHABLE_GROUPS = ("tracking",)
+
+
+def check(settings: Mapping[str, Any], source: str, *, reach_server: bool = False) -> Hyperparameters:
+    """Every check that needs no data; returns the fixed hyperparameters.
+
+    ``reach_server``: ask a tracking server to answer now (before Hydra writes anything).
+    """
+    hp = check_best(settings, source)
+    validate(settings)
+    final = settings.get("final") or {}
+    if not isinstance(final.get("refit", True), bool):
+        raise ConfigError("final.refit", f"{final.get('refit')!r}; must be true or false")
+    epochs = final.get("epochs")
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise ConfigError("final.epochs", f"{epochs!r}; must be an integer >= 1 or null")
+    uri = check_tracking(settings, reach_server=False)
+    if uri is not None and "***" in uri:
+        raise ConfigError(
+            "tracking.uri",
+            f"{uri} is redacted in {source} (credentials are never written); give it again: tracking.uri=URL",
+        )
+    if reach_server:
+        check_tracking(settings, reach_server=True)
+    return hp
+
+
+def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
+    """Train, report, save and register the final model described by a resolved config."""
+    from tuning.final.refit import train_final
+    from tuning.final.saved import save_final
+    from tuning.model.backend import start_tensorflow
+    from tuning.tracking.final import open_final_tracking
+
+    best_path = Path(best_path)
+    hp = check(settings, str(best_path))
+    tracker = open_final_tracking(settings)  # before training: an unreachable store fails now
+    best = settings["best"]
+    # The sweep seeded trial n with seed + n and recorded it as best.seed.
+    sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else int(settings["seed"])
+    if int(settings["seed"]) != sweep_seed:
+        log.warning(
+            f"seed {settings['seed']} is not the sweep's ({sweep_seed}): the data and its test split are "
+            "drawn anew, so test rows may be rows the search trained or validated on"
+        )
+    log.info(
+        f"final model of study '{settings['study']['name']}' from {best_path} (best trial {best['trial']})"
+    )
+    start_tensorflow(settings["training"].get("threads"))
+    final = train_final(settings, hp, source=str(best_path))
+    data = final.dataset
+    log.info(data.summary())
+    if final.refit:
+        why = (
+            "set by final.epochs"
+            if (settings.get("final") or {}).get("epochs")
+            else f"as many weight updates as the best trial's {best['best_epoch']} epochs on "
+            f"{len(data.y_train)} rows (batch size {hp.batch_size})"
+        )
+        log.info(
+            f"refit on train+validation ({len(data.y_train) + len(data.y_val)} rows) for {final.epochs} epochs: {why}"
+        )
+    else:
+        log.info(f"trained on the train split with early stopping: {final.epochs} epochs")
+    log.info(
+        "train / validation / test (the test split is used here once, never by the search):\n"
+        + final.table.to_string(float_format=lambda v: f"{v:.4f}")
+    )
+    folder = save_final(final, best_path.parent / "final")
+    log.info(f"final model saved in {folder}/ (model.keras, preprocessing.joblib, meta.json)")
+    if tracker is not None:
+        tracker.log(final, folder)
+    log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")
+    return final
+
+
+def find_best(args: Sequence[str]) -> tuple[Path, list[str]]:
+    """The best.yaml named by ``study=NAME`` or ``best=PATH``, and the remaining arguments."""
+    picks = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.startswith(("study=", "best="))}
+    rest = [a for a in args if not a.startswith(("study=", "best="))]
+    root = Path(next((a.split("=", 1)[1] for a in rest if a.startswith("paths.root=")), "experiments"))
+    studies = ", ".join(sorted(p.parent.name for p in root.glob("*/best.yaml")))
+    listing = f"studies with a best.yaml in {root}/: {studies or 'none (run `tuning sweep` first)'}"
+    if len(picks) > 1:
+        raise ConfigError("best", "give study=NAME or best=PATH, not both")
+    if "best" in picks:
+        path = Path(picks["best"])
+        path = path / "best.yaml" if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError("best", f"no file {path}; {listing}")
+        return path, rest
+    name = picks.get("study")
+    if not name:
+        raise ConfigError("study", f"which study? give study=NAME or best=PATH; {listing}")
+    path = root / name / "best.yaml"
+    if not path.is_file():
+        raise ConfigError("study", f"no best.yaml for study '{name}' ({path}); {listing}")
+    return path, rest
+
+
+def overrides_for(raw: Mapping[str, Any], args: Sequence[str]) -> list[str]:
+    """Hydra overrides for best.yaml: defaults for keys it may lack, then the user's.
+
+    ``tracking=none`` / ``tracking=mlflow`` switch the tracking group as in ``tuning sweep``;
+    the other groups hold what the search used and are overridden key by key.
+    """
+    out = [f"+final.{k}={_value(v)}" for k, v in FINAL_DEFAULTS.items() if k not in (raw.get("final") or {})]
+    for arg in args:
+        match = re.fullmatch(r"(\w+)=(.*)", arg)
+        if match and isinstance(raw.get(match[1]), Mapping) and group_options(match[1]):
+            group, option = match.groups()
+            if group not in SWITCHABLE_GROUPS:
+                raise ConfigError(
+                    group,
+                    f"best.yaml fixes the {group} the search used; override single keys ({group}.KEY=VALUE)",
+                )
+            if option not in group_options(group):
+                raise ConfigError(group, f"'{option}' is not one of: {', '.join(group_options(group))}")
+            out += [f"++{group}.{k}={_value(v)}" for k, v in _group_file(group, option).items()]
+        else:
+            out.append(arg)
+    return out
+
+
+def _group_file(group: str, option: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text()) or {}
+
+
+def _value(value: Any) -> str:
+    """A plain value in Hydra's override syntax."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def main(args: Sequence[str]) -> int:
+    """``tuning train study=NAME [overrides...]``: find and check best.yaml, then run Hydra on it."""
+    args = list(args)
+    if not any(a.startswith(("study=", "best=")) for a in args) and {"-h", "--help"} & set(args):
+        print(USAGE)
+        return 0
+    try:
+        best_path, rest = find_best(args)
+        # The model, its run folder and logs go beside best.yaml: refuse now if they cannot.
+        check_writable_folder(best_path.parent / "final", "best" if "best=" in " ".join(args) else "study")
+        raw = read_best(best_path)
+        # Hydra's flags stay where they are (``--cfg job``); they are no overrides of ours.
+        args = overrides_for(raw, rest)
+        if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in rest):
+            overrides = [a for a in args if not a.startswith("-")]
+            settings = resolved(compose(best_path.stem, overrides, best_path.parent.resolve()))
+            given = [a for a in rest if not a.startswith("-")]
+            check(
+                settings,
+                f"{best_path} with {' '.join(given)}" if given else str(best_path),
+                reach_server=True,
+            )
+    except ConfigError as err:
+        fail(err)
+
+    def job(cfg: DictConfig) -> None:
+        redact_hydra_files()
+        quiet_terminal(bool(cfg.get("verbose", False)))
+        try:
+            run(resolved(cfg), best_path)
+        except ConfigError as err:
+            fail(err)
+        except KeyboardInterrupt:
+            print(
+                "\ninterrupted: final/ holds a new model only if 'final model saved' was logged",
+                file=sys.stderr,
+            )
+            sys.exit(130)
+        except Exception as err:  # reported, not hidden: one redacted line, the traceback in train.log
+            crash(err, "tuning train")
+
+    hydra_settings = [
+        "hydra.run.dir=" + _value(f"{best_path.parent / 'final' / 'runs'}/${{now:%Y-%m-%d_%H-%M-%S}}"),
+        "hydra.job.name=train",
+        "hydra.job.chdir=false",
+        "hydra.job_logging.formatters.simple.format='[%(asctime)s] %(message)s'",
+        "+hydra.job_logging.formatters.simple.datefmt='%H:%M:%S'",
+    ]
+    app = hydra.main(
+        version_base="1.3", config_path=str(best_path.parent.resolve()), config_name=best_path.stem
+    )(job)
+    try:
+        return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
+    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before job runs
+        print("\ninterrupted before training started: final/ is as it was", file=sys.stderr)
+        sys.exit(130)

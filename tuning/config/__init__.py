@@ -1,0 +1,231 @@
+"""Find, compose and validate configs. Everything here runs before TensorFlow is imported."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from tuning.errors import ConfigError
+from tuning.model.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
+from tuning.search.space import SearchSpace, check_task, parse_space
+from tuning.search.storage import default_storage_url
+
+
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """The data set's name without loading it: ``data.name``, else the data file's stem.
+
+    Kept here, free of pandas and scikit-learn, because composing any config resolves it
+    (``study.name: ${dataset_name:${data}}``) and config errors must answer fast.
+
+    Raises:
+        ConfigError: under ``data.path`` for a file source with neither set.
+    """
+
+    def option(key: str) -> Any:
+        try:
+            value = data.get(key)
+        except MissingMandatoryValue:  # a '???' value still unset
+            return None
+        return None if value in (None, "", "???") else value
+
+    if option("name") is not None:
+        return str(option("name"))
+    if option("path") is not None:
+        return Path(str(option("path"))).stem
+    if data.get("source") == "csv":
+        raise ConfigError("data.path", "is required: set data.path=customers.csv")
+    return str(data.get("source") or "data")
+
+
+if not OmegaConf.has_resolver("dataset_name"):
+    OmegaConf.register_new_resolver("dataset_name", dataset_name)
+
+
+def conf_dir() -> Path:
+    """``conf/`` shipped inside the wheel (``tuning/conf``), else the checkout's top-level one."""
+    package = Path(__file__).resolve().parents[1]  # tuning/
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
+
+
+def group_options(group: str, root: Path | None = None) -> list[str]:
+    """The names a config group offers (``sampler`` -> ``cmaes, gp, qmc, random, tpe``)."""
+    folder = (root or conf_dir()) / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def compose(config_name: str, overrides: Sequence[str], config_dir: Path | None = None) -> DictConfig:
+    """Compose a config the way the Hydra app will, turning Hydra's errors into ConfigError."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir or conf_dir()), version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=False)
+    except Exception as err:
+        raise hydra_error(err, config_dir) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def hydra_error(err: Exception, config_dir: Path | None = None) -> ConfigError:
+    """One line out of Hydra's multi-line composition errors."""
+    text = str(err).strip()
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = ", ".join(group_options(group, config_dir)) or "none"
+        return ConfigError(group.replace("/", "."), f"'{name}' is not one of: {options}")
+    unknown = re.search(r"Key '([^']+)' is not in struct", text)
+    if unknown:
+        full = re.search(r"full_key: (\S+)", text)
+        key = full.group(1) if full else unknown.group(1)
+        return ConfigError(key, "unknown key (prefix the override with + to add a new key)")
+    no_match = re.search(r"Could not override '([^']+)'", text)
+    if no_match:
+        key = no_match.group(1)
+        return ConfigError(
+            key, f"is not a config group or key of this config; to add it as a new key: +{key}=VALUE"
+        )
+    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+    override = getattr(err, "override", None)  # Hydra's OverrideParseException: the value's syntax
+    if isinstance(override, str) and "=" in override:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return ConfigError(
+            key,
+            f"cannot parse the value ({first}); quote a value holding '=', spaces or brackets: "
+            f"""'{key}="..."'""",
+        )
+    return ConfigError("", f"invalid configuration: {first}")
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain containers, interpolations resolved (bad ones become ConfigError)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # our own check, raised inside a resolver
+            raise cause from None
+        full = getattr(err, "full_key", "")
+        raise ConfigError(str(full), str(err).splitlines()[0]) from None
+
+
+def study_direction(metric: str, direction: str) -> str:
+    """``direction: auto`` resolved from the metric (accuracy/auc up, losses and errors down)."""
+    return direction_of(metric) if direction == "auto" else direction
+
+
+def storage_url(study: Mapping[str, Any], study_dir: str | Path) -> str:
+    return str(study.get("storage") or default_storage_url(study_dir))
+
+
+def _check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        none = " or null" if allow_none else ""
+        raise ConfigError(key, f"{value!r}; must be an integer >= {low}{none}")
+
+
+ALL_METRICS = ["auto", *sorted({m for task in METRICS for m in monitored_metrics(task)})]
+
+
+def validate(cfg: Mapping[str, Any]) -> SearchSpace:
+    """Check everything that can be checked without the data; return the parsed search space.
+
+    Raises:
+        ConfigError: naming the key, the value found and what is allowed.
+    """
+    cfg = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
+    _check_int("seed", cfg.get("seed"), 0)
+    study = cfg["study"]
+    _check_int("study.n_trials", study.get("n_trials"), 1)
+    if study.get("direction") not in ("auto", "minimize", "maximize"):
+        raise ConfigError("study.direction", f"{study.get('direction')!r}; allowed: auto, minimize, maximize")
+    if study.get("metric") not in ALL_METRICS:
+        raise ConfigError("study.metric", f"{study.get('metric')!r}; allowed: {', '.join(ALL_METRICS)}")
+    timeout = study.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError("study.timeout", f"{timeout!r}; must be a positive number of seconds or null")
+    _check_int("study.max_consecutive_failures", study.get("max_consecutive_failures", 0), 0)
+    if not re.fullmatch(r"[\w.-]+", str(study.get("name"))):
+        raise ConfigError("study.name", f"{study.get('name')!r}; use letters, digits, '.', '_' or '-'")
+    split = cfg.get("split", {})
+    for part in ("val", "test"):
+        value = split.get(part)
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(f"split.{part}", f"{value!r}; must be a fraction in (0, 1)")
+    if split["val"] + split["test"] >= 1:
+        raise ConfigError(
+            "split", f"val + test = {split['val'] + split['test']}; must leave rows to train on (< 1)"
+        )
+    training = cfg["training"]
+    _check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
+    _check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
+    _check_int("training.threads", training.get("threads"), 1, allow_none=True)
+    stopping = training["early_stopping"]
+    _check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
+    if stopping.get("monitor") not in ALL_METRICS:
+        raise ConfigError(
+            "training.early_stopping.monitor",
+            f"{stopping.get('monitor')!r}; allowed: {', '.join(ALL_METRICS)}",
+        )
+    return parse_space(cfg["search_space"])
+
+
+def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """``cfg`` with ``auto`` metrics resolved for ``task``: ``study.metric`` (and the early-stopping
+    monitor that follows it) become the task's selection metric, ``study.direction`` follows."""
+    study = dict(cfg["study"])
+    study["metric"] = resolve_metric(str(study["metric"]), task)
+    study["direction"] = study_direction(study["metric"], str(study.get("direction", "auto")))
+    training = dict(cfg["training"])
+    stopping = dict(training["early_stopping"])
+    stopping["monitor"] = resolve_metric(str(stopping["monitor"]), task)
+    training["early_stopping"] = stopping
+    return {**cfg, "study": study, "training": training}
+
+
+def validate_for_task(cfg: Mapping[str, Any], space: SearchSpace, task: str) -> SearchSpace:
+    """Checks that need the task: losses, objective metric and early-stopping monitor."""
+    cfg = for_task(cfg, task)
+    allowed = monitored_metrics(task)
+    for key, value in (
+        ("study.metric", cfg["study"]["metric"]),
+        ("training.early_stopping.monitor", cfg["training"]["early_stopping"]["monitor"]),
+    ):
+        if value not in allowed:
+            raise ConfigError(
+                key, f"{value!r} is not computed for a {task} task; allowed: auto, {', '.join(allowed)}"
+            )
+    check_task(space, task)
+    space = parse_space(cfg["search_space"], task)
+    _check_comparable(cfg["study"]["metric"], space, task)
+    return space
+
+
+def _check_comparable(metric: str, space: SearchSpace, task: str) -> None:
+    """Refuse to rank trials by their training loss when trials train with different losses:
+    a focal loss is always smaller than a cross-entropy, so the search would pick the loss
+    function, not the model."""
+    if metric.removeprefix("val_") != "loss" or "loss" not in space.dimensions:
+        return
+    losses = sorted({resolve_loss(str(c), task) for c in space.dimensions["loss"].choices})
+    if len(losses) > 1:
+        raise ConfigError(
+            "study.metric",
+            f"{metric} is each trial's own loss function, and the search space tries {len(losses)} "
+            f"({', '.join(losses)}) whose values are on different scales; rank by study.metric=auto "
+            f"({resolve_metric('auto', task)}, the same for every trial) or fix the loss: "
+            f"search_space.loss={losses[0]}",
+        )

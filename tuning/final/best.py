@@ -1,0 +1,180 @@
+"""Write and read best.yaml: the sweep's config with the search space fixed to the winning values."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tuning.errors import ConfigError
+from tuning.files import atomic_text
+from tuning.model.tasks import resolve_loss
+from tuning.redaction import redact
+from tuning.search.space import Hyperparameters, SearchSpace, hyperparameters_from_config
+
+if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
+    from tuning.data import Dataset
+
+log = logging.getLogger("tuning")
+
+# Keys whose values may hold credentials; they are written redacted.
+SECRET_KEYS = (("study", "storage"), ("tracking", "uri"))
+
+
+def best_config(
+    settings: Mapping[str, Any],
+    hp: Hyperparameters,
+    *,
+    task: str,
+    best: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The plain config that reproduces the best trial.
+
+    ``settings`` is the resolved sweep config; its ``search_space`` is replaced by fixed values
+    (``loss: auto`` resolved for the task), ``best`` records where it came from.
+    """
+    out = {k: v for k, v in settings.items() if k != "hydra"}
+    fixed = hp.as_config()
+    fixed["loss"] = resolve_loss(hp.loss, task)
+    out["search_space"] = fixed
+    for section, key in SECRET_KEYS:
+        if isinstance(out.get(section), Mapping) and out[section].get(key):
+            out[section] = {**out[section], key: redact(out[section][key])}
+    out["best"] = dict(best)
+    return out
+
+
+def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> Path:
+    """Write atomically: a crash never leaves a half-written file in place of a good one."""
+    with atomic_text(path) as fh:
+        fh.write(header + _dump(data))
+    return Path(path)
+
+
+def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str = "") -> bool:
+    """Like ``write_yaml``, but a file that already holds this text is left untouched (same bytes,
+    same modification time); returns whether it was written."""
+    text = header + _dump(data)
+    try:
+        if Path(path).read_text() == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    with atomic_text(path) as fh:
+        fh.write(text)
+    return True
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
+
+
+# What a trial stored that best.yaml leaves out: where it ran, and its failure notes.
+NOT_EXPORTED = ("traceback", "worker", "worker_pidns", "fail_reason", "interrupted")
+
+
+def export_best(
+    study: Any, best: Any, space: SearchSpace, dataset: Dataset, settings: Mapping[str, Any], study_dir: Path
+) -> Path:
+    """best.yaml from the study: the winning trial's stored parameters and the config the study
+    was made with (``config`` user attribute), whatever this command says about sampler, pruner,
+    n_trials or tracking. An unchanged study gives a byte-identical file, left untouched."""
+    from optuna.trial import FixedTrial
+
+    from tuning.search.engines.optuna import creation_config
+
+    made_with = creation_config(study) or settings
+    # The resume check made the study's space and this command's the same (or only wider).
+    hp = space.suggest(FixedTrial(best.params))
+    metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
+    best_info = {
+        "trial": best.number,
+        "value": best.value,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "study": study.study_name,
+        # What the model was made for: `tuning train` refuses data with other columns or classes.
+        "task": dataset.task,
+        "target": dataset.target,
+        "columns": list(dataset.columns),
+        "class_names": dataset.class_names,
+        **{k: v for k, v in best.user_attrs.items() if k not in NOT_EXPORTED and v is not None},
+    }
+    path = study_dir / "best.yaml"
+    changed = write_yaml_if_changed(
+        path,
+        best_config(made_with, hp, task=dataset.task, best=best_info),
+        header=f"# Best trial {best.number} of study '{study.study_name}': "
+        f"{metric}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
+    )
+    log.info(f"best trial {best.number}: {metric}={best.value:.6g}")
+    for key, value in hp.as_config().items():
+        log.info(f"  {key}: {value}")
+    log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
+    return path
+
+
+# Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.
+BEST_SECTIONS = ("data", "split", "training", "search_space", "study", "best")
+BEST_KEYS = {"trial": 0, "best_epoch": 1}  # key -> lowest allowed integer
+
+
+def read_best(path: str | Path) -> dict[str, Any]:
+    """Load and check a best.yaml written by ``tuning sweep``.
+
+    Raises:
+        ConfigError: naming the file, or the key at fault and the file.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError("best", f"cannot read {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError("best", f"{path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("best", f"{path} holds {type(data).__name__}, not a mapping of config sections")
+    check_best(data, str(path))
+    return data
+
+
+def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
+    """Check the parts of a best.yaml (or a config composed from it) that final training needs.
+
+    Returns the fixed hyperparameters. ``source`` names the file in messages.
+    """
+    hint = f"in {source} (re-run `tuning sweep` to write it again)"
+    for section in BEST_SECTIONS:
+        if not isinstance(cfg.get(section), Mapping):
+            found = "missing" if section not in cfg else f"{cfg[section]!r} is not a mapping"
+            raise ConfigError(section, f"{found} {hint}")
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", f"{seed!r} {hint}; must be an integer >= 0")
+    best = cfg["best"]
+    for key, low in BEST_KEYS.items():
+        value = best.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            found = "missing" if value is None else f"{value!r}; must be an integer >= {low}"
+            raise ConfigError(f"best.{key}", f"{found} {hint}")
+    try:
+        return hyperparameters_from_config(cfg["search_space"])
+    except ConfigError as err:
+        raise ConfigError(err.key, f"{err.message} (in {source})") from None
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and numpy scalars to YAML-safe Python types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value

@@ -1,0 +1,228 @@
+"""A final model on disk: save it (``meta.json`` last), read it back, apply it to raw rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from tuning.data import transform_features
+from tuning.errors import ConfigError, DataError
+from tuning.files import atomic_text
+
+if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded, not for path checks
+    import keras
+
+    from tuning.final.refit import FinalModel
+
+MODEL_FILE, PREPROCESSING_FILE, META_FILE = "model.keras", "preprocessing.joblib", "meta.json"
+METRICS_FILE, HISTORY_FILE = "metrics.csv", "history.csv"
+META_FORMAT = 1
+
+
+def meta(final: FinalModel) -> dict[str, Any]:
+    """What ``tuning predict`` needs to turn raw rows into predictions, and where the model came from."""
+    import keras
+
+    data = final.dataset
+    return {
+        "format": META_FORMAT,
+        "study": final.study,
+        "data": data.name,
+        "task": data.task,
+        "target": data.target,
+        "columns": list(data.columns),
+        "feature_names": list(data.feature_names),
+        "class_names": data.class_names,
+        # The model predicts in the target's units; it trained on (y - mean) / scale.
+        "target_scaling": (
+            dict(zip(("mean", "scale"), data.target_units, strict=True)) if data.target_scaler else None
+        ),
+        "best_trial": int(final.search["trial"]),
+        "refit": final.refit,
+        "epochs": final.epochs,
+        "seed": final.seed,
+        "rows": {
+            "train": len(data.y_train) + (len(data.y_val) if final.refit else 0),
+            "test": len(data.y_test),
+        },
+        "hyperparameters": final.hp.as_config(),
+        "metrics": {
+            "train": final.result.train,
+            "val": final.result.val,
+            "test": final.test,
+            "search_val": {k[4:]: v for k, v in final.search.items() if k.startswith("val_")},
+        },
+        "keras_version": keras.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def save_final(final: FinalModel, folder: str | Path) -> Path:
+    """Write model, preprocessing, meta, metrics table and history into ``folder``.
+
+    Everything is written into a staging folder first and moved in place file by file,
+    ``meta.json`` last: an interrupted save never leaves a new model with an old description.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        final.model.save(staging / MODEL_FILE)
+        joblib.dump(final.dataset.preprocessor, staging / PREPROCESSING_FILE)
+        final.table.to_csv(staging / METRICS_FILE, index_label="metric")
+        history = pd.DataFrame(final.result.history)
+        history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+        history.to_csv(staging / HISTORY_FILE)
+        write_json(staging / META_FILE, meta(final))
+        for name in (MODEL_FILE, PREPROCESSING_FILE, METRICS_FILE, HISTORY_FILE, META_FILE):
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomically, like ``tuning.final.best.write_yaml``."""
+    with atomic_text(path) as fh:
+        json.dump(data, fh, indent=2, default=float)
+        fh.write("\n")
+
+
+# --- loading and predicting ----------------------------------------------------------------
+
+
+@dataclass
+class SavedModel:
+    """A final model read back from its folder."""
+
+    model: keras.Model
+    preprocessor: Any
+    meta: dict[str, Any]
+    folder: Path
+
+
+def model_folder(path: str | Path) -> Path:
+    """The folder of a saved final model, from the folder itself or its ``model.keras``."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".keras" else path
+    if not (folder / MODEL_FILE).is_file():
+        raise ConfigError("model", f"no {MODEL_FILE} in {folder}; train one with `tuning train study=NAME`")
+    for name in (PREPROCESSING_FILE, META_FILE):
+        if not (folder / name).is_file():
+            raise ConfigError("model", f"{folder} has no {name}; train the model again with `tuning train`")
+    return folder
+
+
+def load_final(path: str | Path) -> SavedModel:
+    """Read a final model with its fitted preprocessing and label names.
+
+    The preprocessing is a pickle: load only folders you trust.
+    """
+    folder = model_folder(path)
+    try:
+        info = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError("model", f"cannot read {folder / META_FILE}: {err}") from None
+    for key in ("task", "target", "columns", "class_names"):
+        if key not in info:
+            raise ConfigError("model", f"{folder / META_FILE} has no '{key}'; train the model again")
+    model = _load_model(folder / MODEL_FILE)
+    preprocessor = _load_preprocessing(folder / PREPROCESSING_FILE)
+    return SavedModel(model, preprocessor, info, folder)
+
+
+# Damaged, or written by library versions that cannot be read here: the way out is the same.
+DAMAGED = (
+    "cannot be loaded ({}); train the model again with `tuning train`, or restore the folder from a backup"
+)
+
+
+def _load_model(path: Path) -> keras.Model:
+    """The Keras model of ``path``; a damaged file is a ConfigError naming it."""
+    import zipfile
+
+    import keras
+
+    # A .keras file is a zip archive with CRCs: a cut or overwritten file is caught here, by name,
+    # before Keras reports it as whatever its reader trips over.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ConfigError(
+            "model", f"{path} " + DAMAGED.format(f"not a readable .keras archive: {err}")
+        ) from None
+    if broken is not None:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"'{broken}' fails its checksum")) from None
+    missing = sorted({"config.json", "model.weights.h5"} - names)
+    if missing:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"no {', '.join(missing)} inside")) from None
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as err:  # a config or weights Keras cannot rebuild
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError("model", f"{path} " + DAMAGED.format(first)) from None
+
+
+def _load_preprocessing(path: Path) -> Any:
+    """The fitted preprocessing of ``path``; a damaged file is a ConfigError naming it."""
+    import pickle
+
+    try:
+        preprocessor = joblib.load(path)
+    # What unpickling bytes that are not (or no longer) a complete pickle raises; a bug in our
+    # own code cannot run from inside joblib.load, so these all mean "the file is damaged".
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        ImportError,
+    ) as err:
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError("model", f"{path} " + DAMAGED.format(first)) from None
+    if not callable(getattr(preprocessor, "transform", None)):
+        raise ConfigError(
+            "model",
+            f"{path} " + DAMAGED.format(f"holds a {type(preprocessor).__name__}, not a preprocessing"),
+        )
+    return preprocessor
+
+
+def predict_frame(saved: SavedModel, frame: pd.DataFrame, *, key: str = "data.path") -> pd.DataFrame:
+    """``frame`` with the predictions appended: ``predicted_<target>``, and for classification
+    ``probability_<class>`` per class.
+
+    Rows go through the training preprocessing: missing values imputed, unseen categories
+    encoded as none of the known ones; a missing column is a DataError under ``key``.
+    """
+    if frame.empty:
+        raise DataError(key, "no rows to predict")
+    info = saved.meta
+    x = transform_features(saved.preprocessor, info["columns"], frame, key=key)
+    raw = np.asarray(saved.model.predict(x, batch_size=1024, verbose=0), dtype=np.float64)
+    out = frame.copy()
+    label = f"predicted_{info['target']}"
+    if info["task"] == "regression":
+        out[label] = raw.reshape(-1)
+        return out
+    classes = list(info["class_names"])
+    probs = np.column_stack([1.0 - raw[:, 0], raw[:, 0]]) if info["task"] == "binary" else raw
+    out[label] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+    for i, name in enumerate(classes):
+        out[f"probability_{name}"] = probs[:, i]
+    return out

@@ -1,0 +1,190 @@
+"""Train one model with its callbacks and measure it at the restored best weights."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from tuning.model.metrics import diverged, gaps
+from tuning.model.tasks import direction_of
+
+_determinism_on = False
+_long_lived_frozen = False
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and the backend; make TensorFlow ops deterministic once per process."""
+    global _determinism_on
+    keras.utils.set_random_seed(seed)
+    if deterministic and not _determinism_on and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        _determinism_on = True
+
+
+def fresh_session() -> None:
+    """Drop the previous trial's graph and layers so memory stays flat across trials."""
+    global _long_lived_frozen
+    _forget_custom_gradients()
+    keras.backend.clear_session()  # runs gc.collect() itself: a second one would cost as much again
+    # Keras prints its notes (TerminateOnNaN's "Batch 31: Invalid loss, terminating training")
+    # unless told to log them, and clear_session() forgets being told. We show no progress bars
+    # (verbose=0), so nothing else changes; logged, they reach the run's log file (tuning.logs).
+    keras.config.disable_interactive_logging()
+    if not _long_lived_frozen:
+        # Objects alive at the first trial (modules, data, study) live as long as the process: kept
+        # out of later collections, which then scan only what trials made (~0.5 s -> ~0.1 s each).
+        gc.freeze()
+        _long_lived_frozen = True
+
+
+def _forget_custom_gradients() -> None:
+    """Unregister the gradient functions TensorFlow recorded while tracing earlier trials.
+
+    Keras' TensorFlow optimizer sums gradients through ``tf.custom_gradient``, which registers a
+    gradient function in a process-wide registry at every trace and never removes it, keeping
+    each trial's train graph alive (~2.5 MB a trial). The registry is read only while a graph
+    is differentiated, i.e. while the next trial traces its own train step.
+
+    What it buys: experiments/benchmarks/memory.py, +3.3 MB resident per trial without it, +7.5 MB
+    over trials 10-100 with it (README, Performance). It is the one private TensorFlow API used
+    here; tests/test_fit_registry.py fails when TensorFlow moves it, so the saving cannot be lost
+    silently on an upgrade.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    registry = _gradient_registry()
+    if registry is None:
+        return
+    for name in [n for n in registry if n.startswith("CustomGradient-")]:
+        del registry[name]
+
+
+def _gradient_registry() -> dict[str, Any] | None:
+    """TensorFlow's private gradient registry (a dict by op name), or None where it moved."""
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except (ImportError, AttributeError):
+        return None
+    return registry if isinstance(registry, dict) else None
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps every epoch's logs as they arrive, so a pruned or interrupted fit keeps its history.
+
+    (Keras' own History callback runs last and misses the epoch in which another callback
+    raised, e.g. Optuna's pruning callback.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+@dataclass
+class FitResult:
+    """What one fit produced, measured at the weights it ended with (the best ones)."""
+
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs_trained: int
+    early_stopped: bool
+    train: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    gaps: dict[str, float] = field(default_factory=dict)
+    n_params: int = 0
+    seconds: float = 0.0
+    diverged_at: int | None = None
+
+
+def fit_model(
+    model: keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    monitor: str = "val_loss",
+    patience: int | None = 10,
+    min_delta: float = 0.0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    epoch_log: EpochLog | None = None,
+) -> FitResult:
+    """Fit with ``EarlyStopping`` (best weights restored) and ``TerminateOnNaN``.
+
+    ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, train and
+    validation metrics are evaluated at the final weights (the restored best ones), without
+    dropout, and their gaps taken; ``best_epoch`` is the epoch those weights come from.
+    """
+    start = time.perf_counter()
+    log = epoch_log or EpochLog()
+    stopper = None
+    cbs: list[keras.callbacks.Callback] = [log, *callbacks, keras.callbacks.TerminateOnNaN()]
+    if validation is not None and patience is not None:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=patience,
+            min_delta=min_delta,
+            mode="max" if direction_of(monitor) == "maximize" else "min",
+            restore_best_weights=True,
+        )
+        cbs.append(stopper)
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=cbs,
+        verbose=0,
+        shuffle=True,
+        # Without a step count Keras makes two tf.data iterators per epoch for each of training
+        # and validation (one at the start, one at the end that the next epoch throws away),
+        # ~25 ms each. The exact counts Keras would infer keep the same batches, in the same
+        # order: ~20% less time per epoch on small data, identical updates (tested).
+        steps_per_epoch=math.ceil(len(x_train) / batch_size),
+        validation_steps=math.ceil(len(validation[0]) / batch_size) if validation is not None else None,
+    )
+    history = log.history
+    n_epochs = len(history.get("loss", []))
+    nan_at = diverged(history)
+    # The epoch whose weights the model now holds: EarlyStopping's own record of what it restored
+    # (it honours min_delta and baseline); without it, the weights are the last epoch's.
+    restored = stopper is not None and stopper.best_weights is not None
+    result = FitResult(
+        history=history,
+        best_epoch=stopper.best_epoch if restored else n_epochs - 1,
+        epochs_trained=n_epochs,
+        early_stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
+        n_params=int(model.count_params()),
+        diverged_at=nan_at,
+    )
+    if nan_at is None:
+        result.train = evaluate(model, x_train, y_train, batch_size)
+        if validation is not None:
+            result.val = evaluate(model, *validation, batch_size)
+            result.gaps = gaps(result.train, result.val)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+    """Loss and compiled metrics on ``(x, y)``, dropout off."""
+    # A large batch: evaluation has no updates, so the batch size only changes speed.
+    values = model.evaluate(x, y, batch_size=max(batch_size, 1024), verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}

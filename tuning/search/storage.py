@@ -1,0 +1,221 @@
+"""A study's storage from a URL: embedded SQLite by default, any RDB URL or a journal file."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from tuning.errors import ConfigError
+from tuning.redaction import first_line, redact
+
+JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+CREATE_ATTEMPTS = 4
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+# The pip package behind each SQLAlchemy driver (postgresql:// is psycopg 3 from SQLAlchemy 2.1).
+DRIVER_PACKAGES = {
+    "psycopg": "tuning[postgres]",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "mysqldb": "mysqlclient",
+    "pymysql": "pymysql",
+    "pyodbc": "pyodbc",
+}
+
+
+def default_storage_url(study_dir: str | Path) -> str:
+    """Embedded storage for a study: one SQLite file in its folder, no server."""
+    return f"sqlite:///{Path(study_dir) / 'optuna.db'}"
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES)
+
+
+def local_path(url: str) -> Path | None:
+    """The file behind a SQLite or journal URL (None for a server)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if is_journal(url):
+        return Path(url.removeprefix("journal:").removeprefix("//"))
+    return None
+
+
+def check_storage(url: str, *, reach_server: bool = True) -> None:
+    """Fail in one line, before anything is trained or written, when ``url`` cannot work.
+
+    Checks the URL's form, that its database driver is installed and, with ``reach_server``,
+    that a database server answers (one connection, nothing created). Existing SQLite and
+    journal files are read (``check_sqlite``, ``check_journal``); new ones are made on first use.
+
+    Raises:
+        ConfigError: under ``study.storage``, credentials redacted.
+    """
+    if is_journal(url):
+        check_journal(local_path(url))
+        return
+    if url.startswith("sqlite:///") and local_path(url).is_file():
+        check_sqlite(local_path(url))
+        return
+    if local_path(url) is not None or url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    shown = redact(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(
+            "study.storage",
+            f"{shown!r} is not a storage URL; allowed: sqlite:///FILE, postgresql://USER@HOST/DB, "
+            "mysql+pymysql://..., or a .journal file",
+        ) from None
+    load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+    try:
+        load_driver()
+    except ImportError:
+        driver = dialect.driver
+        package = DRIVER_PACKAGES.get(driver, driver)
+        raise ConfigError(
+            "study.storage",
+            f"{parsed.get_backend_name()} needs the driver {driver}; install it: pip install '{package}'",
+        ) from None
+    if not reach_server:
+        return
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if parsed.get_backend_name() == "postgresql" else {}
+    engine = create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as err:
+        raise ConfigError("study.storage", f"cannot connect to {shown}: {first_line(err)}") from None
+    finally:
+        engine.dispose()
+
+
+def check_sqlite(path: Path) -> None:
+    """Refuse an existing study file that SQLite cannot read (damaged, or another kind of file).
+
+    Reads the schema only; opened read-write without creating, so SQLite can roll back a
+    transaction a crashed worker left in its ``-journal`` file, as any later open would.
+
+    Raises:
+        ConfigError: under ``study.storage``, naming the file and what to do.
+    """
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=60)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as err:
+        raise ConfigError(
+            "study.storage",
+            f"{path}: not a readable SQLite database ({err}); nothing was written to it; restore it from a "
+            "backup, or move it away to start the study anew",
+        ) from None
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a damaged journal file before Optuna appends to it, leaving its bytes as they are.
+
+    Optuna's journal is one JSON record per line, appended under a lock. A line that is not a
+    JSON record (garbage, another file type) makes every read fail. A last line without its
+    newline is a write cut short (crash, full disk): Optuna reads past it, but its next record
+    would be appended onto that partial line and the journal would never read again. That
+    partial record was never committed (no reader accepted it), so cutting it off loses
+    nothing; we refuse and say how, rather than edit a user's study file unasked.
+
+    Raises:
+        ConfigError: under ``study.storage``, naming the file, the line and the way out.
+    """
+    if not path.is_file():
+        return  # a new journal (or a path error the first write reports)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError("study.storage", f"cannot read {path}: {err.strerror or err}") from None
+    if data and not data.endswith(b"\n"):
+        time.sleep(0.2)  # another worker may be writing its last line right now: look again
+        data = path.read_bytes()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(
+                "study.storage",
+                f"{path}: line {number} is not an Optuna journal record (damaged file, or not a journal); "
+                "nothing was written to it; restore it from a backup or give another study.storage",
+            )
+    if lines[-1]:  # the last line has no newline: a write cut short
+        keep = len(data) - len(lines[-1])
+        raise ConfigError(
+            "study.storage",
+            f"{path}: its last line (line {len(lines)}) was cut off mid-write, e.g. by a crash; nothing was "
+            f"written to it; that record was never committed: remove it with `truncate -s {keep} {shlex.quote(str(path))}` "
+            f"(keeps the {len(lines) - 1} complete records), then run again",
+        )
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    max_retry: int = 1,
+) -> Any:
+    """An Optuna storage for ``url``.
+
+    RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker died is
+    marked FAIL by the next worker and re-queued once with the same parameters
+    (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeat in Optuna.
+    """
+    import optuna
+
+    path = local_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if is_journal(url):
+        check_journal(path)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several local workers share one file: wait for the lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    retry = (
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+    )
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    def create() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=retry,
+        )
+
+    for attempt in range(1, CREATE_ATTEMPTS):
+        try:
+            return create()
+        except (IntegrityError, OperationalError):
+            # Workers started together on a new database all create its tables; the losers of
+            # that race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find
+            # the tables made.
+            time.sleep(0.5 * attempt)
+    return create()
