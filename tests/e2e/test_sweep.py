@@ -127,7 +127,7 @@ def test_nan_trial_fails_and_the_study_goes_on(in_tmp):
 
 def test_failing_trials_stop_after_max_consecutive_failures(in_tmp):
     from tuning.commands.sweep import run
-    from tuning.search.engines.optuna import TooManyFailures
+    from tuning.search.engines.base import TooManyFailures
 
     cfg = settings("study.n_trials=5", "study.max_consecutive_failures=2", "search_space.learning_rate=1e12")
     cfg["search_space"]["optimizer"] = "sgd"

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from conftest import TINY, cli
 
-from tuning.search.storage import open_storage
+from tuning.search.engines.optuna_storage import open_storage
 
 
 def journal_with_trials(path: Path, n_trials: int = 3) -> bytes:

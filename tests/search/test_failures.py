@@ -59,20 +59,16 @@ def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     from tuning.commands.sweep import check
     from tuning.config import validate_for_task
     from tuning.data import load_dataset
-    from tuning.search.engines.optuna import Objective, open_study, run_trials
+    from tuning.search.runner import TrialRunner
 
-    cfg = settings("study.n_trials=3")
-    space, sampler, pruner = check(cfg)
+    cfg = settings("study.n_trials=3", "study.metric=val_loss", "study.direction=minimize")
+    space, engine = check(cfg)
     data = load_dataset(cfg["data"], cfg["split"], 42)
     space = validate_for_task(cfg, space, data.task)
-    study = open_study(
-        {**cfg["study"], "direction": "minimize"}, STORAGE, sampler, pruner, user_attrs={"metric": "val_loss"}
-    )
-    objective = Objective(space, data, cfg["training"], metric="val_loss", seed=42)
+    engine.open(space, user_attrs={"metric": "val_loss"}, identity={}, config={})
+    runner = TrialRunner(data, cfg["training"], metric="val_loss", direction="minimize", seed=42)
     with pytest.raises(KeyError, match="units_7"):
-        run_trials(
-            study, objective, n_trials=3, timeout=None, observers=[Broken()], max_consecutive_failures=5
-        )
+        engine.run(runner, n_trials=3, timeout=None, observers=[Broken()], max_consecutive_failures=5)
     assert [t.state.name for t in load().trials] == ["COMPLETE"]  # stopped after the first: not 3 trials
 
 
@@ -164,6 +160,7 @@ def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp
     import time
 
     from tuning.config import validate, validate_for_task
+    from tuning.search.engines.optuna_study import summarize
     from tuning.search.record import TrialRecord
     from tuning.tracking.client import connect_tracking
     from tuning.tracking.sweep import start_sweep_tracking
@@ -177,13 +174,13 @@ def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp
     hp = space.suggest(trial)
     study.tell(trial, 0.5)
     tracking = connect_tracking(cfg)
-    tracker = start_sweep_tracking(tracking, cfg, study, STORAGE)
+    tracker = start_sweep_tracking(tracking, cfg, summarize(study), STORAGE)
     tracking.client.delete_run(tracker.run_id)
     record = TrialRecord(0, "COMPLETE", hp, 42, value=0.5, start_time=time.time())
     with caplog.at_level("WARNING", logger="tuning"):
-        tracker.on_trial_end(study, record)
+        tracker.on_trial_end(summarize(study), record)
     assert "MLflow: trial 0 not fully logged" in caplog.text
 
     broken = TrialRecord(1, "COMPLETE", None, 42, value=0.5, start_time=time.time())  # a bug of ours
     with pytest.raises(AttributeError):
-        tracker.on_trial_end(study, broken)
+        tracker.on_trial_end(summarize(study), broken)

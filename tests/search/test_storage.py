@@ -10,7 +10,7 @@ import optuna
 
 # Each process sleeps until the same instant, then opens (and so creates) the same database.
 OPEN_AT = (
-    "import sys, time\nimport optuna\nfrom tuning.search.storage import open_storage\n"
+    "import sys, time\nimport optuna\nfrom tuning.search.engines.optuna_storage import open_storage\n"
     "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
     "open_storage(sys.argv[1], heartbeat_interval=60)\nprint('opened')\n"
 )

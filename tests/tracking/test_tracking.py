@@ -463,8 +463,8 @@ def test_parent_keeps_the_best_trial_current(embedded):
 
 @pytest.mark.slow
 def test_parent_artifacts_table_plots_curves_config(embedded, tmp_path):
-    from tuning.results.summary import from_study
     from tuning.results.table import trials_table
+    from tuning.search.engines.optuna_study import summarize as from_study
 
     client, run_id = embedded.client, embedded.parent.info.run_id
     assert {a.path for a in client.list_artifacts(run_id)} == {

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
 from tuning.results import optuna_sqlite as study_file
-from tuning.results.summary import StudySummary, counts_line, from_study
+from tuning.results.summary import StudySummary, counts_line
 from tuning.results.table import failure_lines, format_table, trials_table, write_csv
-from tuning.search.storage import check_storage, default_storage_url, local_path, open_storage
+from tuning.search.storage import check_storage, default_storage_url, local_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,9 +43,9 @@ def study_names(url: str) -> list[str]:
     names = study_file.study_names(path) if _sqlite_file(url) is not None else None
     if names is not None:
         return names
-    import optuna
+    from tuning.search.engines.optuna_study import study_names as optuna_study_names
 
-    return optuna.study.get_all_study_names(storage=open_storage(url))
+    return optuna_study_names(url)
 
 
 def load_summary(url: str, name: str) -> StudySummary:
@@ -55,11 +54,9 @@ def load_summary(url: str, name: str) -> StudySummary:
     summary = study_file.read_study(path, name) if path is not None else None
     if summary is not None:
         return summary
-    import optuna
+    from tuning.search.engines.optuna_study import load_summary as optuna_summary
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return from_study(optuna.load_study(study_name=name, storage=open_storage(url)))
+    return optuna_summary(url, name)
 
 
 def main(args: Sequence[str]) -> int:

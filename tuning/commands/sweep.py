@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from tuning.files import check_writable_folder
 from tuning.logs import quiet_terminal
 from tuning.model.backend import start_tensorflow
 from tuning.model.tasks import TASKS
+from tuning.results.summary import StudySummary
+from tuning.search.engines.base import Engine
 from tuning.search.space import SearchSpace
 from tuning.search.storage import check_storage
 from tuning.tracking.client import check_tracking, connect_tracking
@@ -42,22 +43,22 @@ from tuning.tracking.client import check_tracking, connect_tracking
 log = logging.getLogger("tuning")
 
 
-def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[SearchSpace, Any, Any]:
-    """Every check that needs no data: config values, sampler and pruner options, the storage
-    URL (with ``reach_server``, that its database answers), and the losses and metric against
-    the task when ``data.task`` is set. Returns the space, sampler and pruner."""
-    space = validate(settings)  # before importing Optuna: most mistakes are caught here, fast
-    from tuning.search.engines.optuna import make_pruner, make_sampler
+def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[SearchSpace, Engine]:
+    """Every check that needs no data: config values, the engine's options (sampler, pruner...),
+    the storage URL (with ``reach_server``, that its database answers), and the losses and
+    metric against the task when ``data.task`` is set. Returns the space and the engine."""
+    space = validate(settings)  # before importing an engine: most mistakes are caught here, fast
+    from tuning.search.engines import make_engine
 
-    sampler = make_sampler(settings["sampler"])
-    pruner = make_pruner(settings["pruner"])
-    check_storage(storage_url(settings["study"], settings["paths"]["study_dir"]), reach_server=reach_server)
+    url = storage_url(settings["study"], settings["paths"]["study_dir"])
+    engine = make_engine(settings, url)
+    check_storage(url, reach_server=reach_server)
     task = settings["data"].get("task")
     if task in TASKS:
         space = validate_for_task(settings, space, task)
     if reach_server:
         check_identity(settings)
-    return space, sampler, pruner
+    return space, engine
 
 
 def check_identity(settings: Mapping[str, Any]) -> None:
@@ -83,26 +84,18 @@ def check_identity(settings: Mapping[str, Any]) -> None:
         check_resume(name, summary.user_attrs.get(IDENTITY_ATTR), study_identity(settings))
 
 
-def run(settings: Mapping[str, Any]) -> Any:
-    """Run (or resume) the sweep described by a resolved config; returns the Optuna study.
+def run(settings: Mapping[str, Any]) -> StudySummary:
+    """Run (or resume) the sweep described by a resolved config; returns the study's records.
 
     Raises ``StudyMismatch`` (a resume that changes the study's identity) before any trial,
     ``TooManyFailures`` after best.yaml is written, KeyboardInterrupt / ``Terminated`` on
     Ctrl-C / SIGTERM, and any other error (a bug or a lost store) as it is.
     """
-    import optuna
-
     from tuning.data import load_dataset
-    from tuning.search.engines.optuna import finished_count, open_study, reseed_on_resume
-    from tuning.search.engines.optuna_stale import fail_stale_trials
+    from tuning.search.engines import make_engine
     from tuning.search.identity import stored_config, study_identity
 
-    # Our progress lines report every trial (failures with their reason, tracebacks are kept
-    # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-    space, sampler, pruner = check(settings)
+    space, _ = check(settings)
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
@@ -111,134 +104,126 @@ def run(settings: Mapping[str, Any]) -> Any:
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
     identity = study_identity(settings)
     settings = for_task(settings, dataset.task)
-
-    study_cfg = dict(settings["study"])
-    study_dir = Path(settings["paths"]["study_dir"])
-    url = storage_url(study_cfg, study_dir)
-    study = open_study(
-        study_cfg,
-        url,
-        sampler,
-        pruner,
+    url = storage_url(settings["study"], settings["paths"]["study_dir"])
+    engine = make_engine(settings, url)  # again: `auto` metric and direction are now this task's
+    for note in engine.open(
+        space,
         user_attrs={
-            "metric": study_cfg["metric"],
+            "metric": settings["study"]["metric"],
             "task": dataset.task,
             "data": dataset.name,
             "class_names": dataset.class_names,
+            "engine": engine.name,
         },
         identity=identity,
         config=stored_config(settings),
-    )
-    n_trials = int(study_cfg["n_trials"])
-    # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
-    stale = fail_stale_trials(study)
-    if stale:
-        log.info(
-            f"trial(s) {stale} were left running by a worker that stopped (its process is gone, or no "
-            f"heartbeat for over {study_cfg.get('grace_period')} s): marked FAIL"
-            + ("" if finished_count(study) >= n_trials else "; re-running each once with the same parameters")
-        )
-    reseeded = reseed_on_resume(study, settings["sampler"])
-    if reseeded is not None:
-        log.debug(f"resumed study: sampler seed {reseeded} (seed + trials in the study), not a replay")
+    ):
+        log.info(note)
     tracker = None
     if tracking is not None:  # mlflow is imported only when tracking is on
         from tuning.tracking.sweep import start_sweep_tracking
 
-        tracker = start_sweep_tracking(tracking, settings, study, url)
+        tracker = start_sweep_tracking(tracking, settings, engine.summary(), url)
     try:
-        stopped = _search(study, space, dataset, settings, tracker, url)
+        stopped = _search(engine, space, dataset, settings, tracker, url)
     except BaseException as err:
         # The parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error; wherever it lands
         # (back-fill, trials, export), the next run finishes what is missing.
         if tracker is not None:
-            tracker.finish(study, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            tracker.finish(engine.summary(), "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             log.info(tracker.ui_hint())
         raise
-    _finish_tracking(tracker, study, "FAILED" if stopped else "FINISHED")
+    summary = engine.summary()
+    _finish_tracking(tracker, engine, summary, "FAILED" if stopped else "FINISHED")
     if stopped is not None:
         raise stopped
-    done = finished_count(study)
+    done = summary.finished_count()
+    n_trials = int(settings["study"]["n_trials"])
     if done < n_trials:
-        timeout = study_cfg.get("timeout")
+        timeout = settings["study"].get("timeout")
         budget = f" within study.timeout={timeout} s" if timeout else ""
         log.warning(
-            f"study '{study.study_name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
+            f"study '{summary.name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
             "run the same command to add the rest"
         )
-    return study
+    return summary
+
+
+def run_trials(engine: Engine, runner: Any, settings: Mapping[str, Any], observers: list[Any]) -> None:
+    """The trial loop (a function of its own: a Ctrl-C inside it is told apart by its name)."""
+    study_cfg = settings["study"]
+    engine.run(
+        runner,
+        n_trials=int(study_cfg["n_trials"]),
+        timeout=study_cfg.get("timeout"),
+        observers=observers,
+        max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
+    )
 
 
 def _search(
-    study: Any, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], tracker: Any, url: str
+    engine: Engine, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], tracker: Any, url: str
 ) -> StudyStopped | None:
     """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
     Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
     from tuning.final.best import export_best
     from tuning.redaction import redact
-    from tuning.results.summary import counts_line, from_study
+    from tuning.results.summary import counts_line
     from tuning.results.table import failure_lines, format_table, trials_table
-    from tuning.search.engines.optuna import Objective, finished_count, run_trials
-    from tuning.search.engines.optuna_stale import requeue_interrupted
     from tuning.search.progress import Progress
+    from tuning.search.runner import TrialRunner
 
     study_cfg = dict(settings["study"])
     n_trials = int(study_cfg["n_trials"])
+    summary = engine.summary()
     if tracker is not None:
-        tracker.backfill(study, space)  # trials that ended after the last run stopped logging
-    done = finished_count(study)
+        tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
+    done = summary.finished_count()
     log.info(dataset.summary())
-    log.info(f"study '{study.study_name}' in {redact(url)}: {done}/{n_trials} trials finished")
+    log.info(f"study '{summary.name}' in {redact(url)}: {done}/{n_trials} trials finished")
     log.info(
-        f"{study.direction.name.lower()} {study_cfg['metric']}; sampler {settings['sampler'].get('name')}, "
-        f"pruner {settings['pruner'].get('name')}; search space: " + "; ".join(space.describe())
+        f"{summary.direction} {study_cfg['metric']}; {engine.describe()}; search space: "
+        + "; ".join(space.describe())
     )
     stopped: StudyStopped | None = None
     if done >= n_trials:
         log.info(
-            f"study '{study.study_name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
+            f"study '{summary.name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
         )
     else:
-        requeued = requeue_interrupted(study)
-        if requeued:
-            log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
         start_tensorflow(settings["training"].get("threads"))
-        objective = Objective(
-            space, dataset, settings["training"], metric=study_cfg["metric"], seed=int(settings["seed"])
+        runner = TrialRunner(
+            dataset,
+            settings["training"],
+            metric=study_cfg["metric"],
+            direction=summary.direction,
+            seed=int(settings["seed"]),
         )
         observers = [Progress(n_trials, study_cfg["metric"]), *([tracker] if tracker else [])]
         try:
-            run_trials(
-                study,
-                objective,
-                n_trials=n_trials,
-                timeout=study_cfg.get("timeout"),
-                observers=observers,
-                max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
-            )
+            run_trials(engine, runner, settings, observers)
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
 
-    summary = from_study(study)
+    summary = engine.summary()
     table = trials_table(summary)
     log.info(counts_line(t.state for t in summary.trials))
     log.info("top trials:\n" + format_table(table, int(study_cfg.get("top", 5))))
     failures = failure_lines(summary)
     if failures:
         log.info("failed trials:\n" + "\n".join(failures))
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = summary.best()
+    if best is None:
         log.warning("no trial completed: no best.yaml written")
         return stopped
-    export_best(study, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
+    export_best(summary, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
     return stopped
 
 
-def _finish_tracking(tracker: Any, study: Any, status: str = "FINISHED") -> None:
+def _finish_tracking(tracker: Any, engine: Engine, summary: StudySummary, status: str = "FINISHED") -> None:
     """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
     if tracker is not None:
-        tracker.finish(study, status)
+        tracker.finish(summary, status, plots=engine.write_plots)
         log.info(tracker.ui_hint())
 
 
@@ -278,14 +263,13 @@ def execute(settings: Mapping[str, Any]) -> int:
     unexpected error (a bug or a lost store), its traceback in the run's log. ConfigError
     (bad input, a refused resume) propagates to the caller's one-line exit 2.
     """
-    from tuning.search.engines.optuna import finished_count
 
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
     try:
-        study = run(settings)
+        summary = run(settings)
     except StudyStopped as err:
         print(f"error: study.max_consecutive_failures: the sweep stopped: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -308,7 +292,7 @@ def execute(settings: Mapping[str, Any]) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     n_trials = int(settings["study"]["n_trials"])
-    done = finished_count(study)
+    done = summary.finished_count()
     if done < n_trials and not settings["study"].get("timeout"):
         print(
             f"error: study.n_trials: {done} of {n_trials} trials finished (the others failed: see "

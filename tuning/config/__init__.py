@@ -42,8 +42,18 @@ def dataset_name(data: Mapping[str, Any]) -> str:
     return str(data.get("source") or "data")
 
 
+def study_name(data: Mapping[str, Any], engine: Any = "optuna") -> str:
+    """The default study name: the data set's, with the engine's name after it for any engine
+    but Optuna (``plants``, ``plants-keras_tuner``), so two engines on one data set keep
+    separate studies, folders and best.yaml files."""
+    name = dataset_name(data)
+    return name if str(engine) in ("optuna", "None", "") else f"{name}-{engine}"
+
+
 if not OmegaConf.has_resolver("dataset_name"):
     OmegaConf.register_new_resolver("dataset_name", dataset_name)
+if not OmegaConf.has_resolver("study_name"):
+    OmegaConf.register_new_resolver("study_name", study_name)
 
 
 def conf_dir() -> Path:

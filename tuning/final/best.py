@@ -13,7 +13,9 @@ from tuning.errors import ConfigError
 from tuning.files import atomic_text
 from tuning.model.tasks import resolve_loss
 from tuning.redaction import redact
-from tuning.search.space import Hyperparameters, SearchSpace, hyperparameters_from_config
+from tuning.results.summary import StudySummary, TrialSummary
+from tuning.search.identity import CONFIG_ATTR
+from tuning.search.space import FixedParams, Hyperparameters, SearchSpace, hyperparameters_from_config
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
     from tuning.data import Dataset
@@ -77,25 +79,29 @@ NOT_EXPORTED = ("traceback", "worker", "worker_pidns", "fail_reason", "interrupt
 
 
 def export_best(
-    study: Any, best: Any, space: SearchSpace, dataset: Dataset, settings: Mapping[str, Any], study_dir: Path
+    study: StudySummary,
+    best: TrialSummary,
+    space: SearchSpace,
+    dataset: Dataset,
+    settings: Mapping[str, Any],
+    study_dir: Path,
 ) -> Path:
     """best.yaml from the study: the winning trial's stored parameters and the config the study
     was made with (``config`` user attribute), whatever this command says about sampler, pruner,
     n_trials or tracking. An unchanged study gives a byte-identical file, left untouched."""
-    from optuna.trial import FixedTrial
-
-    from tuning.search.engines.optuna import creation_config
-
-    made_with = creation_config(study) or settings
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    made_with = dict(stored) if isinstance(stored, Mapping) else settings
     # The resume check made the study's space and this command's the same (or only wider).
-    hp = space.suggest(FixedTrial(best.params))
+    hp = space.suggest(FixedParams(best.params))
     metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
+    value = float(best.value) if best.value is not None else float("nan")
     best_info = {
         "trial": best.number,
-        "value": best.value,
+        "value": value,
         "metric": metric,
-        "direction": study.direction.name.lower(),
-        "study": study.study_name,
+        "direction": study.direction,
+        "study": study.name,
+        "engine": study.engine,
         # What the model was made for: `tuning train` refuses data with other columns or classes.
         "task": dataset.task,
         "target": dataset.target,
@@ -107,12 +113,12 @@ def export_best(
     changed = write_yaml_if_changed(
         path,
         best_config(made_with, hp, task=dataset.task, best=best_info),
-        header=f"# Best trial {best.number} of study '{study.study_name}': "
-        f"{metric}={best.value:.6g}. Reuse: tuning train study={study.study_name}\n",
+        header=f"# Best trial {best.number} of study '{study.name}': "
+        f"{metric}={value:.6g}. Reuse: tuning train study={study.name}\n",
     )
-    log.info(f"best trial {best.number}: {metric}={best.value:.6g}")
-    for key, value in hp.as_config().items():
-        log.info(f"  {key}: {value}")
+    log.info(f"best trial {best.number}: {metric}={value:.6g}")
+    for key, v in hp.as_config().items():
+        log.info(f"  {key}: {v}")
     log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
     return path
 

@@ -9,6 +9,7 @@ anything unexpected in it, gives None and the caller reads the study through Opt
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sqlite3
@@ -22,7 +23,7 @@ from tuning.results.summary import StudySummary, TrialSummary
 # alembic revisions of Optuna's RDB schema whose tables this module reads (Optuna 3.2 - 5.x).
 KNOWN_SCHEMAS = frozenset({"v3.2.0.a"})
 _INT_DISTRIBUTIONS = ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution")
-_INFINITE = {"INF_POS": float("inf"), "INF_NEG": float("-inf")}
+_INFINITE = {"INF_POS": float("inf"), "INF_NEG": float("-inf"), "NAN": float("nan")}
 
 
 class UnknownSchema(Exception):
@@ -94,6 +95,13 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
         conn, "SELECT trial_id, key, value_json FROM trial_user_attributes", study_id
     ):
         user_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+    steps: dict[int, dict[int, float]] = {}
+    for trial_id, step, value, kind in _per_trial(
+        conn,
+        "SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values",
+        study_id,
+    ):
+        steps.setdefault(trial_id, {})[int(step)] = _INFINITE.get(kind, value)
     trials = [
         TrialSummary(
             number=number,
@@ -103,6 +111,8 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
             int_params=frozenset(ints.get(trial_id, ())),
             user_attrs=user_attrs.get(trial_id, {}),
             seconds=_seconds(start, complete),
+            start_time=datetime.datetime.fromisoformat(start).timestamp() if start else None,
+            intermediate_values=dict(sorted(steps.get(trial_id, {}).items())),
         )
         for trial_id, number, state, start, complete in conn.execute(
             "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
@@ -110,7 +120,9 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
             (study_id,),
         )
     ]
-    return StudySummary(name=name, direction=directions[0][0].lower(), user_attrs=attrs, trials=trials)
+    summary = StudySummary(name=name, direction=directions[0][0].lower(), user_attrs=attrs, trials=trials)
+    best = summary.best()  # Optuna's rule for one objective: the best complete value, first on ties
+    return dataclasses.replace(summary, best_number=best.number if best is not None else None)
 
 
 def _per_trial(conn: sqlite3.Connection, select: str, study_id: int) -> sqlite3.Cursor:

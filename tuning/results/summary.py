@@ -1,21 +1,24 @@
-"""A study as plain data: what the report table needs, from Optuna or straight from its file.
+"""A study as engine-neutral records: what every engine reports and every reader builds.
 
-No Optuna, pandas or TensorFlow import: `tuning report` builds these from the SQLite file
-(``tuning.results.optuna_sqlite``); a running sweep builds them from its ``optuna.Study``.
+No Optuna, KerasTuner, pandas or TensorFlow import: `tuning report` builds these straight from
+a study's files (``tuning.results.optuna_sqlite``); a running sweep gets them from its engine.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
 
 
 @dataclass(frozen=True)
 class TrialSummary:
-    """One trial: state, objective value, parameters (as sampled), user attributes, duration."""
+    """One trial: state, objective value, parameters (as sampled), user attributes, timing,
+    and the objective per epoch that the engine saw (``intermediate_values``, epoch -> value)."""
 
     number: int
     state: str
@@ -24,43 +27,42 @@ class TrialSummary:
     int_params: frozenset[str] = frozenset()
     user_attrs: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
+    start_time: float | None = None  # seconds since the epoch
+    intermediate_values: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StudySummary:
+    """A study and all its trials. ``best_number`` is the engine's own pick when it has one
+    (e.g. the best feasible trial); otherwise the best complete value wins."""
+
     name: str
     direction: str  # "minimize" or "maximize"
     user_attrs: dict[str, Any]
     trials: list[TrialSummary]
+    engine: str = "optuna"
+    best_number: int | None = None
 
     @property
     def metric(self) -> str:
         """The objective's name (``study.metric`` of the sweep that made the study)."""
         return str(self.user_attrs.get("metric", "value"))
 
+    def finished_count(self) -> int:
+        """Trials that count toward ``study.n_trials`` (COMPLETE or PRUNED)."""
+        return sum(t.state in FINISHED for t in self.trials)
 
-def from_study(study: Any) -> StudySummary:
-    """The summary of an ``optuna.Study`` (single objective)."""
-    trials = [
-        TrialSummary(
-            number=t.number,
-            state=t.state.name,
-            value=t.value,
-            params=dict(t.params),
-            int_params=frozenset(
-                n for n, d in t.distributions.items() if type(d).__name__ == "IntDistribution"
-            ),
-            user_attrs=dict(t.user_attrs),
-            seconds=t.duration.total_seconds() if t.duration is not None else None,
-        )
-        for t in study.get_trials(deepcopy=False)
-    ]
-    return StudySummary(
-        name=study.study_name,
-        direction=study.direction.name.lower(),
-        user_attrs=dict(study.user_attrs),
-        trials=trials,
-    )
+    def best(self) -> TrialSummary | None:
+        """The best trial, or None when no trial completed with a finite value."""
+        if self.best_number is not None:
+            return next((t for t in self.trials if t.number == self.best_number), None)
+        complete = [
+            t for t in self.trials if t.state == "COMPLETE" and t.value is not None and math.isfinite(t.value)
+        ]
+        if not complete:
+            return None
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        return min(complete, key=lambda t: (sign * float(t.value or 0.0), t.number))
 
 
 def state_counts(states: Iterable[str]) -> dict[str, int]:

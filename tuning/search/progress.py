@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
-import optuna
-
-from tuning.search.engines.optuna import finished_count
+from tuning.results.summary import StudySummary
 from tuning.search.record import TrialRecord
 
 log = logging.getLogger("tuning")
@@ -28,12 +26,10 @@ class Progress:
         self.n_trials = n_trials
         self.metric = metric
 
-    def on_trial_end(self, study: optuna.Study, record: TrialRecord) -> None:
-        done = finished_count(study)
-        try:
-            best = f"best {_fmt(study.best_value)} (trial {study.best_trial.number})"
-        except ValueError:
-            best = "no complete trial yet"
+    def on_trial_end(self, study: StudySummary, record: TrialRecord) -> None:
+        done = study.finished_count()
+        top = study.best()
+        best = f"best {_fmt(top.value)} (trial {top.number})" if top is not None else "no complete trial yet"
         epochs = len(record.history.get("loss", []))
         detail = f" ({record.error})" if record.state == "FAIL" and record.error else ""
         counter = (

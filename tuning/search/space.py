@@ -330,3 +330,22 @@ class _NoSampling:
         raise AssertionError
 
     suggest_float = suggest_categorical = suggest_int
+
+
+class FixedParams:
+    """A ``Suggester`` that answers with stored values: a finished trial's parameters replayed
+    through the same ``SearchSpace.suggest`` (a missing name raises KeyError)."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return int(self.params[name])
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        return float(self.params[name])
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.params[name]

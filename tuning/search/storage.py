@@ -6,7 +6,6 @@ import json
 import shlex
 import time
 from pathlib import Path
-from typing import Any
 
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
@@ -165,57 +164,3 @@ def check_journal(path: Path) -> None:
             f"written to it; that record was never committed: remove it with `truncate -s {keep} {shlex.quote(str(path))}` "
             f"(keeps the {len(lines) - 1} complete records), then run again",
         )
-
-
-def open_storage(
-    url: str,
-    *,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    max_retry: int = 1,
-) -> Any:
-    """An Optuna storage for ``url``.
-
-    RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker died is
-    marked FAIL by the next worker and re-queued once with the same parameters
-    (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeat in Optuna.
-    """
-    import optuna
-
-    path = local_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if is_journal(url):
-        check_journal(path)
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # Several local workers share one file: wait for the lock instead of failing at once.
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    retry = (
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-    )
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    def create() -> optuna.storages.RDBStorage:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=retry,
-        )
-
-    for attempt in range(1, CREATE_ATTEMPTS):
-        try:
-            return create()
-        except (IntegrityError, OperationalError):
-            # Workers started together on a new database all create its tables; the losers of
-            # that race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find
-            # the tables made.
-            time.sleep(0.5 * attempt)
-    return create()

@@ -1,31 +1,18 @@
-"""The sweep's artifacts as files: trials table (CSV), Optuna plots (PNG, optional HTML), learning curves (PNG), config."""
+"""The sweep's artifacts as files: learning curves and an optimization history (PNG), the config."""
 
 from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
 from tuning.final.best import SECRET_KEYS, write_yaml
 from tuning.redaction import redact
+from tuning.results.summary import StudySummary
 
 log = logging.getLogger("tuning")
-
-# name of the file -> Optuna plotting function (in optuna.visualization)
-PLOTS = {
-    "optimization_history": "plot_optimization_history",
-    "param_importances": "plot_param_importances",
-    "parallel_coordinate": "plot_parallel_coordinate",
-    "slice": "plot_slice",
-}
-# Each plot needs this many complete trials (importances compare trials, so at least two).
-MIN_COMPLETE = {"param_importances": 2}
 
 
 def write_config(settings: Mapping[str, Any], path: Path) -> Path:
@@ -35,60 +22,6 @@ def write_config(settings: Mapping[str, Any], path: Path) -> Path:
         if isinstance(out.get(section), Mapping) and out[section].get(key):
             out[section] = {**out[section], key: redact(out[section][key])}
     return write_yaml(path, out)
-
-
-def write_plots(study: optuna.Study, folder: Path, plotlyjs: str = "none") -> list[Path]:
-    """Optuna's plots as PNG (MLflow previews them, no internet needed), and as self-contained
-    HTML with ``plotlyjs="embed"``; a plot that cannot be drawn yet is skipped with a log line."""
-    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if complete == 0:
-        return []
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, function in PLOTS.items():
-        if complete < MIN_COMPLETE.get(name, 1):
-            log.info(f"MLflow: {name} plot skipped: needs {MIN_COMPLETE[name]} complete trials")
-            continue
-        try:
-            written.append(_png(study, function, folder / f"{name}.png"))
-            if plotlyjs == "embed":
-                written.append(_html(study, function, folder / f"{name}.html"))
-        # Optuna raises ValueError (and its own errors) when a plot has nothing to draw, e.g.
-        # importances when every sampled value is the same: the plot is skipped, not the sweep.
-        except (ValueError, RuntimeError, optuna.exceptions.OptunaError) as err:
-            log.info(f"MLflow: {name} plot skipped: {str(err).splitlines()[0] if str(err) else err!r}")
-    return written
-
-
-def _png(study: optuna.Study, function: str, path: Path) -> Path:
-    """Optuna's matplotlib version of a plot, saved without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
-    import matplotlib.pyplot as plt
-    import optuna.visualization.matplotlib as vis
-
-    with warnings.catch_warnings():  # "experimental", "few trials per regime": expected
-        warnings.simplefilter("ignore")
-        axes = getattr(vis, function)(study)
-    first = axes.flat[0] if hasattr(axes, "flat") else axes
-    figure = first.get_figure()
-    try:
-        figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(figure)  # pyplot keeps every figure until closed: memory over a long sweep
-    return path
-
-
-def _html(study: optuna.Study, function: str, path: Path) -> Path:
-    import optuna.visualization as vis
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        figure = getattr(vis, function)(study)
-    figure.write_html(path, include_plotlyjs=True, full_html=True)
-    return path
 
 
 def write_learning_curves(
@@ -141,6 +74,33 @@ def write_learning_curves(
         ax.legend(fontsize=8, loc="upper right")
     for ax in axes[len(curves) :]:
         ax.set_visible(False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def write_history_plot(summary: StudySummary, path: Path) -> Path | None:
+    """Each complete trial's value in the order the trials were numbered, and the best so far:
+    the optimization history for an engine that draws no plots of its own."""
+    complete = [t for t in summary.trials if t.state == "COMPLETE" and t.value is not None]
+    if not complete:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 4))
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    numbers = [t.number for t in complete]
+    values = [float(t.value or 0.0) for t in complete]
+    pick = max if summary.direction == "maximize" else min
+    best = [pick(values[: i + 1]) for i in range(len(values))]
+    ax.plot(numbers, values, "o", alpha=0.6, label=summary.metric)
+    ax.step(numbers, best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(summary.metric)
+    ax.set_title(f"Optimization history of '{summary.name}' ({summary.engine})", fontsize=10)
+    ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path

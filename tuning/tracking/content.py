@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (
@@ -21,6 +20,7 @@ from mlflow.utils.validation import (
 
 from tuning.model.metrics import epoch_gaps
 from tuning.redaction import redact
+from tuning.results.summary import StudySummary
 
 if TYPE_CHECKING:
     from tuning.search.record import TrialRecord
@@ -55,14 +55,14 @@ def next_invocation(tags: Mapping[str, str]) -> str:
     return f"{RUN_PREFIX}{max(taken, default=0) + 1}"
 
 
-def invocation_text(settings: Mapping[str, Any], study: optuna.Study, started: float) -> str:
+def invocation_text(settings: Mapping[str, Any], study: StudySummary, started: float) -> str:
     """When this command started, its overrides (credentials redacted) and its search settings."""
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     overrides = " ".join(redact(o) or "" for o in _command_overrides()) or "(none)"
     return (
         f"{when} {socket.gethostname()}:{os.getpid()}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
         f"sampler={settings['sampler'].get('name')} pruner={settings['pruner'].get('name')}; "
-        f"{len(study.get_trials(deepcopy=False))} trials before"
+        f"{len(study.trials)} trials before"
     )
 
 
@@ -174,7 +174,7 @@ def best_values(trial: Any) -> dict[str, float]:
     return values
 
 
-def experiment_description(settings: Mapping[str, Any], study: optuna.Study) -> str:
+def experiment_description(settings: Mapping[str, Any], study: StudySummary) -> str:
     """What the experiments list shows for the study: data, task, what ranks trials, the space."""
     attrs = study.user_attrs
     space = ", ".join(
@@ -185,14 +185,14 @@ def experiment_description(settings: Mapping[str, Any], study: optuna.Study) -> 
         for k, v in settings["search_space"].items()
     )  # fmt: skip
     return (
-        f"Study '{study.study_name}': {attrs.get('task', '?')} task on data '{attrs.get('data', '?')}'; "
-        f"trials ranked by {settings['study']['metric']} ({study.direction.name.lower()}) on the "
+        f"Study '{study.name}': {attrs.get('task', '?')} task on data '{attrs.get('data', '?')}'; "
+        f"trials ranked by {settings['study']['metric']} ({study.direction}) on the "
         f"validation split at the restored best weights. Search space: {space}. The run 'sweep' "
         "holds the study's best; one child run per trial, the best named '★ best'."
     )
 
 
-def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
+def trial_fixed_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str, Any]:
     """The settings every trial shares that matter to compare them."""
     training = settings["training"]
     stopping = training.get("early_stopping") or {}
@@ -207,12 +207,13 @@ def trial_fixed_params(settings: Mapping[str, Any], study: optuna.Study) -> dict
     return {k: v for k, v in values.items() if k in ("max_epochs", "patience") or v is not None}
 
 
-def parent_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str, Any]:
+def parent_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str, Any]:
     """What a study keeps for life (params in MLflow cannot change on resume): the metric,
     direction, data and task, and the study's identity as created (``tuning.identity``)."""
     values: dict[str, Any] = {
         "metric": study.user_attrs.get("metric", settings["study"]["metric"]),
-        "direction": study.direction.name.lower(),
+        "direction": study.direction,
+        "engine": study.engine,
         "data": study.user_attrs.get("data"),
         "task": study.user_attrs.get("task"),
     }
@@ -222,21 +223,22 @@ def parent_params(settings: Mapping[str, Any], study: optuna.Study) -> dict[str,
     return {k: v for k, v in values.items() if v is not None}
 
 
-def parent_tags(settings: Mapping[str, Any], study: optuna.Study, storage_url: str) -> dict[str, str]:
+def parent_tags(settings: Mapping[str, Any], study: StudySummary, storage_url: str) -> dict[str, str]:
     """What the study was made with, set when the parent run is created and never overwritten by
     a later command (each command gets its own ``tuning.run.<k>`` entry); credentials redacted."""
     return {
-        STUDY_TAG: study.study_name,
+        STUDY_TAG: study.name,
         ROLE_TAG: "sweep",
+        "tuning.engine": study.engine,
         "tuning.storage": redact(storage_url) or "",
         "tuning.sampler": str(settings["sampler"].get("name")),
         "tuning.pruner": str(settings["pruner"].get("name")),
         "tuning.n_trials": str(settings["study"]["n_trials"]),
         "tuning.seed": str(settings["seed"]),
         "mlflow.note.content": (
-            f"Sweep of study '{study.study_name}' ({study.direction.name.lower()} "
+            f"Sweep of study '{study.name}' ({study.direction} "
             f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
-            "plots/*.png (Optuna), learning_curves.png, config.yaml."
+            "plots/*.png (the engine's), learning_curves.png, config.yaml."
         ),
     }
 

@@ -16,18 +16,17 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from tuning.redaction import first_line, redact
-from tuning.results.summary import from_study, state_counts
+from tuning.results.summary import StudySummary, TrialSummary, state_counts
 from tuning.results.table import Table, trials_table, write_csv
-from tuning.tracking.artifacts import write_config, write_learning_curves, write_plots
+from tuning.tracking.artifacts import write_config, write_history_plot, write_learning_curves
 from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
 from tuning.tracking.content import (
     BEST_PREFIX,
@@ -65,7 +64,7 @@ log = logging.getLogger("tuning")
 def start_sweep_tracking(
     tracking: Tracking | None,
     settings: Mapping[str, Any],
-    study: optuna.Study,
+    study: StudySummary,
     storage_url: str,
 ) -> MlflowSweepTracker | None:
     """The study's parent run, created or reopened (RUNNING); None when tracking is off."""
@@ -122,10 +121,10 @@ class MlflowSweepTracker:
         cls,
         tracking: Tracking,
         settings: Mapping[str, Any],
-        study: optuna.Study,
+        study: StudySummary,
         storage_url: str,
     ) -> MlflowSweepTracker:
-        client, name = tracking.client, study.study_name
+        client, name = tracking.client, study.name
         exp = experiment_id(client, name, artifact_location(tracking.uri))
         where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{name}'"
         found = client.search_runs([exp], where, max_results=1, order_by=["attributes.start_time ASC"])
@@ -154,7 +153,7 @@ class MlflowSweepTracker:
         )
         tracker.fixed_params = trial_fixed_params(settings, study)
         tracker.invocation_start = invocation_text(settings, study, started=time.time())
-        tracker.trials_before = len(study.get_trials(deepcopy=False))
+        tracker.trials_before = len(study.trials)
         tracker._log(run.info.run_id, params=params, tags=tags)
         # The experiments list and the experiment's page say what the study is.
         client.set_experiment_tag(exp, "mlflow.note.content", experiment_description(settings, study))
@@ -173,7 +172,7 @@ class MlflowSweepTracker:
 
     # --- TrialObserver -------------------------------------------------------------------
 
-    def on_trial_end(self, study: optuna.Study, record: TrialRecord) -> None:
+    def on_trial_end(self, study: StudySummary, record: TrialRecord) -> None:
         """Log the trial as a child run, then refresh the parent's best. Never stops the sweep."""
         try:
             self.children[record.number] = self._log_trial(record)
@@ -183,27 +182,25 @@ class MlflowSweepTracker:
             # a bug of ours and stops the sweep.
             log.warning(f"MLflow: trial {record.number} not fully logged: {_one_line(err)}")
 
-    def backfill(self, study: optuna.Study, space: Any) -> list[int]:
+    def backfill(self, study: StudySummary, space: Any) -> list[int]:
         """Child runs for ended trials that have none (the sweep stopped before logging them, or
         tracking was off); then the parent's counts and best. Returns the trial numbers."""
-        from optuna.trial import FixedTrial
-
         from tuning.search.record import TrialRecord
+        from tuning.search.space import FixedParams
 
         done = []
-        for t in study.get_trials(deepcopy=False):
-            if not t.state.is_finished() or t.number in self.children:
+        for t in study.trials:
+            if t.state not in ("COMPLETE", "PRUNED", "FAIL") or t.number in self.children:
                 continue
             try:
-                hp = space.suggest(FixedTrial(t.params))
+                hp = space.suggest(FixedParams(t.params))
             except (ValueError, KeyError):  # a trial that failed before its parameters were sampled
                 continue
-            start = t.datetime_start.timestamp() if t.datetime_start else time.time()
-            end = t.datetime_complete.timestamp() if t.datetime_complete else start
+            start = t.start_time if t.start_time is not None else time.time()
             record = TrialRecord(
-                t.number, t.state.name, hp, int(t.user_attrs.get("seed", 0)), value=t.value, start_time=start
+                t.number, t.state, hp, int(t.user_attrs.get("seed", 0)), value=t.value, start_time=start
             )
-            record.seconds = end - start
+            record.seconds = t.seconds or 0.0
             reason = t.user_attrs.get("fail_reason")
             record.error = "interrupted" if t.user_attrs.get("interrupted") else reason
             record.history = {}
@@ -214,7 +211,7 @@ class MlflowSweepTracker:
         self._log_progress(study)
         return done
 
-    def _log_trial(self, record: TrialRecord, backfilled: Any = None) -> str:
+    def _log_trial(self, record: TrialRecord, backfilled: TrialSummary | None = None) -> str:
         start_ms = int(record.start_time * 1000)
         end_ms = int((record.start_time + record.seconds) * 1000)
         tags = {**trial_tags(self.study_name, record), PARENT_TAG: self.run_id}
@@ -235,19 +232,16 @@ class MlflowSweepTracker:
         self.client.set_terminated(run_id, status=run_status(record), end_time=end_ms)
         return run_id
 
-    def _log_progress(self, study: optuna.Study) -> None:
+    def _log_progress(self, study: StudySummary) -> None:
         """Parent: the study's best (``objective`` and ``best_objective``), counts, best params;
         step = the number of trials in the study, so the history shows the best over time."""
-        trials = study.get_trials(deepcopy=False)
+        trials = study.trials
         now, step = _now_ms(), len(trials)
-        counts = state_counts(t.state.name for t in trials)
+        counts = state_counts(t.state for t in trials)
         values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
         tags: dict[str, str] = {}
-        try:
-            best = study.best_trial
-        except ValueError:
-            best = None
-        if best is not None:
+        best = study.best()
+        if best is not None and best.value is not None:
             values.update(best_values(best))  # the parent reads as the study's result
             values.update(
                 objective=float(best.value), best_objective=float(best.value), best_trial=best.number
@@ -288,19 +282,24 @@ class MlflowSweepTracker:
 
     # --- end of the sweep ----------------------------------------------------------------
 
-    def finish(self, study: optuna.Study, status: str = "FINISHED") -> None:
-        """End the parent run (FINISHED, KILLED or FAILED), then attach the sweep's artifacts."""
+    def finish(
+        self,
+        study: StudySummary,
+        status: str = "FINISHED",
+        plots: Callable[[Path, str], list[Path]] | None = None,
+    ) -> None:
+        """End the parent run (FINISHED, KILLED or FAILED), then attach the sweep's artifacts
+        (``plots``: the engine's own plots of the study, drawn into a folder)."""
         try:
             self._log_progress(study)
-            trials = study.get_trials(deepcopy=False)
-            ran = state_counts(t.state.name for t in trials[self.trials_before :])
+            ran = state_counts(t.state for t in study.trials[self.trials_before :])
             summary = ", ".join(f"{n} {s}" for s, n in ran.items()) or "none"
             self._log(
                 self.run_id,
                 tags={self.invocation: f"{self.invocation_start}; trials: {summary}; ended {status}"},
             )
             self.client.set_terminated(self.run_id, status=status)
-            self._log_artifacts(study)
+            self._log_artifacts(study, plots)
         except TRACKING_ERRORS as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
             log.warning(f"MLflow: sweep run not fully closed: {_one_line(err)}")
 
@@ -314,13 +313,15 @@ class MlflowSweepTracker:
             f"(then open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs)"
         )
 
-    def _log_artifacts(self, study: optuna.Study) -> None:
+    def _log_artifacts(self, study: StudySummary, plots: Callable[[Path, str], list[Path]] | None) -> None:
         with tempfile.TemporaryDirectory(prefix="tuning-mlflow-") as tmp:
             folder = Path(tmp)
-            table = trials_table(from_study(study))
+            table = trials_table(study)
             write_csv(table, folder / "trials.csv")
             write_config(self.settings, folder / "config.yaml")
-            write_plots(study, folder / "plots", str(self.options.get("plotlyjs", "none")))
+            plotlyjs = str(self.options.get("plotlyjs", "none"))
+            if not (plots and plots(folder / "plots", plotlyjs)):
+                write_history_plot(study, folder / "plots" / "optimization_history.png")
             top = int(self.options.get("learning_curves", 4))
             if top:
                 metric = table.columns[2].removeprefix("val_")

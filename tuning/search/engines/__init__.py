@@ -1,4 +1,36 @@
-"""Tuning engines: each one drives the same trial code over the same search space.
+"""Search engines: each one chooses trials its own way and has the same trial runner train them.
 
-An engine is one module here exposing ``run(...)``; Optuna is the first.
+Adding an engine: one module here with an ``Engine`` subclass, one line in ``ENGINES``, one
+``conf/engine/<name>.yaml``. Engine modules are imported only when chosen, so nothing else in
+the package imports optuna or keras_tuner.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from tuning.errors import ConfigError
+from tuning.search.engines.base import Engine
+
+# engine name -> "module:class", imported on first use
+ENGINES = {
+    "optuna": "tuning.search.engines.optuna:OptunaEngine",
+    "keras_tuner": "tuning.search.engines.keras_tuner:KerasTunerEngine",
+}
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The engine called ``name``; an unknown name is one line listing the known ones."""
+    target = ENGINES.get(str(name))
+    if target is None:
+        raise ConfigError("engine", f"'{name}' is not one of: {', '.join(sorted(ENGINES))}")
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def make_engine(settings: Mapping[str, Any], storage_url: str) -> Engine:
+    """The engine the config names, its options checked (nothing opened or written)."""
+    engine = settings.get("engine") or {"name": "optuna"}
+    return engine_class(str(engine.get("name", "optuna")))(settings, storage_url)

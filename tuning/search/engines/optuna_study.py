@@ -1,0 +1,154 @@
+"""An Optuna study for a sweep: created with its identity or loaded to resume, and read as records."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from tuning.errors import ConfigError
+from tuning.redaction import first_line, redact
+from tuning.results.summary import StudySummary, TrialSummary
+from tuning.search.engines.optuna_storage import open_storage
+from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
+
+log = logging.getLogger("tuning.search.engines.optuna")
+
+
+def open_study(
+    study_config: Mapping[str, Any],
+    storage_url: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    *,
+    user_attrs: Mapping[str, Any],
+    identity: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> optuna.Study:
+    """Create the study with its identity, or load it to resume.
+
+    A resume whose ``identity`` differs from the stored one is refused (``StudyMismatch``),
+    except numeric ranges that only widen, which become the study's. A study without a stored
+    identity (made before identities were kept, or killed right after its row was written)
+    adopts the command's. ``config`` (the creating command's, redacted) is kept beside it:
+    best.yaml is built from it, never from a later command.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    name = str(study_config["name"])
+    direction = str(study_config["direction"])
+    try:
+        storage = open_storage(
+            storage_url,
+            heartbeat_interval=study_config.get("heartbeat_interval"),
+            grace_period=study_config.get("grace_period"),
+        )
+        existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        existing = None
+    except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
+        raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
+    if existing is None:
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another worker made it first
+            existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            # A kill between creation and these writes leaves a study without them: the next run
+            # adopts them from its config (below), so the identity is never missing for long.
+            _store_identity(study, user_attrs, identity, config)
+            return study
+    old_direction = existing.direction.name.lower()
+    old_metric = existing.user_attrs.get("metric")
+    if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
+        raise ConfigError(
+            "study.metric" if old_metric != study_config["metric"] else "study.direction",
+            f"study '{name}' in {redact(storage_url)} optimizes {old_metric} ({old_direction}), "
+            f"not {study_config['metric']} ({direction}); use another study.name",
+        )
+    if identity is None:
+        return existing
+    stored = existing.user_attrs.get(IDENTITY_ATTR)
+    widened = check_resume(name, stored, identity)
+    if not stored:
+        log.info(
+            f"study '{name}' has no stored identity (made before identities were kept, or its first "
+            "run stopped right after creating it): adopted this command's settings as the study's"
+        )
+        _store_identity(existing, user_attrs, identity, config)
+    elif widened:
+        log.info(f"study '{name}': search space widened: " + "; ".join(widened))
+        merged = dict(existing.user_attrs.get(CONFIG_ATTR) or config or {})
+        merged["search_space"] = dict((config or {}).get("search_space") or {})
+        _store_identity(existing, {}, identity, merged)
+    return existing
+
+
+def _store_identity(
+    study: optuna.Study,
+    user_attrs: Mapping[str, Any],
+    identity: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | None,
+) -> None:
+    for key, value in user_attrs.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    if config is not None:
+        study.set_user_attr(CONFIG_ATTR, dict(config))
+    if identity is not None:  # last: its presence says the others are stored
+        study.set_user_attr(IDENTITY_ATTR, dict(identity))
+
+
+def creation_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The config of the command that made the study (None for a study made before it was kept)."""
+    config = study.user_attrs.get(CONFIG_ATTR)
+    return dict(config) if isinstance(config, Mapping) else None
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    """The study as engine-neutral records (single objective)."""
+    trials = [
+        TrialSummary(
+            number=t.number,
+            state=t.state.name,
+            value=t.value,
+            params=dict(t.params),
+            int_params=frozenset(
+                n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
+            ),
+            user_attrs=dict(t.user_attrs),
+            seconds=t.duration.total_seconds() if t.duration is not None else None,
+            start_time=t.datetime_start.timestamp() if t.datetime_start else None,
+            intermediate_values=dict(t.intermediate_values),
+        )
+        for t in study.get_trials(deepcopy=False)
+    ]
+    try:
+        best: int | None = study.best_trial.number
+    except ValueError:
+        best = None
+    return StudySummary(
+        name=study.study_name,
+        direction=study.direction.name.lower(),
+        user_attrs=dict(study.user_attrs),
+        trials=trials,
+        engine="optuna",
+        best_number=best,
+    )
+
+
+def load_summary(url: str, name: str) -> StudySummary:
+    """Study ``name`` from any Optuna storage URL (``KeyError`` when it has none by that name)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return summarize(optuna.load_study(study_name=name, storage=open_storage(url)))
+
+
+def study_names(url: str) -> list[str]:
+    """The studies an Optuna storage holds."""
+    return sorted(optuna.study.get_all_study_names(storage=open_storage(url)))

@@ -1,0 +1,176 @@
+"""The engine-neutral trial runner: train one sampled point, check its value, classify a failure.
+
+Every engine calls it the same way, so a trial means the same thing whichever engine chose it:
+early stopping with the best weights restored, the NaN guard, the value and the gaps measured at
+the restored weights, and one rule for which errors end a trial and which stop the sweep.
+No TensorFlow at import (it is imported when a trial trains).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tuning.errors import Terminated, TrialFailed
+from tuning.redaction import redact
+from tuning.search.failures import is_trial_failure
+from tuning.search.record import TrialRecord
+from tuning.search.space import Hyperparameters
+
+if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
+    from tuning.data import Dataset
+
+# What a failed trial keeps as user attributes (and a re-run of it must not inherit).
+FAIL_ATTRS = ("fail_reason", "traceback", "interrupted")
+
+
+class TrialRunner:
+    """Trains trials for an engine and keeps each running trial's record until the engine reports it."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        training: Mapping[str, Any],
+        *,
+        metric: str,
+        direction: str,
+        seed: int,
+    ) -> None:
+        self.dataset = dataset
+        self.training = training
+        self.metric = metric
+        self.direction = direction
+        self.seed = seed
+        self.records: dict[int, TrialRecord] = {}
+        # Set by `noting_interrupts`: KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM).
+        self.interrupted: KeyboardInterrupt | None = None
+
+    def start(self, number: int, hp: Hyperparameters) -> TrialRecord:
+        """The record of trial ``number``; its seed is ``seed + number``."""
+        record = TrialRecord(number, "RUNNING", hp, self.seed + number, start_time=time.time())
+        self.records[number] = record
+        return record
+
+    def describe(self, record: TrialRecord) -> dict[str, Any]:
+        """Attributes an engine stores with the trial before it trains: what its value will mean
+        (``metric`` at the restored best weights), so a reader never compares unlike numbers."""
+        return {"seed": record.seed, "metric": self.metric, "direction": self.direction}
+
+    def train(
+        self,
+        record: TrialRecord,
+        *,
+        callbacks: Sequence[Any] = (),
+        passthrough: tuple[type[BaseException], ...] = (),
+    ) -> tuple[float, dict[str, Any]]:
+        """Train the record's trial; returns its value and the attributes to store with it.
+
+        ``passthrough``: the engine's own "stop this trial" exceptions (e.g. Optuna's
+        ``TrialPruned``), re-raised as they are. A trial's own failure (NaN loss, a value that is
+        not finite, an error ``is_trial_failure`` accepts) raises ``TrialFailed`` with the reason
+        in ``record.error``; any other error is re-raised (a bug of ours or a lost store). A
+        Ctrl-C that TensorFlow's C++ layer turned into another error is raised as the interrupt.
+        """
+        from tuning.model.fit import EpochLog
+        from tuning.search.trial import objective_value, run_trial
+
+        epoch_log = EpochLog()
+        try:
+            model, result = run_trial(
+                record.hyperparameters,
+                self.dataset,
+                self.training,
+                seed=record.seed,
+                callbacks=callbacks,
+                epoch_log=epoch_log,
+            )
+            del model
+            record.result = result
+            if result.diverged_at is not None:
+                raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
+            value = objective_value(result, self.metric)
+            if not math.isfinite(value):
+                raise TrialFailed(f"{self.metric} is {value}")
+            record.value = value
+            attrs: dict[str, Any] = {
+                "best_epoch": result.best_epoch + 1,
+                "epochs_trained": result.epochs_trained,
+                "early_stopped": result.early_stopped,
+                "n_params": result.n_params,
+                "fit_seconds": round(result.seconds, 3),  # the fit alone
+                **{f"train_{k}": v for k, v in result.train.items()},
+                **{f"val_{k}": v for k, v in result.val.items()},
+                **result.gaps,
+            }
+            return value, attrs
+        except KeyboardInterrupt:
+            record.error = "interrupted"
+            raise
+        except passthrough:
+            raise
+        except TrialFailed as err:
+            record.error = str(err)
+            raise
+        except Exception as err:
+            if self.interrupted:
+                record.error = "interrupted"
+                raise self.interrupted from err
+            record.error = f"{type(err).__name__}: {err}"
+            if is_trial_failure(err):  # this trial's own failure: the study goes on
+                raise TrialFailed(record.error) from err
+            raise  # a bug of ours or a lost store: the sweep stops
+        finally:
+            record.history = epoch_log.history
+            record.seconds = time.time() - record.start_time
+
+    def failure_attrs(self, record: TrialRecord, err: BaseException) -> dict[str, Any]:
+        """What a failed trial keeps: its reason (redacted) and, unless it is our own NaN/value
+        check, the traceback."""
+        if isinstance(err, KeyboardInterrupt) or record.error == "interrupted":
+            return {"interrupted": True}
+        attrs: dict[str, Any] = {"fail_reason": (redact(record.error) or "")[:2000]}
+        if not isinstance(err, TrialFailed) or err.__cause__ is not None:
+            attrs["traceback"] = redact("".join(traceback.format_exception(err))[-8000:])
+        return attrs
+
+
+@contextmanager
+def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
+    """Note Ctrl-C (SIGINT) and SIGTERM on the runner, then raise KeyboardInterrupt / Terminated.
+
+    A Ctrl-C that lands while TensorFlow traces a function can come back from its C++ layer as a
+    RuntimeError ("MISMATCH of original and normalized active exception types ... KeyboardInterrupt"):
+    the note lets the runner still stop the sweep instead of failing the trial and going on.
+    SIGTERM (kill, Docker, Kubernetes, SLURM) is handled the same way, so the running trial is
+    marked for a retry and the MLflow runs are closed KILLED.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    handlers: dict[int, Any] = {}
+
+    def install(signum: int, error: type[KeyboardInterrupt]) -> None:
+        previous = signal.getsignal(signum)
+        handlers[signum] = previous
+
+        def note(num: int, frame: Any) -> None:
+            if previous is signal.SIG_IGN:
+                return
+            runner.interrupted = error()
+            raise error()
+
+        signal.signal(signum, note)
+
+    install(signal.SIGINT, KeyboardInterrupt)
+    install(signal.SIGTERM, Terminated)
+    try:
+        yield
+    finally:
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
