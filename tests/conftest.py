@@ -5,32 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# pgserver (the PostgreSQL tests' server) logs every start and stop at INFO. Through the root
-# logger those records reached whatever handlers the last in-process Hydra run left there, bound
-# to a test's captured stream that pytest had closed: '--- Logging error --- ValueError: I/O
-# operation on closed file'. Its warnings go to the real stderr; its chatter nowhere.
+# pgserver (the PostgreSQL tests' server) logs every start and stop at INFO: its warnings go to
+# the real stderr, its chatter nowhere.
 _pgserver_log = logging.getLogger("pgserver")
 _pgserver_log.propagate = False
 _pgserver_log.addHandler(logging.StreamHandler(sys.__stderr__))
 _pgserver_log.setLevel(logging.WARNING)
-
-
-@pytest.fixture(autouse=True)
-def _drop_closed_log_handlers() -> Iterator[None]:
-    """After each test, remove root log handlers whose stream pytest has closed (an in-process
-    Hydra run binds its console handler to the test's captured stdout)."""
-    yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(getattr(handler, "stream", None), "closed", False):
-            root.removeHandler(handler)
 
 
 # A few hundred rows, three epochs: each trial trains a real Keras model in a few seconds.

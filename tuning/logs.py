@@ -61,3 +61,55 @@ def stderr_to_log(logger: logging.Logger) -> Iterator[None]:
             for line in buffer.getvalue().splitlines():
                 if line.strip():
                     logger.info(line)
+
+
+@contextlib.contextmanager
+def host_logging_kept() -> Iterator[None]:
+    """Run a Hydra app in-process and leave the host's logging as it found it.
+
+    For each run Hydra sets up logging with ``logging.config.dictConfig``, which closes every
+    handler alive in the process, the host's included, and puts its own handlers (a console one
+    bound to the ``sys.stdout`` of the moment, the run's log file) on the root logger, where they
+    stay. Closing a handler can close its stream: absl's, created when TensorFlow is imported,
+    closes the stderr of that moment unless it is still the current ``sys.stderr``. A host that
+    redirected stderr since (pytest's capture, ``contextlib.redirect_stderr``) lost that stream,
+    and later lines went to a console handler whose stream the host had closed.
+
+    So the host's handlers are out of Hydra's reach for the run (out of the list of live
+    handlers that ``dictConfig`` closes), and afterwards the handlers Hydra put on the root logger
+    are closed (the log file complete) and the root logger gets back its handlers, their filters
+    (:func:`quiet_terminal`) and its level, and every logger its ``disabled`` flag. From the
+    command line this changes nothing: the process ends with the run.
+    """
+    live = getattr(logging, "_handlerList", None)  # weak references: what dictConfig closes
+    named = getattr(logging, "_handlers", None)  # handlers by name, which dictConfig clears
+    lock = getattr(logging, "_lock", None) or contextlib.nullcontext()
+    root = logging.getLogger()
+    with lock:
+        handlers, level = root.handlers[:], root.level
+        filters = {handler: handler.filters[:] for handler in handlers}
+        loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+        disabled = {lg: lg.disabled for lg in [root, *loggers]}
+        hidden = live[:] if isinstance(live, list) else []
+        names = dict(named) if isinstance(named, dict) else {}
+        if hidden:
+            del live[: len(hidden)]
+    try:
+        yield
+    finally:
+        with lock:
+            for handler in root.handlers[:]:
+                if handler not in filters:
+                    root.removeHandler(handler)
+                    handler.close()
+            for handler in handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)
+                handler.filters[:] = filters[handler]
+            root.setLevel(level)
+            for lg, was in disabled.items():
+                lg.disabled = was
+            if hidden:
+                live[:0] = hidden
+            for name, handler in names.items():
+                named.setdefault(name, handler)

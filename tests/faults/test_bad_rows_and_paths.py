@@ -7,7 +7,6 @@ naming the column, row or file, exit 2, and leaves every file as it was, with no
 
 from __future__ import annotations
 
-import logging.config
 import os
 from pathlib import Path
 
@@ -38,8 +37,6 @@ def trained(tmp_path_factory) -> Path:
         sweep = ["data=csv", "data.path=plants.csv", "data.target=species", "study.n_trials=1"]
         assert cli(["sweep", *sweep, "training.max_epochs=2", "tracking=none"]) == 0
         assert cli(["train", "study=plants", "tracking=none"]) == 0
-        # Hydra's next logging setup closes handlers; let it happen while capture is pytest's own.
-        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
     return root
 
 

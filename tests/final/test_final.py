@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging.config
 import shutil
 from pathlib import Path
 from typing import Any
@@ -239,10 +238,6 @@ def swept(tmp_path_factory):
         mp.chdir(root)
         plants_table().to_csv("plants.csv", index=False)
         assert cli(["sweep", *SWEEP]) == 0
-        # Hydra's next logging setup closes every handler, and absl's (TensorFlow's) then closes
-        # its stream unless it is the current sys.stderr: pytest's capture file here, but capsys's
-        # in a later test. Let that happen now, while it still is.
-        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
         yield root
 
 

@@ -68,11 +68,19 @@ def report_crash(err: BaseException, command: str) -> None:
 
 
 def run_hydra_app(app: Callable[[], None], prog: str, args: Sequence[str]) -> int:
-    """Run a ``@hydra.main`` function with ``args`` as its command line."""
+    """Run a ``@hydra.main`` function with ``args`` as its command line.
+
+    ``sys.argv`` and the process's logging are as they were afterwards, however the app ends
+    (:func:`tuning.logs.host_logging_kept`): called in-process, a command leaves its host's
+    handlers and streams alone.
+    """
+    from tuning.logs import host_logging_kept
+
     saved = sys.argv
     sys.argv = [prog, *args]
     try:
-        app()
+        with host_logging_kept():
+            app()
     finally:
         sys.argv = saved
     return 0
