@@ -15,6 +15,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 OURS = "tuning"
 
@@ -81,8 +82,8 @@ def host_logging_kept() -> Iterator[None]:
     (:func:`quiet_terminal`) and its level, and every logger its ``disabled`` flag. From the
     command line this changes nothing: the process ends with the run.
     """
-    live = getattr(logging, "_handlerList", None)  # weak references: what dictConfig closes
-    named = getattr(logging, "_handlers", None)  # handlers by name, which dictConfig clears
+    live: Any = getattr(logging, "_handlerList", None)  # weak references: what dictConfig closes
+    named: Any = getattr(logging, "_handlers", None)  # handlers by name, which dictConfig clears
     lock = getattr(logging, "_lock", None) or contextlib.nullcontext()
     root = logging.getLogger()
     with lock:

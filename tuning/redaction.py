@@ -23,4 +23,4 @@ def first_line(err: BaseException) -> str:
     driver's own message (SQLAlchemy wraps it with the SQL and a help link)."""
     cause = getattr(err, "orig", None) or err
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return redact(lines[0]) if lines else type(cause).__name__
+    return (redact(lines[0]) or "") if lines else type(cause).__name__

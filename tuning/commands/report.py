@@ -40,7 +40,8 @@ def study_names(url: str) -> list[str]:
     path = local_path(url)
     if path is not None and not path.is_file():  # Optuna would create an empty one there
         raise FileNotFoundError(f"no such file {path}")
-    names = study_file.study_names(path) if _sqlite_file(url) is not None else None
+    sqlite_file = _sqlite_file(url)
+    names = study_file.study_names(sqlite_file) if sqlite_file is not None else None
     if names is not None:
         return names
     from tuning.search.engines.optuna_study import study_names as optuna_study_names

@@ -102,6 +102,7 @@ def check_row_lengths(file: Path, sep: str, *, key: str) -> None:
         try:
             header = next(reader, None)
             for row in reader if header is not None else ():
+                assert header is not None
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 if len(row) != len(header):

@@ -10,7 +10,7 @@ import keras
 from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
 
 
-class _InTargetUnits:
+class _InTargetUnits(keras.metrics.Metric):
     """Mixin: a regression metric measured in the target's own units.
 
     The model trains on the standardized target ``(y - mean) / scale``; predictions and labels

@@ -168,7 +168,7 @@ def fit_model(
     restored = stopper is not None and stopper.best_weights is not None
     result = FitResult(
         history=history,
-        best_epoch=stopper.best_epoch if restored else n_epochs - 1,
+        best_epoch=stopper.best_epoch if stopper is not None and restored else n_epochs - 1,
         epochs_trained=n_epochs,
         early_stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
         n_params=int(model.count_params()),

@@ -46,7 +46,7 @@ def trials_table(study: StudySummary) -> Table:
     columns = ["trial", "state", metric, *counters, *gap_names, *params, "seconds"]
     if "fail_reason" in attrs:
         columns.append("fail_reason")
-    rows = []
+    rows: list[list[Any]] = []
     for t in trials:
         row = [t.number, t.state, _number(t.value)]
         row += [_int(t.user_attrs.get(name)) for name in counters]
@@ -56,12 +56,12 @@ def trials_table(study: StudySummary) -> Table:
         if "fail_reason" in attrs:
             row.append(t.user_attrs.get("fail_reason"))
         rows.append(row)
-    sign = 1 if study.direction == "minimize" else -1
+    sign = 1.0 if study.direction == "minimize" else -1.0
     # Complete trials first, by value: a pruned trial's value is its last reported epoch, not a
     # finished model's, so it never ranks above a complete one (Optuna's best is complete too).
     rank = {"COMPLETE": 0, "PRUNED": 1}
     rows.sort(
-        key=lambda r: (rank.get(r[1], 2), r[2] is None, sign * r[2] if r[2] is not None else 0.0)
+        key=lambda r: (rank.get(str(r[1]), 2), r[2] is None, sign * float(r[2]) if r[2] is not None else 0.0)
     )  # stable
     return Table(columns, rows)
 

@@ -32,8 +32,9 @@ def _raised_in_framework(err: BaseException) -> bool:
     roots = []
     for name in ("keras", "tensorflow"):
         module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            roots.append(os.path.dirname(os.path.abspath(module.__file__)) + os.sep)
+        file = getattr(module, "__file__", None) if module is not None else None
+        if file:
+            roots.append(os.path.dirname(os.path.abspath(file)) + os.sep)
     tb = err.__traceback__
     last = None
     while tb is not None:

@@ -114,11 +114,12 @@ class Dimension:
 
     def suggest(self, trial: Suggester, name: str) -> Any:
         if self.type == "int":
-            return trial.suggest_int(
-                name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
-            )  # type: ignore[arg-type]
+            low, high = int(self.low or 0), int(self.high or 0)  # parse_space set both
+            return trial.suggest_int(name, low, high, step=int(self.step or 1), log=self.log)
         if self.type == "float":
-            return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)  # type: ignore[arg-type]
+            return trial.suggest_float(
+                name, float(self.low or 0.0), float(self.high or 0.0), step=self.step, log=self.log
+            )
         return trial.suggest_categorical(name, list(self.choices))
 
     def values_to_check(self) -> list[Any]:

@@ -6,6 +6,7 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
@@ -52,11 +53,12 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
     Raises:
         ConfigError: under ``study.storage``, credentials redacted.
     """
-    if is_journal(url):
-        check_journal(local_path(url))
+    path = local_path(url)
+    if is_journal(url) and path is not None:
+        check_journal(path)
         return
-    if url.startswith("sqlite:///") and local_path(url).is_file():
-        check_sqlite(local_path(url))
+    if url.startswith("sqlite:///") and path is not None and path.is_file():
+        check_sqlite(path)
         return
     if local_path(url) is not None or url.startswith("sqlite"):
         return
@@ -74,7 +76,7 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
             f"{shown!r} is not a storage URL; allowed: sqlite:///FILE, postgresql://USER@HOST/DB, "
             "mysql+pymysql://..., or a .journal file",
         ) from None
-    load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+    load_driver: Any = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
     try:
         load_driver()
     except ImportError:

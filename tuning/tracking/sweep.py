@@ -306,7 +306,7 @@ class MlflowSweepTracker:
     def ui_hint(self) -> str:
         """Where to look at the runs: the command that opens the UI, or the server's page."""
         if is_server(self.uri):
-            page = f"{redact(self.uri).rstrip('/')}/#/experiments/{self.experiment_id}/runs"
+            page = f"{(redact(self.uri) or '').rstrip('/')}/#/experiments/{self.experiment_id}/runs"
             return f"MLflow runs of study '{self.study_name}': open {page}"
         return (
             f"MLflow runs of study '{self.study_name}': {ui_command(self.uri)} "

@@ -27,7 +27,8 @@ def engine_class(name: str) -> type[Engine]:
     if target is None:
         raise ConfigError("engine", f"'{name}' is not one of: {', '.join(sorted(ENGINES))}")
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    engine: type[Engine] = getattr(importlib.import_module(module), cls)
+    return engine
 
 
 def make_engine(settings: Mapping[str, Any], storage_url: str) -> Engine:

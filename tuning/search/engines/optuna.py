@@ -61,7 +61,7 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return instantiate(options)
     except Exception as err:  # Hydra wraps the constructor's own error; show its last line.
-        cause = err
+        cause: BaseException = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
         message = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__

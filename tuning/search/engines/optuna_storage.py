@@ -26,7 +26,7 @@ def open_storage(
     path = local_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if is_journal(url):
+    if is_journal(url) and path is not None:
         check_journal(path)
         from optuna.storages.journal import JournalFileBackend
 

@@ -54,7 +54,11 @@ def open_study(
     if existing is None:
         try:
             study = optuna.create_study(
-                study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+                study_name=name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize" if direction == "maximize" else "minimize",
             )
         except optuna.exceptions.DuplicatedStudyError:  # another worker made it first
             existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
