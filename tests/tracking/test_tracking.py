@@ -25,6 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -71,6 +72,7 @@ def compose_settings(*overrides: str) -> dict[str, Any]:
 def sweep(folder: Path, *overrides: str) -> tuple[Any, str]:
     """Run `tuning sweep` in-process in ``folder``; returns the study and everything it printed."""
     from tuning.commands.sweep import run
+    from tuning.config import storage_url
 
     text = io.StringIO()
     handler = logging.StreamHandler(text)
@@ -85,7 +87,11 @@ def sweep(folder: Path, *overrides: str) -> tuple[Any, str]:
             contextlib.redirect_stderr(text),
         ):
             mp.chdir(folder)
-            study = run(compose_settings(*overrides))
+            cfg = compose_settings(*overrides)
+            summary = run(cfg)
+            # The Optuna study itself, to check MLflow against what the storage holds.
+            url = storage_url(cfg["study"], cfg["paths"]["study_dir"])
+            study = optuna.load_study(study_name=summary.name, storage=url)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
