@@ -174,13 +174,17 @@ def _as_builder(path: str, target: Any) -> Builder:
             raise ConfigError(
                 "model.build", f"{path}() raised {type(err).__name__}: {err}; it must take no arguments"
             ) from None
+    signature_of = target
     if not inspect.isroutine(target) and callable(getattr(target, "build", None)):
         _refuse_fit(path, type(target))  # a HyperModel instance
+        # KerasTuner's HyperModel wraps `build` in `(hp, *args)`: read the class's own method.
+        method = getattr(type(target), "build", None)
+        signature_of = (lambda *a: None) if method is None else _unbound(method)
         target = target.build
     if not callable(target):
         raise ConfigError("model.build", f"{path} is a {type(target).__name__}, not a function or class")
     try:
-        params = list(inspect.signature(target).parameters.values())
+        params = list(inspect.signature(signature_of).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature: call it KerasTuner's way
         params = []
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -190,6 +194,14 @@ def _as_builder(path: str, target: Any) -> Builder:
             "model.build", f"{path} takes no hp argument; write build(hp) or build(hp, dataset)"
         )
     return Builder(path, target, takes_dataset=len(positional) >= 2 or varargs)
+
+
+def _unbound(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A class's method without its ``self``: ``build(self, hp)`` reads as ``build(hp)``."""
+    params = list(inspect.signature(method).parameters.values())[1:]
+    stub = lambda *a, **k: None  # noqa: E731
+    stub.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return stub
 
 
 def _refuse_fit(path: str, cls: type) -> None:
