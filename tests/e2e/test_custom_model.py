@@ -260,3 +260,30 @@ def test_the_digits_cnn_example_runs_from_the_repository_root(tmp_path, monkeypa
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
     for t in study.trials:
         assert 0.0 < t.value < 3.0 and {"conv_layers", "filters_0", "learning_rate"} <= set(t.params)
+
+
+def test_trials_run_without_tracking_are_backfilled_with_the_builders_param_names(in_tmp):
+    from mlflow import MlflowClient
+
+    write_module("late_models", KT_FUNCTION)
+    args = [
+        *TINY,
+        "training.max_epochs=1",
+        "study.n_trials=2",
+        "model=custom",
+        "model.build=late_models.build",
+    ]
+    assert cli(["sweep", *args]) == 0  # tracking=none (TINY)
+    assert cli(["sweep", *args, "tracking=mlflow"]) == 0  # nothing left to train: back-fills MLflow
+    study = optuna.load_study(
+        study_name="plants-late_models", storage="sqlite:///experiments/plants-late_models/optuna.db"
+    )
+    client = MlflowClient(tracking_uri="sqlite:///experiments/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("plants-late_models").experiment_id])
+    children = {
+        int(r.data.params["seed"]) - 42: r.data.params for r in runs if "mlflow.parentRunId" in r.data.tags
+    }
+    assert sorted(children) == [0, 1]
+    for t in study.trials:
+        assert {k: children[t.number][k] for k in t.params} == {k: str(v) for k, v in t.params.items()}
+        assert "units" not in children[t.number] and "activation" not in children[t.number]  # no MLP defaults
