@@ -25,6 +25,7 @@ COMMON_KEYS: dict[str, str] = {
     "training.early_stopping.patience": "epochs without improvement before a trial stops",
     "training.threads": "CPU threads per worker; null = all cores",
     "tracking.uri": "MLflow store; null = sqlite:///experiments/mlflow.db",
+    "model.build": "model=custom: your builder, e.g. my_models.build (README: Your own model)",
 }
 
 
@@ -89,7 +90,7 @@ def sweep_help(args: Sequence[str]) -> str:
             "  tuning sweep --cfg job       the whole composed config; nothing runs",
             "  tuning sweep --hydra-help    Hydra's own flags (multirun, config dirs, ...)",
             "  +KEY=VALUE adds a key the config does not have; ~KEY removes one",
-            "  README: Usage, Search space, Data, Resume, Tracking",
+            "  README: Usage, Search space, Your own model, Data, Resume, Tracking",
         ]
     )
 

@@ -99,6 +99,11 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
+    if space.builder is not None:  # one build with the defaults: a broken builder stops before any study
+        start_tensorflow(settings["training"].get("threads"))  # before Keras: quietly, with its threads
+        from tuning.search.trial import probe_builder
+
+        probe_builder(space.builder, dataset, int(settings["training"].get("steps_per_execution", 1)))
     # The identity keeps what the command asked (`study.metric: auto`), so the next command that
     # asks the same matches it before any data is read; what `auto` means for this task is
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from tuning.errors import ConfigError
+from tuning.model.builder import model_builder, split_path
 from tuning.model.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.search.space import SearchSpace, check_task, parse_space
 from tuning.search.storage import default_storage_url
@@ -42,12 +43,24 @@ def dataset_name(data: Mapping[str, Any]) -> str:
     return str(data.get("source") or "data")
 
 
-def study_name(data: Mapping[str, Any], engine: Any = "optuna") -> str:
+def study_name(data: Mapping[str, Any], engine: Any = "optuna", model: Any = None) -> str:
     """The default study name: the data set's, with the engine's name after it for any engine
     but Optuna (``plants``, ``plants-keras_tuner``), so two engines on one data set keep
-    separate studies, folders and best.yaml files."""
+    separate studies, folders and best.yaml files; a custom model adds its module's name
+    (``model.build=my_models.build`` on plants: ``plants-my_models``)."""
     name = dataset_name(data)
-    return name if str(engine) in ("optuna", "None", "") else f"{name}-{engine}"
+    name = name if str(engine) in ("optuna", "None", "") else f"{name}-{engine}"
+    if isinstance(model, Mapping) and model.get("name") == "custom":
+        try:
+            build = model.get("build")
+        except MissingMandatoryValue:  # '???': validate() says model.build is required
+            build = None
+        try:
+            module = split_path(str(build))[0].rsplit(".", 1)[-1] if build not in (None, "???") else "custom"
+        except ConfigError:  # a malformed path: validate() names it
+            module = "custom"
+        name = f"{name}-{module}"
+    return name
 
 
 if not OmegaConf.has_resolver("dataset_name"):
@@ -190,7 +203,7 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
             "training.early_stopping.monitor",
             f"{stopping.get('monitor')!r}; allowed: {', '.join(ALL_METRICS)}",
         )
-    return parse_space(cfg["search_space"])
+    return parse_space(cfg["search_space"], builder=model_builder(cfg))
 
 
 def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
@@ -219,7 +232,7 @@ def validate_for_task(cfg: Mapping[str, Any], space: SearchSpace, task: str) -> 
                 key, f"{value!r} is not computed for a {task} task; allowed: auto, {', '.join(allowed)}"
             )
     check_task(space, task)
-    space = parse_space(cfg["search_space"], task)
+    space = parse_space(cfg["search_space"], task, space.builder)
     _check_comparable(cfg["study"]["metric"], space, task)
     return space
 

@@ -15,7 +15,7 @@ from tuning.model.tasks import resolve_loss
 from tuning.redaction import redact
 from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.identity import CONFIG_ATTR
-from tuning.search.space import FixedParams, Hyperparameters, SearchSpace, hyperparameters_from_config
+from tuning.search.space import Hyperparameters, SearchSpace, hyperparameters_from_config
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
     from tuning.data import Dataset
@@ -40,7 +40,10 @@ def best_config(
     """
     out = {k: v for k, v in settings.items() if k != "hydra"}
     fixed = hp.as_config()
-    fixed["loss"] = resolve_loss(hp.loss, task)
+    if hp.builder is None:
+        fixed["loss"] = resolve_loss(hp.loss, task)
+    else:  # the builder's winning values: `tuning train` replays them through it
+        out["model"] = {**out.get("model", {}), "build": hp.builder, "hp": dict(hp.extra)}
     out["search_space"] = fixed
     for section, key in SECRET_KEYS:
         if isinstance(out.get(section), Mapping) and out[section].get(key):
@@ -92,7 +95,7 @@ def export_best(
     stored = study.user_attrs.get(CONFIG_ATTR)
     made_with = dict(stored) if isinstance(stored, Mapping) else settings
     # The resume check made the study's space and this command's the same (or only wider).
-    hp = space.suggest(FixedParams(best.params))
+    hp = space.replay(best.params)
     metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
     value = float(best.value) if best.value is not None else float("nan")
     best_info = {
@@ -117,7 +120,7 @@ def export_best(
         f"{metric}={value:.6g}. Reuse: tuning train study={study.name}\n",
     )
     log.info(f"best trial {best.number}: {metric}={value:.6g}")
-    for key, v in hp.as_config().items():
+    for key, v in (hp.as_params() if hp.builder else hp.as_config()).items():
         log.info(f"  {key}: {v}")
     log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
     return path
@@ -169,8 +172,14 @@ def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             found = "missing" if value is None else f"{value!r}; must be an integer >= {low}"
             raise ConfigError(f"best.{key}", f"{found} {hint}")
+    model: Mapping[str, Any] = cfg["model"] if isinstance(cfg.get("model"), Mapping) else {}
+    custom = model.get("name") == "custom"
     try:
-        return hyperparameters_from_config(cfg["search_space"])
+        return hyperparameters_from_config(
+            cfg["search_space"],
+            builder=str(model.get("build")) if custom else None,
+            extra=model.get("hp") if custom else None,
+        )
     except ConfigError as err:
         raise ConfigError(err.key, f"{err.message} (in {source})") from None
 

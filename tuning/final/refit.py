@@ -88,10 +88,10 @@ def check_columns(dataset: Dataset, hp: Hyperparameters, best: Mapping[str, Any]
         )
     expected = best.get("n_params")
     if isinstance(expected, int) and not isinstance(expected, bool):
-        from tuning.model.fit import fresh_session
+        from tuning.model.fit import fresh_session, trainable_params
         from tuning.search.trial import new_model
 
-        actual = int(new_model(hp, dataset).count_params())
+        actual = trainable_params(new_model(hp, dataset))
         fresh_session()
         if actual != expected:
             raise DataError(
@@ -132,7 +132,12 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
         x = np.concatenate([dataset.x_train, dataset.x_val])
         y = np.concatenate([dataset.y_train, dataset.y_val])
         result = fit_model(
-            model, x, targets(y, hp, dataset), epochs=int(epochs), batch_size=hp.batch_size, patience=None
+            model,
+            x,
+            targets(y, hp, dataset, model),
+            epochs=int(epochs),
+            batch_size=hp.batch_size,
+            patience=None,
         )
     else:
         model, result = run_trial(hp, dataset, training, seed=trial_seed)
@@ -140,7 +145,7 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
     if result.diverged_at is not None:
         raise ConfigError("final", f"the loss became NaN at epoch {result.diverged_at + 1}; nothing saved")
     # The one and only look at the test split.
-    test = evaluate(model, dataset.x_test, targets(dataset.y_test, hp, dataset), hp.batch_size)
+    test = evaluate(model, dataset.x_test, targets(dataset.y_test, hp, dataset, model), hp.batch_size)
     if dataset.target_scaler is not None:  # saved and served in the target's units
         from tuning.model.build import in_target_units
 

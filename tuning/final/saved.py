@@ -56,7 +56,9 @@ def meta(final: FinalModel) -> dict[str, Any]:
             "train": len(data.y_train) + (len(data.y_val) if final.refit else 0),
             "test": len(data.y_test),
         },
-        "hyperparameters": final.hp.as_config(),
+        "hyperparameters": final.hp.as_params() if final.hp.builder else final.hp.as_config(),
+        # model=custom: its module is imported before loading, so the layers it registers exist.
+        "builder": final.hp.builder,
         "metrics": {
             "train": final.result.train,
             "val": final.result.val,
@@ -137,6 +139,8 @@ def load_final(path: str | Path) -> SavedModel:
     for key in ("task", "target", "columns", "class_names"):
         if key not in info:
             raise ConfigError("model", f"{folder / META_FILE} has no '{key}'; train the model again")
+    if info.get("builder"):
+        _import_builder_module(str(info["builder"]))
     model = _load_model(folder / MODEL_FILE)
     preprocessor = _load_preprocessing(folder / PREPROCESSING_FILE)
     return SavedModel(model, preprocessor, info, folder)
@@ -174,6 +178,25 @@ def _load_model(path: Path) -> keras.Model:
     except (ValueError, TypeError, KeyError, OSError) as err:  # a config or weights Keras cannot rebuild
         first = " ".join(str(err).split())[:200] or type(err).__name__
         raise ConfigError("model", f"{path} " + DAMAGED.format(first)) from None
+
+
+def _import_builder_module(builder: str) -> None:
+    """Import a custom model's module: its ``@keras.saving.register_keras_serializable`` layers
+    register themselves there, and Keras needs them to rebuild the saved model."""
+    import importlib
+
+    from tuning.model.builder import on_path, split_path
+
+    on_path()
+    module = split_path(builder)[0]
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(
+            "model",
+            f"the model was built by {builder}; its module '{module}' must be importable from the "
+            f"working directory to load it ({err})",
+        ) from None
 
 
 def _load_preprocessing(path: Path) -> Any:

@@ -134,8 +134,13 @@ def needs_one_hot(loss: str, task: str) -> bool:
     return task == "multiclass" and resolve_loss(loss, task).startswith("categorical_")
 
 
-def in_target_units(model: keras.Model, mean: float, scale: float) -> keras.Sequential:
+def in_target_units(model: keras.Model, mean: float, scale: float) -> keras.Model:
     """The trained regression ``model`` followed by ``y * scale + mean``: predicts in the target's
-    units, for saving and serving. Shares the trained layers; no training configuration."""
+    units, for saving and serving. Shares the trained layers; no training configuration. (A custom
+    model that is not a ``Sequential`` is kept whole, as one layer.)"""
+    if not isinstance(model, keras.Sequential):
+        inputs = keras.Input(shape=model.input_shape[1:])
+        outputs = keras.layers.Rescaling(scale, offset=mean, name="to_target_units")(model(inputs))
+        return keras.Model(inputs, outputs)
     layers = [keras.Input(shape=model.input_shape[1:]), *model.layers]
     return keras.Sequential([*layers, keras.layers.Rescaling(scale, offset=mean, name="to_target_units")])

@@ -171,7 +171,7 @@ def fit_model(
         best_epoch=stopper.best_epoch if stopper is not None and restored else n_epochs - 1,
         epochs_trained=n_epochs,
         early_stopped=bool(stopper is not None and stopper.stopped_epoch > 0),
-        n_params=int(model.count_params()),
+        n_params=trainable_params(model),
         diverged_at=nan_at,
     )
     if nan_at is None:
@@ -181,6 +181,11 @@ def fit_model(
             result.gaps = gaps(result.train, result.val)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def trainable_params(model: keras.Model) -> int:
+    """The weights training updates (a frozen layer's or a BatchNorm statistic are not counted)."""
+    return int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:

@@ -61,6 +61,8 @@ def study_identity(settings: Mapping[str, Any]) -> dict[str, Any]:
     def walk(prefix: str, value: Any) -> None:
         if changeable(prefix):
             return
+        if prefix == "model" and isinstance(value, Mapping) and dict(value) == {"name": "mlp"}:
+            return  # the built-in model: studies made before `model` existed keep their identity
         if isinstance(value, Mapping) and prefix != "" and prefix.startswith("search_space."):
             out[prefix] = _plain(value)
         elif isinstance(value, Mapping):

@@ -15,13 +15,14 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tuning.errors import Terminated, TrialFailed
 from tuning.redaction import redact
 from tuning.search.failures import is_trial_failure
 from tuning.search.record import TrialRecord
-from tuning.search.space import Hyperparameters
+from tuning.search.space import Hyperparameters, Suggester
 
 if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
     from tuning.data import Dataset
@@ -68,6 +69,7 @@ class TrialRunner:
         *,
         callbacks: Sequence[Any] = (),
         passthrough: tuple[type[BaseException], ...] = (),
+        suggester: Suggester | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Train the record's trial; returns its value and the attributes to store with it.
 
@@ -76,11 +78,14 @@ class TrialRunner:
         not finite, an error ``is_trial_failure`` accepts) raises ``TrialFailed`` with the reason
         in ``record.error``; any other error is re-raised (a bug of ours or a lost store). A
         Ctrl-C that TensorFlow's C++ layer turned into another error is raised as the interrupt.
+        ``suggester``: the engine's trial, through which a custom model's builder draws its
+        hyperparameters as it builds; they are added to ``record.hyperparameters`` (``extra``).
         """
         from tuning.model.fit import EpochLog
         from tuning.search.trial import objective_value, run_trial
 
         epoch_log = EpochLog()
+        drawn: dict[str, Any] = {}
         try:
             model, result = run_trial(
                 record.hyperparameters,
@@ -89,6 +94,8 @@ class TrialRunner:
                 seed=record.seed,
                 callbacks=callbacks,
                 epoch_log=epoch_log,
+                suggester=suggester,
+                drawn=drawn,
             )
             del model
             record.result = result
@@ -126,6 +133,8 @@ class TrialRunner:
                 raise TrialFailed(record.error) from err
             raise  # a bug of ours or a lost store: the sweep stops
         finally:
+            if drawn:  # kept for a failed or pruned build too: its params in MLflow
+                record.hyperparameters = replace(record.hyperparameters, extra=drawn)
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
 

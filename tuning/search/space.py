@@ -3,13 +3,15 @@
 Each entry of ``search_space`` is either a dimension (a mapping with ``type``: ``int``,
 ``float`` or ``categorical``) or a fixed value. A setting left out takes its default.
 ``units`` is sampled once per hidden layer (``units_0``, ``units_1``, ...).
+With ``model=custom`` the space holds only the training settings (``CUSTOM_SETTINGS``): the
+user's builder draws the model's own hyperparameters while it builds (``tuning.search.hp``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from tuning.errors import ConfigError
@@ -28,7 +30,11 @@ class Suggester(Protocol):
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """One point of the search space: everything needed to build and fit one model."""
+    """One point of the search space: everything needed to build and fit one model.
+
+    For a custom model (``builder`` set: its dotted path) only ``batch_size`` and ``epochs`` are
+    ours; ``extra`` holds the values the builder drew (its hp names), empty until it has built.
+    """
 
     units: tuple[int, ...] = (32,)
     activation: str = "relu"
@@ -38,19 +44,28 @@ class Hyperparameters:
     epochs: int = 50
     optimizer: str = "adam"
     loss: str = "auto"
+    builder: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:
         return len(self.units)
 
     def as_config(self) -> dict[str, Any]:
-        """The fixed search space that reproduces this point (as written to best.yaml)."""
+        """The fixed search space that reproduces this point (as written to best.yaml); for a
+        custom model, the training settings only (its builder's values are ``extra``)."""
+        if self.builder is not None:
+            return {"batch_size": self.batch_size, "epochs": self.epochs}
         values = asdict(self)
+        del values["builder"], values["extra"]
         values["units"] = list(self.units)
         return {"n_layers": self.n_layers, **values}
 
     def as_params(self) -> dict[str, Any]:
-        """Flat names, one per layer for units: the names the study and MLflow use."""
+        """Flat names, one per layer for units: the names the study and MLflow use; a custom
+        model's are the training settings and its builder's own hp names."""
+        if self.builder is not None:
+            return {**self.as_config(), **self.extra}
         flat = {k: v for k, v in self.as_config().items() if k != "units"}
         flat.update({f"units_{i}": u for i, u in enumerate(self.units)})
         return flat
@@ -97,6 +112,9 @@ SETTINGS: dict[str, Setting] = {
 
 DIMENSION_TYPES = ("int", "float", "categorical")
 
+# What the search space holds for a custom model: how each trial trains. Its builder draws the rest.
+CUSTOM_SETTINGS = ("batch_size", "epochs")
+
 
 # --- dimensions ----------------------------------------------------------------------------
 
@@ -132,10 +150,15 @@ class SearchSpace:
 
     dimensions: dict[str, Dimension] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    builder: str | None = None  # model=custom: the builder's path
 
     def suggest(self, trial: Suggester) -> Hyperparameters:
-        """Sample one point: every dimension through ``trial``, fixed values as they are."""
+        """Sample one point: every dimension through ``trial``, fixed values as they are.
+        (A custom model's own values are drawn later, while it builds.)"""
         values: dict[str, Any] = {}
+        if self.builder is not None:
+            values = {name: dim.suggest(trial, name) for name, dim in self.dimensions.items()}
+            return Hyperparameters(**values, **self.fixed, builder=self.builder)
         for name, dim in self.dimensions.items():
             if name != "units":
                 values[name] = dim.suggest(trial, name)
@@ -147,6 +170,15 @@ class SearchSpace:
             units = _fixed_units(self.fixed.get("units", Hyperparameters.units[0]), n_layers)
         return Hyperparameters(units=tuple(int(u) for u in units), **values)
 
+    def replay(self, params: Mapping[str, Any]) -> Hyperparameters:
+        """A stored trial's point from its parameters; for a custom model, the parameters that are
+        not the space's own are its builder's values."""
+        hp = self.suggest(FixedParams(params))
+        if self.builder is None:
+            return hp
+        extra = {k: v for k, v in params.items() if k not in self.dimensions}
+        return replace(hp, extra=extra)
+
     def describe(self) -> list[str]:
         """Human-readable lines, one per setting."""
         lines = []
@@ -157,6 +189,8 @@ class SearchSpace:
                 extra = (", log" if dim.log else "") + (f", step {dim.step}" if dim.step else "")
                 lines.append(f"{name}: {dim.type} in [{dim.low}, {dim.high}]{extra}")
         lines += [f"{name}: {value} (fixed)" for name, value in self.fixed.items()]
+        if self.builder is not None:
+            lines.append(f"the model's own hyperparameters: drawn by {self.builder} as it builds")
         return lines
 
 
@@ -174,12 +208,15 @@ def _fixed_units(units: Any, n_layers: int) -> list[int]:
 # --- parsing and validation ----------------------------------------------------------------
 
 
-def parse_space(config: Mapping[str, Any], task: str | None = None) -> SearchSpace:
+def parse_space(
+    config: Mapping[str, Any], task: str | None = None, builder: str | None = None
+) -> SearchSpace:
     """Validate the ``search_space`` config and build the SearchSpace.
 
     Args:
         config: the ``search_space`` mapping (plain dict or DictConfig).
         task: when given, losses are checked against it and ``choices: auto`` is expanded.
+        builder: model=custom's ``model.build``: only ``CUSTOM_SETTINGS`` are allowed.
 
     Raises:
         ConfigError: naming the key, the value and what is allowed.
@@ -188,6 +225,12 @@ def parse_space(config: Mapping[str, Any], task: str | None = None) -> SearchSpa
     fixed: dict[str, Any] = {}
     for name, entry in config.items():
         key = f"search_space.{name}"
+        if builder is not None and name not in CUSTOM_SETTINGS:
+            raise ConfigError(
+                key,
+                f"not a setting of model=custom (its builder draws the model's hyperparameters); "
+                f"allowed: {', '.join(CUSTOM_SETTINGS)}",
+            )
         if name not in SETTINGS:
             raise ConfigError(key, f"unknown setting; allowed: {', '.join(SETTINGS)}")
         if isinstance(entry, Mapping):
@@ -199,7 +242,7 @@ def parse_space(config: Mapping[str, Any], task: str | None = None) -> SearchSpa
         else:
             fixed[name] = _check_fixed(key, name, entry)
     _check_units(fixed, dims)
-    space = SearchSpace(dims, fixed)
+    space = SearchSpace(dims, fixed, builder)
     if task is not None:
         check_task(space, task)
     return space
@@ -313,17 +356,25 @@ def _check_units(fixed: Mapping[str, Any], dims: Mapping[str, Dimension]) -> Non
         )
 
 
-def hyperparameters_from_config(config: Mapping[str, Any], task: str | None = None) -> Hyperparameters:
-    """A fully fixed search space (as in best.yaml) as Hyperparameters.
+def hyperparameters_from_config(
+    config: Mapping[str, Any],
+    task: str | None = None,
+    *,
+    builder: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Hyperparameters:
+    """A fully fixed search space (as in best.yaml) as Hyperparameters; ``builder`` and ``extra``
+    (its stored values) for a custom model.
 
     Raises:
         ConfigError: if a setting is still a dimension to search.
     """
-    space = parse_space(config, task)
+    space = parse_space(config, task, builder)
     if space.dimensions:
         name = next(iter(space.dimensions))
         raise ConfigError(f"search_space.{name}", "is a dimension to search; a fixed value is needed here")
-    return space.suggest(_NoSampling())
+    hp = space.suggest(_NoSampling())
+    return replace(hp, extra=dict(extra or {})) if builder is not None else hp
 
 
 class _NoSampling:

@@ -13,7 +13,7 @@ from tuning.data import Dataset
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.model.tasks import resolve_metric
-from tuning.search.space import Hyperparameters
+from tuning.search.space import CUSTOM_SETTINGS, FixedParams, Hyperparameters, Suggester
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
@@ -21,17 +21,53 @@ def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
     return min(hp.epochs, max_epochs) if max_epochs else hp.epochs
 
 
-def targets(y: np.ndarray, hp: Hyperparameters, dataset: Dataset) -> np.ndarray:
+def targets(
+    y: np.ndarray, hp: Hyperparameters, dataset: Dataset, model: keras.Model | None = None
+) -> np.ndarray:
     """What the model trains on: class indices, one-hot rows when the loss is a (non-sparse)
-    categorical one, or the standardized regression target."""
-    if needs_one_hot(hp.loss, dataset.task):
+    categorical one, or the standardized regression target. A custom model's loss is read
+    from ``model`` itself."""
+    if hp.builder is not None:
+        from tuning.model.custom import one_hot_labels
+
+        if model is None:
+            raise ValueError("targets() of a custom model needs the model")
+        one_hot = one_hot_labels(model, dataset.task)
+    else:
+        one_hot = needs_one_hot(hp.loss, dataset.task)
+    if one_hot:
         return keras.utils.to_categorical(y, dataset.n_classes).astype(np.float32)
     if dataset.target_scaler is not None:
         return dataset.target_scaler.transform(y.reshape(-1, 1)).reshape(-1).astype(np.float32)
     return y
 
 
-def new_model(hp: Hyperparameters, dataset: Dataset, steps_per_execution: int = 1) -> keras.Model:
+def new_model(
+    hp: Hyperparameters,
+    dataset: Dataset,
+    steps_per_execution: int = 1,
+    *,
+    suggester: Suggester | None = None,
+    drawn: dict[str, Any] | None = None,
+) -> keras.Model:
+    """The MLP of ``hp``, or for a custom model its builder's model: its hyperparameters drawn
+    through ``suggester`` (the engine's trial) or, without one, replayed from ``hp.extra``.
+    ``drawn`` receives the builder's values even when the build fails."""
+    if hp.builder is not None:
+        from tuning.model.builder import load_builder
+        from tuning.model.custom import build_custom
+        from tuning.search.hp import HyperParameters
+
+        values = HyperParameters(
+            suggester if suggester is not None else FixedParams(hp.extra),
+            builder=hp.builder,
+            reserved=CUSTOM_SETTINGS,
+        )
+        try:
+            return build_custom(load_builder(hp.builder), values, dataset, steps_per_execution)
+        finally:
+            if drawn is not None:
+                drawn.update(values.sampled)
     return build_model(
         dataset.n_features,
         dataset.task,
@@ -47,6 +83,27 @@ def new_model(hp: Hyperparameters, dataset: Dataset, steps_per_execution: int = 
     )
 
 
+def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) -> dict[str, Any]:
+    """Build a custom model once with its hyperparameters' defaults, before any study exists:
+    an unimportable builder, one that raises, returns no compiled ``keras.Model`` or a model
+    whose output does not fit the task is one ``ConfigError`` line. Returns the values it drew."""
+    from tuning.errors import ConfigError, TrialFailed
+    from tuning.model.builder import load_builder
+    from tuning.model.custom import build_custom
+    from tuning.search.hp import HyperParameters
+
+    loaded = load_builder(builder)
+    values = HyperParameters(None, builder=builder, reserved=CUSTOM_SETTINGS)
+    fresh_session()
+    try:
+        build_custom(loaded, values, dataset, steps_per_execution)
+    except TrialFailed as err:
+        raise ConfigError("model.build", f"{err} (with each hp's default: {values.values})") from None
+    finally:
+        fresh_session()
+    return dict(values.values)
+
+
 def run_trial(
     hp: Hyperparameters,
     dataset: Dataset,
@@ -55,6 +112,8 @@ def run_trial(
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     epoch_log: EpochLog | None = None,
+    suggester: Suggester | None = None,
+    drawn: dict[str, Any] | None = None,
 ) -> tuple[keras.Model, FitResult]:
     """Build a fresh model for ``hp`` and fit it on train, early-stopping on validation.
 
@@ -64,16 +123,19 @@ def run_trial(
         seed: seeds weights, dropout and shuffling for this trial.
         callbacks: extra Keras callbacks (e.g. the engine's pruning callback).
         epoch_log: collects epoch logs even if a callback aborts the fit.
+        suggester, drawn: a custom model's hyperparameters, drawn while it builds (``new_model``).
     """
     fresh_session()
     seed_everything(seed, bool(training.get("deterministic", True)))
     stopping = training["early_stopping"]
-    model = new_model(hp, dataset, int(training.get("steps_per_execution", 1)))
+    model = new_model(
+        hp, dataset, int(training.get("steps_per_execution", 1)), suggester=suggester, drawn=drawn
+    )
     result = fit_model(
         model,
         dataset.x_train,
-        targets(dataset.y_train, hp, dataset),
-        validation=(dataset.x_val, targets(dataset.y_val, hp, dataset)),
+        targets(dataset.y_train, hp, dataset, model),
+        validation=(dataset.x_val, targets(dataset.y_val, hp, dataset, model)),
         epochs=effective_epochs(hp, training.get("max_epochs")),
         batch_size=hp.batch_size,
         monitor=resolve_metric(str(stopping["monitor"]), dataset.task),

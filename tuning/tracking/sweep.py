@@ -186,14 +186,13 @@ class MlflowSweepTracker:
         """Child runs for ended trials that have none (the sweep stopped before logging them, or
         tracking was off); then the parent's counts and best. Returns the trial numbers."""
         from tuning.search.record import TrialRecord
-        from tuning.search.space import FixedParams
 
         done = []
         for t in study.trials:
             if t.state not in ("COMPLETE", "PRUNED", "FAIL") or t.number in self.children:
                 continue
             try:
-                hp = space.suggest(FixedParams(t.params))
+                hp = space.replay(t.params)
             except (ValueError, KeyError):  # a trial that failed before its parameters were sampled
                 continue
             start = t.start_time if t.start_time is not None else time.time()

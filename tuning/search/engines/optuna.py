@@ -121,6 +121,7 @@ class Objective:
                 record,
                 callbacks=[KerasPruningCallback(trial, self.runner.metric)],
                 passthrough=(optuna.TrialPruned,),
+                suggester=trial,  # a custom model's builder draws its values as it builds
             )
         except optuna.TrialPruned:
             trial.set_user_attr("epochs_trained", len(record.history.get("loss", [])))
