@@ -106,7 +106,9 @@ def _trial(trial: Mapping[str, Any], side: Mapping[str, Any]) -> TrialSummary:
         user_attrs=attrs,
         seconds=side.get("seconds"),
         start_time=side.get("start_time"),
-        intermediate_values={int(k): float(v) for k, v in (side.get("intermediate_values") or {}).items()},
+        intermediate_values={
+            int(k): float(v) for k, v in (side.get("intermediate_values") or {}).items() if v is not None
+        },
     )
 
 

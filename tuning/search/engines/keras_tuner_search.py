@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import io
 import logging
 import sys
@@ -187,6 +188,15 @@ class RunnerTuner(BaseTuner):
         )
 
 
+def _quiet_failures() -> None:
+    """KerasTuner prints the traceback of every failed trial to stderr while its module-level
+    ``DEBUG`` switch is on (the default; there is no public setter). Our progress line gives the
+    reason and tuning.json keeps the traceback, so the terminal stays one line per trial."""
+    config = importlib.import_module("keras_tuner.src.config")
+    if hasattr(config, "DEBUG"):
+        config.DEBUG = False
+
+
 def search(
     engine: KerasTunerEngine,
     runner: TrialRunner,
@@ -198,6 +208,7 @@ def search(
 ) -> None:
     """Run KerasTuner's search until ``n_trials`` trials are finished (see the module's docstring)."""
     streak = FailureStreak(max_consecutive_failures)
+    _quiet_failures()
     tuner = RunnerTuner(
         engine, runner, n_trials=n_trials, timeout=timeout, observers=observers, streak=streak
     )
