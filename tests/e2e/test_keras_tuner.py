@@ -182,3 +182,36 @@ def test_both_engines_log_to_one_mlflow_experiment_and_train_uses_best_yaml(in_t
     final = client.search_runs([exp.experiment_id], "attributes.run_name = 'final'")
     assert len(final) == 1 and final[0].data.tags["tuning.study"] == STUDY
     assert Path(f"experiments/{STUDY}/final/model.keras").is_file()
+
+
+def test_ctrl_c_leaves_the_trial_running_and_a_rerun_trains_it_under_its_own_number(in_tmp):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [*TINY, "engine=keras_tuner", "engine.algorithm=random", "study.n_trials=2",
+            "training.max_epochs=60", "search_space.epochs=60"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuning", "sweep", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    sidecar = PROJECT / "trial_0001" / "tuning.json"
+    deadline = time.monotonic() + 300
+    while not sidecar.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # trial 1 is training
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    interrupted = study().trials
+    assert [t.state for t in interrupted] == ["COMPLETE", "RUNNING"], out
+    assert interrupted[1].user_attrs.get("interrupted") is True
+
+    assert cli(["sweep", *args]) == 0
+    resumed = study().trials
+    assert [(t.number, t.state) for t in resumed] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    assert resumed[1].params == interrupted[1].params, "the same parameters, trained again"
+    assert resumed[0].value == interrupted[0].value
