@@ -124,19 +124,25 @@ def test_failed_trials_are_fail_and_too_many_in_a_row_stop_the_sweep(in_tmp, cap
     assert not Path(f"experiments/{STUDY}/best.yaml").exists()
 
 
-def test_a_bug_of_ours_stops_the_sweep_and_is_not_a_failed_trial(in_tmp, monkeypatch):
+@pytest.mark.parametrize("where", ["training", "sampling"])
+def test_a_bug_of_ours_stops_the_sweep_and_is_not_a_failed_trial(in_tmp, monkeypatch, where):
     import tuning.search.trial
     from tuning.commands.sweep import run
+    from tuning.search.runner import TrialRunner
 
-    def broken(result, metric):
+    def broken(*args, **kwargs):
         raise KeyError("units_7")
 
-    monkeypatch.setattr(tuning.search.trial, "objective_value", broken)
+    if where == "training":
+        monkeypatch.setattr(tuning.search.trial, "objective_value", broken)
+    else:  # before the trial trains: KerasTuner would call any error there a failed trial
+        monkeypatch.setattr(TrialRunner, "start", broken)
     with pytest.raises(KeyError, match="units_7"):
         run(settings("engine=keras_tuner", "engine.algorithm=random"))
-    trials = study().trials
+    kt_trials = [json.loads(p.read_text()) for p in sorted(PROJECT.glob("trial_*/trial.json"))]
     # KerasTuner did not record it as failed: the trial stays to be run again once the bug is fixed.
-    assert [t.state for t in trials] == ["RUNNING"]
+    assert [k["status"] for k in kt_trials] == ["RUNNING"]
+    assert [t.state for t in study().trials] == ["RUNNING"]
 
 
 def test_both_engines_log_to_one_mlflow_experiment_and_train_uses_best_yaml(in_tmp):

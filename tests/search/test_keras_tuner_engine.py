@@ -142,3 +142,16 @@ def test_checking_a_keras_tuner_config_imports_neither_keras_tuner_nor_tensorflo
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt):
+    from tuning.search.engines.keras_tuner_search import only_worker
+
+    first = engine()
+    with only_worker(first):
+        with pytest.raises(ConfigError) as err, only_worker(engine()):
+            pass
+        assert err.value.key == "study.name"
+        assert err.value.message.startswith("'plants-keras_tuner' is being searched by another process")
+    with only_worker(engine()):  # released when the first ends
+        pass

@@ -18,13 +18,13 @@ import io
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
-from tuning.errors import TrialFailed
+from tuning.errors import ConfigError, TrialFailed
 from tuning.redaction import redact
 from tuning.results.keras_tuner_files import sidecar_path, write_json
 from tuning.search.engines.base import FailureStreak, TrialObserver
@@ -119,6 +119,31 @@ class RunnerTuner(BaseTuner):
             raise _Done()
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        number = int(trial.trial_id)
+        try:
+            record = self._start(trial, number)
+            value, attrs = self.runner.train(record)
+        except TrialFailed as err:
+            self.attrs[number] = self.runner.failure_attrs(self.runner.records[number], err)
+            # from None: KerasTuner keeps the traceback text in trial.json; ours stays in tuning.json.
+            raise kt.errors.FailedTrialError(redact(str(err))) from None
+        except KeyboardInterrupt as err:
+            interrupted = self.runner.records.get(number)
+            if interrupted is not None:  # KerasTuner runs it again on resume (see keras_tuner_files)
+                attrs = {**self.runner.describe(interrupted), **self.runner.failure_attrs(interrupted, err)}
+                self._write(trial, interrupted, attrs)
+            raise
+        except Exception as err:
+            # A bug of ours or a lost store, wherever in the trial: KerasTuner would record any
+            # other exception as a failed trial and go on, so it gets a FatalError, and the
+            # search raises this error again.
+            self.fatal = err
+            raise kt.errors.FatalError(f"{type(err).__name__}: {redact(str(err))}") from None
+        self.attrs[number] = {**self.runner.describe(record), **attrs}
+        return {self.runner.metric: value}
+
+    def _start(self, trial: Any, number: int) -> TrialRecord:
+        """The trial's point as our Hyperparameters, its record started and its sidecar written."""
         values = trial.hyperparameters
         hp = self.engine.space.suggest(KerasTunerSuggester(values, self.engine.space))  # type: ignore[union-attr]
         budget = values.values.get("tuner/epochs")
@@ -131,25 +156,9 @@ class RunnerTuner(BaseTuner):
             # not the restored best ones, and no optimizer state), at the cost of the earlier
             # trial's epochs trained again.
             hp = dataclasses.replace(hp, epochs=min(hp.epochs, int(budget)))
-        number = int(trial.trial_id)
         record = self.runner.start(number, hp)
         self._write(trial, record, self.runner.describe(record))
-        try:
-            value, attrs = self.runner.train(record)
-        except TrialFailed as err:
-            self.attrs[number] = self.runner.failure_attrs(record, err)
-            # from None: KerasTuner keeps the traceback text in trial.json; ours stays in tuning.json.
-            raise kt.errors.FailedTrialError(redact(str(err))) from None
-        except KeyboardInterrupt as err:
-            self._write(
-                trial, record, {**self.runner.describe(record), **self.runner.failure_attrs(record, err)}
-            )
-            raise
-        except Exception as err:  # a bug of ours or a lost store: KerasTuner must not record a FAIL
-            self.fatal = err
-            raise kt.errors.FatalError(f"{type(err).__name__}: {redact(str(err))}") from None
-        self.attrs[number] = {**self.runner.describe(record), **attrs}
-        return {self.runner.metric: value}
+        return record
 
     def on_trial_end(self, trial: Any) -> None:
         number = int(trial.trial_id)
@@ -197,6 +206,32 @@ def _quiet_failures() -> None:
         config.DEBUG = False
 
 
+@contextlib.contextmanager
+def only_worker(engine: KerasTunerEngine) -> Iterator[None]:
+    """Hold the study's lock file while trials run: KerasTuner's files are written by one
+    process, and a second one on the same study would overwrite the first's oracle state."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock, no check
+        yield
+        return
+    path = engine.folder / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "study.name",
+                f"'{engine.study_config['name']}' is being searched by another process; engine=keras_tuner "
+                "runs one worker per study (engine=optuna runs many): wait for it, or use another study.name",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def search(
     engine: KerasTunerEngine,
     runner: TrialRunner,
@@ -209,16 +244,17 @@ def search(
     """Run KerasTuner's search until ``n_trials`` trials are finished (see the module's docstring)."""
     streak = FailureStreak(max_consecutive_failures)
     _quiet_failures()
-    tuner = RunnerTuner(
-        engine, runner, n_trials=n_trials, timeout=timeout, observers=observers, streak=streak
-    )
-    try:
-        with noting_interrupts(runner):
-            tuner.search(verbose=0)
-    except _Done:
-        pass
-    except kt.errors.FatalError:
-        if tuner.fatal is None:  # KerasTuner's own fatal error
-            raise
-        raise tuner.fatal from None
+    with only_worker(engine):
+        tuner = RunnerTuner(
+            engine, runner, n_trials=n_trials, timeout=timeout, observers=observers, streak=streak
+        )
+        try:
+            with noting_interrupts(runner):
+                tuner.search(verbose=0)
+        except _Done:
+            pass
+        except kt.errors.FatalError:
+            if tuner.fatal is None:  # KerasTuner's own fatal error
+                raise
+            raise tuner.fatal from None
     streak.check()
