@@ -1,4 +1,5 @@
-"""`tuning report [STUDY]`: a study's trials sorted by the objective, from its Optuna storage."""
+"""`tuning report [STUDY]`: a study's trials sorted by the objective, from its Optuna storage or
+its KerasTuner folder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
+from tuning.results import keras_tuner_files
 from tuning.results import optuna_sqlite as study_file
 from tuning.results.summary import StudySummary, counts_line
 from tuning.results.table import failure_lines, format_table, trials_table, write_csv
@@ -26,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def local_studies(root: Path) -> list[str]:
-    """Studies with embedded storage under ``root`` (folder names holding optuna.db)."""
-    return sorted(p.parent.name for p in root.glob("*/optuna.db"))
+    """Studies with embedded storage under ``root``: folders holding optuna.db or a KerasTuner study."""
+    optuna_studies = {p.parent.name for p in root.glob("*/optuna.db")}
+    return sorted(optuna_studies | set(keras_tuner_files.local_studies(root)))
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -80,6 +83,9 @@ def main(args: Sequence[str]) -> int:
         if name is None and len(names) == 1:
             name = names[0]
         url = default_storage_url(root / name) if name in names else ""
+        project = keras_tuner_files.project_folder(root / str(name))
+        if name in names and not (root / str(name) / "optuna.db").is_file():
+            url = str(project)  # a KerasTuner study: its folder is its storage
     if name is None or name not in names:
         where = redact(url) if opts.storage else f"{root}/"
         found = ", ".join(names) if names else "none"
@@ -87,7 +93,8 @@ def main(args: Sequence[str]) -> int:
         print(f"error: study: {what} in {where}; studies: {found}", file=sys.stderr)
         return 2
     try:
-        study = load_summary(url, name)
+        kt_study = None if opts.storage else keras_tuner_files.read_project(Path(url), name)
+        study = kt_study if kt_study is not None else load_summary(url, name)
     except Exception as err:  # e.g. a database written by a newer Optuna
         print(
             f"error: study: cannot read '{name}' in {redact(url)}: {first_line(err)}",

@@ -58,6 +58,9 @@ def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[S
         space = validate_for_task(settings, space, task)
     if reach_server:
         check_identity(settings)
+        from tuning.search.identity import study_identity
+
+        engine.check_resume(study_identity(settings))
     return space, engine
 
 
@@ -172,7 +175,6 @@ def _search(
     """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
     Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
     from tuning.final.best import export_best
-    from tuning.redaction import redact
     from tuning.results.summary import counts_line
     from tuning.results.table import failure_lines, format_table, trials_table
     from tuning.search.progress import Progress
@@ -185,7 +187,7 @@ def _search(
         tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
     done = summary.finished_count()
     log.info(dataset.summary())
-    log.info(f"study '{summary.name}' in {redact(url)}: {done}/{n_trials} trials finished")
+    log.info(f"study '{summary.name}' in {engine.location()}: {done}/{n_trials} trials finished")
     log.info(
         f"{summary.direction} {study_cfg['metric']}; {engine.describe()}; search space: "
         + "; ".join(space.describe())

@@ -41,6 +41,11 @@ def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) ->
     curves = tracking.get("learning_curves", 4)
     if not isinstance(curves, int) or isinstance(curves, bool) or curves < 0:
         raise ConfigError("tracking.learning_curves", f"{curves!r}; must be an integer >= 0")
+    experiment = tracking.get("experiment")
+    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+        raise ConfigError(
+            "tracking.experiment", f"{experiment!r}; must be an experiment name, or null for the study's name"
+        )
     uri = tracking_uri(tracking, settings["paths"]["root"])
     if uri is not None and reach_server and is_server(uri):
         connect(uri)
@@ -54,6 +59,13 @@ class Tracking:
     uri: str
     client: Any
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def experiment_name(tracking: Mapping[str, Any], study: str) -> str:
+    """The MLflow experiment a study logs to: ``tracking.experiment``, else the study's name.
+    Several studies (e.g. one per engine) may share one; their runs are told apart by the tag
+    ``tuning.study``."""
+    return str(tracking.get("experiment") or study)
 
 
 def connect_tracking(settings: Mapping[str, Any]) -> Tracking | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuning.logs import stderr_to_log
 from tuning.redaction import redact
-from tuning.tracking.client import artifact_location, connect_tracking, experiment_id
+from tuning.tracking.client import artifact_location, connect_tracking, experiment_id, experiment_name
 
 if TYPE_CHECKING:
     from tuning.final.refit import FinalModel
@@ -38,7 +38,8 @@ def open_final_tracking(settings: Mapping[str, Any]) -> FinalTracker | None:
     if tracking is None:
         return None
     study = str(settings["study"]["name"])
-    experiment = experiment_id(tracking.client, study, artifact_location(tracking.uri))
+    name = experiment_name(settings.get("tracking") or {}, study)
+    experiment = experiment_id(tracking.client, name, artifact_location(tracking.uri))
     return FinalTracker(tracking.uri, tracking.client, study, experiment)
 
 
@@ -108,7 +109,7 @@ class FinalTracker:
         meta_path = folder / META_FILE
         write_json(meta_path, {**json.loads(meta_path.read_text()), "mlflow": ids})
         log.info(
-            f"MLflow: run 'final' {run_id} in experiment '{self.study}' ({redact(self.uri)}); model registered as "
+            f"MLflow: run 'final' {run_id} of study '{self.study}' in experiment {self.experiment_id} ({redact(self.uri)}); model registered as "
             f"'{self.study}' version {version} ({ids['model_uri']}), alias {ALIAS}: models:/{self.study}@{ALIAS}"
         )
         return ids

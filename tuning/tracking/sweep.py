@@ -1,6 +1,7 @@
 """The sweep's MLflow observer: one parent run per study, one child run per trial, values in batches.
 
-Layout in the store: an experiment named after the study; in it a parent run (tags
+Layout in the store: an experiment named after the study (or ``tracking.experiment``, which
+several studies may share); in it a parent run (tags
 ``tuning.study=<name>``, ``tuning.role=sweep``) found again when the study resumes; under it a
 child run ``trial-0007`` per finished trial (tag ``mlflow.parentRunId``), written once the trial
 has ended, with its real start and end times.
@@ -27,7 +28,14 @@ from tuning.redaction import first_line, redact
 from tuning.results.summary import StudySummary, TrialSummary, state_counts
 from tuning.results.table import Table, trials_table, write_csv
 from tuning.tracking.artifacts import write_config, write_history_plot, write_learning_curves
-from tuning.tracking.client import Tracking, artifact_location, experiment_id, is_server, ui_command
+from tuning.tracking.client import (
+    Tracking,
+    artifact_location,
+    experiment_id,
+    experiment_name,
+    is_server,
+    ui_command,
+)
 from tuning.tracking.content import (
     BEST_PREFIX,
     BEST_TAG,
@@ -125,7 +133,8 @@ class MlflowSweepTracker:
         storage_url: str,
     ) -> MlflowSweepTracker:
         client, name = tracking.client, study.name
-        exp = experiment_id(client, name, artifact_location(tracking.uri))
+        experiment = experiment_name(tracking.options, name)
+        exp = experiment_id(client, experiment, artifact_location(tracking.uri))
         where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{name}'"
         found = client.search_runs([exp], where, max_results=1, order_by=["attributes.start_time ASC"])
         tags = parent_tags(settings, study, storage_url)
@@ -136,7 +145,7 @@ class MlflowSweepTracker:
             params = {k: v for k, v in params.items() if k not in run.data.params}  # params never change
             # What the study was made with stays; this command is recorded as its own entry below.
             tags = {k: v for k, v in tags.items() if k not in run.data.tags}
-            log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{name}'")
+            log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{experiment}'")
         else:
             run = _own_or_first_parent(
                 client, exp, where, client.create_run(exp, run_name="sweep", tags=tags)
@@ -155,8 +164,10 @@ class MlflowSweepTracker:
         tracker.invocation_start = invocation_text(settings, study, started=time.time())
         tracker.trials_before = len(study.trials)
         tracker._log(run.info.run_id, params=params, tags=tags)
-        # The experiments list and the experiment's page say what the study is.
-        client.set_experiment_tag(exp, "mlflow.note.content", experiment_description(settings, study))
+        # The experiments list and the experiment's page say what the study is (a shared
+        # experiment holds several studies: each parent run says what its own is).
+        if experiment == name:
+            client.set_experiment_tag(exp, "mlflow.note.content", experiment_description(settings, study))
         tracker._claim_invocation()
         return tracker
 

@@ -72,6 +72,11 @@ class Engine(ABC):
     def summary(self) -> StudySummary:
         """Every trial of the study as engine-neutral records, with the engine's best."""
 
+    def check_resume(self, identity: Mapping[str, Any]) -> None:
+        """Refuse, before anything is written, a resume the engine's stored study would refuse
+        (``StudyMismatch`` / ``ConfigError``); engines whose store is checked elsewhere do nothing."""
+        return None
+
     def creation_config(self) -> dict[str, Any] | None:
         """The (redacted) config of the command that made the study, when it was kept."""
         config = self.summary().user_attrs.get("config")
@@ -84,6 +89,10 @@ class Engine(ABC):
     def describe(self) -> str:
         """One line for the log: the algorithm and its main options."""
         return self.name
+
+    def location(self) -> str:
+        """Where the study is kept, for the log (credentials redacted)."""
+        return "its storage"
 
 
 class TooManyFailures(StudyStopped):

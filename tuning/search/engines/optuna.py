@@ -189,6 +189,11 @@ class OptunaEngine(Engine):
     def describe(self) -> str:
         return f"optuna: sampler {self.sampler_config.get('name')}, pruner {self.pruner_config.get('name')}"
 
+    def location(self) -> str:
+        from tuning.redaction import redact
+
+        return redact(self.url)
+
     def open(
         self,
         space: SearchSpace,
