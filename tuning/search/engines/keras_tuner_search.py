@@ -145,7 +145,10 @@ class RunnerTuner(BaseTuner):
     def _start(self, trial: Any, number: int) -> TrialRecord:
         """The trial's point as our Hyperparameters, its record started and its sidecar written."""
         values = trial.hyperparameters
-        hp = self.engine.space.suggest(KerasTunerSuggester(values, self.engine.space))  # type: ignore[union-attr]
+        space = self.engine.space
+        if space is None:
+            raise RuntimeError("KerasTunerEngine.open() was not called")
+        hp = space.suggest(KerasTunerSuggester(values, space))
         budget = values.values.get("tuner/epochs")
         if budget:
             # Hyperband's budget caps the epochs (and the record says so, so best.yaml is what
@@ -201,7 +204,7 @@ def _quiet_failures() -> None:
     """KerasTuner prints the traceback of every failed trial to stderr while its module-level
     ``DEBUG`` switch is on (the default; there is no public setter). Our progress line gives the
     reason and tuning.json keeps the traceback, so the terminal stays one line per trial."""
-    config = importlib.import_module("keras_tuner.src.config")
+    config: Any = importlib.import_module("keras_tuner.src.config")
     if hasattr(config, "DEBUG"):
         config.DEBUG = False
 

@@ -192,7 +192,7 @@ class OptunaEngine(Engine):
     def location(self) -> str:
         from tuning.redaction import redact
 
-        return redact(self.url)
+        return redact(self.url) or ""
 
     def open(
         self,
