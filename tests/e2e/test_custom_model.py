@@ -81,7 +81,8 @@ def test_a_keras_tuner_style_builder_sweeps_tracks_resumes_trains_and_predicts(i
         assert t.user_attrs["n_params"] == sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
 
     # MLflow: one child run per trial, its params named as the builder's hp names.
-    client = MlflowClient(tracking_uri="sqlite:///experiments/mlflow.db")
+    # Absolute: MLflow caches its store per URI, and a relative one would reach an earlier test's file.
+    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp}/experiments/mlflow.db")
     experiment = client.get_experiment_by_name("plants-kt_models")
     runs = client.search_runs([experiment.experiment_id])
     children = {int(r.data.params["seed"]) - 42: r for r in runs if "mlflow.parentRunId" in r.data.tags}
@@ -278,7 +279,8 @@ def test_trials_run_without_tracking_are_backfilled_with_the_builders_param_name
     study = optuna.load_study(
         study_name="plants-late_models", storage="sqlite:///experiments/plants-late_models/optuna.db"
     )
-    client = MlflowClient(tracking_uri="sqlite:///experiments/mlflow.db")
+    # Absolute: MLflow caches its store per URI, and a relative one would reach an earlier test's file.
+    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp}/experiments/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("plants-late_models").experiment_id])
     children = {
         int(r.data.params["seed"]) - 42: r.data.params for r in runs if "mlflow.parentRunId" in r.data.tags
