@@ -41,8 +41,11 @@ class TrialRunner:
         metric: str,
         direction: str,
         seed: int,
+        folds: int | None = None,
     ) -> None:
         self.dataset = dataset
+        self.folds = folds  # cv.folds: each trial's value is the mean over k folds (search/cv.py)
+        self._fold_data: list[Dataset] | None = None
         self.training = training
         self.metric = metric
         self.direction = direction
@@ -81,17 +84,22 @@ class TrialRunner:
         from tuning.search.trial import objective_value, run_trial
 
         epoch_log = EpochLog()
+        extras: dict[str, Any] = {}
         try:
-            model, result = run_trial(
-                record.hyperparameters,
-                self.dataset,
-                self.training,
-                seed=record.seed,
-                callbacks=callbacks,
-                epoch_log=epoch_log,
-            )
-            del model
+            if self.folds:
+                result, extras = self._cross_validate(record, callbacks, epoch_log)
+            else:
+                model, result = run_trial(
+                    record.hyperparameters,
+                    self.dataset,
+                    self.training,
+                    seed=record.seed,
+                    callbacks=callbacks,
+                    epoch_log=epoch_log,
+                )
+                del model
             record.result = result
+            record.extras = extras
             if result.diverged_at is not None:
                 raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
             value = objective_value(result, self.metric)
@@ -107,6 +115,7 @@ class TrialRunner:
                 **{f"train_{k}": v for k, v in result.train.items()},
                 **{f"val_{k}": v for k, v in result.val.items()},
                 **result.gaps,
+                **extras,
             }
             return value, attrs
         except KeyboardInterrupt:
@@ -128,6 +137,24 @@ class TrialRunner:
         finally:
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
+
+    def _cross_validate(
+        self, record: TrialRecord, callbacks: Sequence[Any], epoch_log: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        from tuning.data.folds import make_folds
+        from tuning.search.cv import cross_validate
+
+        if self._fold_data is None:  # cut once: every trial sees the same folds
+            self._fold_data = make_folds(self.dataset, int(self.folds or 0), self.seed)
+        return cross_validate(
+            record.hyperparameters,
+            self._fold_data,
+            self.training,
+            seed=record.seed,
+            metric=self.metric,
+            callbacks=callbacks,
+            epoch_log=epoch_log,
+        )
 
     def failure_attrs(self, record: TrialRecord, err: BaseException) -> dict[str, Any]:
         """What a failed trial keeps: its reason (redacted) and, unless it is our own NaN/value
