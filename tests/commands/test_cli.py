@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("study.n_trials=0", "error: study.n_trials: 0; must be an integer >= 1"),
         ("training.threads=0", "error: training.threads: 0; must be an integer >= 1"),
-        ("sampler=bogus", "error: sampler: 'bogus' is not one of: cmaes, gp, qmc, random, tpe"),
+        ("sampler=bogus", "error: sampler: 'bogus' is not one of: cmaes, gp, nsga2, qmc, random, tpe"),
         ("pruner=bogus", "error: pruner: 'bogus' is not one of: hyperband, median, none, successive_halving"),
         ("search_space.units.low=0", "error: search_space.units.low: 0: units must be >= 1"),
         ("search_space.dropout.high=1.0", "error: search_space.dropout.high: 1.0: dropout must be in [0, 1)"),
