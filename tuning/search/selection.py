@@ -123,19 +123,26 @@ def _score(study: StudySummary, trial: TrialSummary) -> float:
     return -float(trial.value or 0.0) if study.direction == "maximize" else float(trial.value or 0.0)
 
 
+def _points(study: StudySummary) -> dict[int, tuple[float, float]]:
+    return {t.number: (_score(study, t), overfit(gap_of(t, study.metric) or 0.0)) for t in _complete(study)}
+
+
+def _front(points: dict[int, tuple[float, float]]) -> list[int]:
+    """The trials no other trial beats on both objectives (equal points share the front)."""
+    return [
+        n
+        for n, p in points.items()
+        if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points.values())
+    ]
+
+
 def pareto_ranks(study: StudySummary) -> dict[int, int]:
     """Non-dominated sorting of the complete trials on (score, overfit gap): rank 0 is the front."""
-    points = {t.number: (_score(study, t), overfit(gap_of(t, study.metric) or 0.0)) for t in _complete(study)}
     ranks: dict[int, int] = {}
-    left = dict(points)
+    left = _points(study)
     rank = 0
     while left:
-        front = [
-            n
-            for n, p in left.items()
-            if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in left.values())
-        ]
-        for n in front:
+        for n in _front(left):
             ranks[n] = rank
             del left[n]
         rank += 1
@@ -177,8 +184,8 @@ def pick(study: StudySummary, selection: Selection) -> tuple[TrialSummary | None
             f"no trial has {gap_key(metric)} <= {limit:g}: picked the smallest violation "
             f"({gap_key(metric)} {excess:+.4g} over the limit)"
         )
-    ranks = pareto_ranks(study)
-    front = [t for t in complete if ranks.get(t.number) == 0]
+    on_front = set(_front(_points(study)))  # the front alone: this runs after every trial
+    front = [t for t in complete if t.number in on_front]
     if limit is None:
         return _best_value(study, front), f"best {metric} on the Pareto front ({len(front)} trial(s))"
     within = [t for t in front if (gap_of(t, metric) or 0.0) <= limit]
