@@ -90,7 +90,7 @@ def test_sweep_help_shows_groups_choices_and_common_keys_with_this_commands_valu
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert len(lines) < 45, out  # not the composed config: that is --cfg job
-    assert "  sampler=      tpe, cmaes, gp, qmc, random" in lines
+    assert "  sampler=      tpe, cmaes, gp, nsga2, qmc, random" in lines
     assert any(line.startswith("  study.n_trials=20 ") for line in lines)
     assert "data.* (plants): data.name, data.task, data.n_samples, data.noise" in out
     # The overrides given apply: another group's keys and values.

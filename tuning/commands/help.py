@@ -25,6 +25,7 @@ COMMON_KEYS: dict[str, str] = {
     "training.early_stopping.patience": "epochs without improvement before a trial stops",
     "training.threads": "CPU threads per worker; null = all cores",
     "tracking.uri": "MLflow store; null = sqlite:///experiments/mlflow.db",
+    "cv.folds": "k-fold scores: each trial's value is the mean over k folds (README: Overfitting-aware selection)",
 }
 
 
