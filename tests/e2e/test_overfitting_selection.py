@@ -77,7 +77,9 @@ def test_constrained_picks_the_best_feasible_trial_everywhere(in_tmp, capsys):
 def test_pareto_two_objectives_front_pick_and_mlflow(in_tmp, capsys, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    args = [*TINY, "tracking=mlflow", "study.n_trials=4", "selection=pareto", "selection.max_gap=0.02"]
+    uri = f"sqlite:///{in_tmp}/experiments/mlflow.db"  # absolute: MLflow caches one engine per URI
+    args = [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "study.n_trials=4", "selection=pareto"]
+    args.append("selection.max_gap=0.02")
     assert cli(["sweep", *args]) == 0
     study = load()
     assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
@@ -105,7 +107,7 @@ def test_pareto_two_objectives_front_pick_and_mlflow(in_tmp, capsys, tmp_path):
     rows, _ = report_rows(capsys)
     assert {n for n, r in rows.items() if r["pareto_rank"] == "0"} == front
 
-    client = MlflowClient(tracking_uri="sqlite:///experiments/mlflow.db")
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("plants")
     parent = client.search_runs([exp.experiment_id], "tags.`tuning.role` = 'sweep'")[0]
     assert parent.data.params["selection"] == "pareto" and parent.data.params["max_gap"] == "0.02"
@@ -119,16 +121,18 @@ def test_pareto_two_objectives_front_pick_and_mlflow(in_tmp, capsys, tmp_path):
 def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsys):
     from mlflow.tracking import MlflowClient
 
-    assert cli(["sweep", *TINY, "tracking=mlflow", "study.n_trials=2", "cv.folds=3", "pruner=none"]) == 0
+    uri = f"sqlite:///{in_tmp}/experiments/mlflow.db"  # absolute: MLflow caches one engine per URI
+    args = [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "study.n_trials=2", "cv.folds=3", "pruner=none"]
+    assert cli(["sweep", *args]) == 0
     study = load()
-    client = MlflowClient(tracking_uri="sqlite:///experiments/mlflow.db")
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("plants")
     children = {
         int(r.data.tags["tuning.trial"]): r
         for r in client.search_runs([exp.experiment_id], "tags.`tuning.role` = 'trial'")
     }
     parent = client.search_runs([exp.experiment_id], "tags.`tuning.role` = 'sweep'")[0]
-    assert parent.data.params.get("cv_folds") == "3", parent.data.params
+    assert parent.data.params["cv_folds"] == "3"
     for t in complete(study):
         folds = t.user_attrs["cv_values"]
         assert len(folds) == 3 and t.user_attrs["cv_folds"] == 3
