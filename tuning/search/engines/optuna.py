@@ -147,7 +147,9 @@ class Objective:
             trial.set_constraint("gap", float(gap) - self.selection.max_gap)
         if self.selection.mode == "pareto":
             if gap is None:  # a metric with no training twin: no gap to trade against
-                raise TrialFailed(f"no {gap_key(self.runner.metric)} measured for selection=pareto")
+                reason = f"no {gap_key(self.runner.metric)} measured for selection=pareto"
+                trial.set_user_attr("fail_reason", reason)
+                raise TrialFailed(reason)
             return value, overfit(float(gap))
         return value
 
