@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("study.n_trials=0", "error: study.n_trials: 0; must be an integer >= 1"),
         ("training.threads=0", "error: training.threads: 0; must be an integer >= 1"),
-        ("sampler=bogus", "error: sampler: 'bogus' is not one of: cmaes, gp, qmc, random, tpe"),
+        ("sampler=bogus", "error: sampler: 'bogus' is not one of: cmaes, gp, nsga2, qmc, random, tpe"),
         ("pruner=bogus", "error: pruner: 'bogus' is not one of: hyperband, median, none, successive_halving"),
         ("search_space.units.low=0", "error: search_space.units.low: 0: units must be >= 1"),
         ("search_space.dropout.high=1.0", "error: search_space.dropout.high: 1.0: dropout must be in [0, 1)"),
@@ -90,7 +90,7 @@ def test_sweep_help_shows_groups_choices_and_common_keys_with_this_commands_valu
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert len(lines) < 45, out  # not the composed config: that is --cfg job
-    assert "  sampler=      tpe, cmaes, gp, qmc, random" in lines
+    assert "  sampler=      tpe, cmaes, gp, nsga2, qmc, random" in lines
     assert any(line.startswith("  study.n_trials=20 ") for line in lines)
     assert "data.* (plants): data.name, data.task, data.n_samples, data.noise" in out
     # The overrides given apply: another group's keys and values.

@@ -26,6 +26,7 @@ COMMON_KEYS: dict[str, str] = {
     "training.threads": "CPU threads per worker; null = all cores",
     "tracking.uri": "MLflow store; null = sqlite:///experiments/mlflow.db",
     "model.build": "model=custom: your builder, e.g. my_models.build (README: Your own model)",
+    "cv.folds": "k-fold scores: each trial's value is the mean over k folds (README: Overfitting-aware selection)",
 }
 
 

@@ -14,6 +14,7 @@ from tuning.results import keras_tuner_files
 from tuning.results import optuna_sqlite as study_file
 from tuning.results.summary import StudySummary, counts_line
 from tuning.results.table import failure_lines, format_table, trials_table, write_csv
+from tuning.search.selection import pick_reason, selection_of
 from tuning.search.storage import check_storage, default_storage_url, local_path
 
 
@@ -105,6 +106,9 @@ def main(args: Sequence[str]) -> int:
     states = [t.state for t in study.trials]
     print(f"study '{name}' in {redact(url)}: {study.direction} {study.metric}; {counts_line(states)}")
     print(format_table(table, opts.top))
+    best = study.best()
+    if best is not None and selection_of(study).mode != "best":  # why this trial, not the top score
+        print(f"picked trial {best.number}: {pick_reason(study)}")
     failures = failure_lines(study)
     if failures:
         print("failed trials:\n" + "\n".join(failures))

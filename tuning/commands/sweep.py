@@ -97,6 +97,7 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
     from tuning.data import load_dataset
     from tuning.search.engines import make_engine
     from tuning.search.identity import stored_config, study_identity
+    from tuning.search.selection import study_attrs
 
     space, _ = check(settings)
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
@@ -107,6 +108,11 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
         from tuning.search.trial import probe_builder
 
         probe_builder(space.builder, dataset, int(settings["training"].get("steps_per_execution", 1)))
+    folds = (settings.get("cv") or {}).get("folds")
+    if folds:  # more folds than the smallest class has rows: one line, before anything is written
+        from tuning.data.folds import check_fold_count
+
+        check_fold_count(dataset, int(folds))
     # The identity keeps what the command asked (`study.metric: auto`), so the next command that
     # asks the same matches it before any data is read; what `auto` means for this task is
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
@@ -122,6 +128,7 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
             "data": dataset.name,
             "class_names": dataset.class_names,
             "engine": engine.name,
+            **study_attrs(settings),
         },
         identity=identity,
         config=stored_config(settings),
@@ -179,6 +186,7 @@ def _search(
     from tuning.results.table import failure_lines, format_table, trials_table
     from tuning.search.progress import Progress
     from tuning.search.runner import TrialRunner
+    from tuning.search.selection import pick_reason
 
     study_cfg = dict(settings["study"])
     n_trials = int(study_cfg["n_trials"])
@@ -205,6 +213,7 @@ def _search(
             metric=study_cfg["metric"],
             direction=summary.direction,
             seed=int(settings["seed"]),
+            folds=(settings.get("cv") or {}).get("folds"),
         )
         observers = [Progress(n_trials, study_cfg["metric"]), *([tracker] if tracker else [])]
         try:
@@ -223,6 +232,7 @@ def _search(
     if best is None:
         log.warning("no trial completed: no best.yaml written")
         return stopped
+    log.info(f"picked trial {best.number}: {pick_reason(summary)}")
     export_best(summary, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
     return stopped
 

@@ -104,7 +104,8 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
             "set by final.epochs"
             if (settings.get("final") or {}).get("epochs")
             else f"as many weight updates as the best trial's {best['best_epoch']} epochs on "
-            f"{len(data.y_train)} rows (batch size {hp.batch_size})"
+            f"{best.get('cv_train_rows') or len(data.y_train)} rows (batch size {hp.batch_size})"
+            + (f"; the mean of its {best['cv_folds']} folds" if best.get("cv_folds") else "")
         )
         log.info(
             f"refit on train+validation ({len(data.y_train) + len(data.y_val)} rows) for {final.epochs} epochs: {why}"

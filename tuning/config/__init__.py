@@ -203,6 +203,11 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
             "training.early_stopping.monitor",
             f"{stopping.get('monitor')!r}; allowed: {', '.join(ALL_METRICS)}",
         )
+    # Overfitting-aware selection and k-fold scores (tuning/search/selection.py).
+    from tuning.search.selection import check_folds, parse_selection
+
+    parse_selection(cfg)
+    check_folds(cfg)
     return parse_space(cfg["search_space"], builder=model_builder(cfg))
 
 

@@ -38,6 +38,12 @@ class Dataset:
     preprocessor: Any = None
     target_scaler: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    # The raw (unprocessed) feature rows of train + validation and their labels: k-fold scores
+    # (cv.folds, tuning/data/folds.py) refit the preprocessing inside each fold, so no fold's
+    # scaling sees its validation rows. ``rows``: each split's row numbers in the source table.
+    dev_frame: Any = None
+    dev_y: np.ndarray | None = None
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:

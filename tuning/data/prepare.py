@@ -288,6 +288,7 @@ def prepare(
         "stratified": class_names is not None,
         "split": {"val": val, "test": test if test_frame is None else "file"},
     }
+    idx_dev = np.concatenate([idx_train, idx_val])
     return Dataset(
         name=name,
         task=resolved,  # type: ignore[arg-type]
@@ -304,6 +305,9 @@ def prepare(
         preprocessor=pre,
         target_scaler=scaler,
         info=info,
+        dev_frame=features.iloc[idx_dev].reset_index(drop=True),
+        dev_y=y[idx_dev],
+        rows={"train": idx_train, "val": idx_val, "test": idx_test},
     )
 
 

@@ -15,6 +15,7 @@ from tuning.model.tasks import resolve_loss
 from tuning.redaction import redact
 from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.identity import CONFIG_ATTR
+from tuning.search.selection import pick_reason, selection_of
 from tuning.search.space import Hyperparameters, SearchSpace, hyperparameters_from_config
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
@@ -111,6 +112,8 @@ def export_best(
         "columns": list(dataset.columns),
         "class_names": dataset.class_names,
         **{k: v for k, v in best.user_attrs.items() if k not in NOT_EXPORTED and v is not None},
+        # Why this trial: the selection rule and what it found (README, Overfitting-aware selection).
+        "selection": {**selection_of(study).as_attr(), "reason": pick_reason(study)},
     }
     path = study_dir / "best.yaml"
     changed = write_yaml_if_changed(

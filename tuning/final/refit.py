@@ -123,8 +123,11 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
     refit = bool(final.get("refit", True))
     start = time.perf_counter()
     if refit:
+        # cv.folds: best_epoch is the folds' mean, on folds of cv_train_rows rows each.
+        n_fit = int(best.get("cv_train_rows") or len(dataset.y_train))
+        n_all = len(dataset.y_train) + len(dataset.y_val)
         epochs = final.get("epochs") or refit_epochs(
-            int(best["best_epoch"]), len(dataset.y_train), len(dataset.y_val), hp.batch_size
+            int(best["best_epoch"]), n_fit, n_all - n_fit, hp.batch_size
         )
         fresh_session()
         seed_everything(trial_seed, bool(training.get("deterministic", True)))

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.results.summary import StudySummary, TrialSummary
+from tuning.search.selection import SELECTION_ATTR, Selection
+from tuning.search.selection import apply as apply_selection
 
 # alembic revisions of Optuna's RDB schema whose tables this module reads (Optuna 3.2 - 5.x).
 KNOWN_SCHEMAS = frozenset({"v3.2.0.a"})
@@ -67,14 +69,16 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
     directions = conn.execute(
         "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective", (study_id,)
     ).fetchall()
-    if len(directions) != 1:  # several objectives: Optuna's reader knows what to do
-        raise UnknownSchema("not a single-objective study")
     attrs = {
         k: json.loads(v)
         for k, v in conn.execute(
             "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", (study_id,)
         )
     }
+    # selection=pareto: objective 0 is the metric, objective 1 the gap (also a user attribute).
+    pareto = len(directions) == 2 and selection_of_attrs(attrs).mode == "pareto"
+    if len(directions) != 1 and not pareto:  # other multi-objective studies: Optuna's reader
+        raise UnknownSchema("not a single-objective study")
     values = {
         trial_id: _INFINITE.get(kind, value)
         for trial_id, value, kind in _per_trial(
@@ -122,7 +126,12 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
     ]
     summary = StudySummary(name=name, direction=directions[0][0].lower(), user_attrs=attrs, trials=trials)
     best = summary.best()  # Optuna's rule for one objective: the best complete value, first on ties
-    return dataclasses.replace(summary, best_number=best.number if best is not None else None)
+    summary = dataclasses.replace(summary, best_number=best.number if best is not None else None)
+    return apply_selection(summary)  # constrained: the best feasible trial, as the sweep picked
+
+
+def selection_of_attrs(attrs: dict[str, Any]) -> Selection:
+    return Selection.from_attr(attrs.get(SELECTION_ATTR))
 
 
 def _per_trial(conn: sqlite3.Connection, select: str, study_id: int) -> sqlite3.Cursor:

@@ -18,7 +18,9 @@ FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
 @dataclass(frozen=True)
 class TrialSummary:
     """One trial: state, objective value, parameters (as sampled), user attributes, timing,
-    and the objective per epoch that the engine saw (``intermediate_values``, epoch -> value)."""
+    and the objective per epoch that the engine saw (``intermediate_values``, epoch -> value).
+    In a two-objective study (selection=pareto) ``value`` is the first objective, the metric;
+    the second, the overfitting gap, is the user attribute ``gap_<metric>``."""
 
     number: int
     state: str
@@ -34,7 +36,7 @@ class TrialSummary:
 @dataclass(frozen=True)
 class StudySummary:
     """A study and all its trials. ``best_number`` is the engine's own pick when it has one
-    (e.g. the best feasible trial); otherwise the best complete value wins."""
+    (the selection's pick: tuning.search.selection); otherwise the best complete value wins."""
 
     name: str
     direction: str  # "minimize" or "maximize"

@@ -17,6 +17,7 @@ from typing import Any
 
 from tuning.files import atomic_text
 from tuning.results.summary import StudySummary
+from tuning.search.selection import trial_marks
 
 MISSING = "-"
 
@@ -43,14 +44,20 @@ def trials_table(study: StudySummary) -> Table:
     counters = [name for name in ("best_epoch", "epochs_trained") if name in attrs]
     gap_names = sorted(key for key in attrs if key.startswith("gap_"))
     params = _ordered_params({name for t in trials for name in t.params})
-    columns = ["trial", "state", metric, *counters, *gap_names, *params, "seconds"]
+    # What the selection says of each trial (selection=constrained/pareto) and the folds' spread.
+    marks = trial_marks(study)
+    mark_names = [m for m in ("feasible", "pareto_rank") if any(m in v for v in marks.values())]
+    spread = ["cv_std"] if "cv_std" in attrs else []
+    columns = ["trial", "state", metric, *spread, *counters, *gap_names, *mark_names, *params, "seconds"]
     if "fail_reason" in attrs:
         columns.append("fail_reason")
     rows: list[list[Any]] = []
     for t in trials:
         row = [t.number, t.state, _number(t.value)]
+        row += [_number(t.user_attrs.get(name)) for name in spread]
         row += [_int(t.user_attrs.get(name)) for name in counters]
         row += [_number(t.user_attrs.get(name)) for name in gap_names]
+        row += [_mark(marks.get(t.number, {}).get(name)) for name in mark_names]
         row += [t.params.get(name) for name in params]
         row.append(None if t.seconds is None else round(t.seconds, 1))
         if "fail_reason" in attrs:
@@ -63,7 +70,17 @@ def trials_table(study: StudySummary) -> Table:
     rows.sort(
         key=lambda r: (rank.get(str(r[1]), 2), r[2] is None, sign * float(r[2]) if r[2] is not None else 0.0)
     )  # stable
+    best = study.best()
+    if best is not None and study.best_number is not None:  # the selection's pick heads the table
+        rows.sort(key=lambda r: r[0] != best.number)
     return Table(columns, rows)
+
+
+def _mark(value: Any) -> Any:
+    """``yes``/``no`` for the feasible flag; a Pareto rank as it is (0 = on the front)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 def _ordered_params(names: set[str]) -> list[str]:

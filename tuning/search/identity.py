@@ -72,6 +72,12 @@ def study_identity(settings: Mapping[str, Any]) -> dict[str, Any]:
             out[prefix] = _plain(value)
 
     walk("", settings)
+    # The defaults (selection=best, no cv) leave the identity as it was before they existed, so
+    # studies made before them still resume.
+    if out.get("selection.name", "best") == "best":
+        out = {k: v for k, v in out.items() if not k.startswith("selection.")}
+    if out.get("cv.folds") is None:
+        out.pop("cv.folds", None)
     for key in FILE_KEYS:
         path = out.get(key)
         if path not in (None, "", "???"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuning.search.space import Hyperparameters
 
@@ -23,5 +23,6 @@ class TrialRecord:
     value: float | None = None
     result: FitResult | None = None
     error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # cv.folds: fold values and their std
     start_time: float = 0.0
     seconds: float = 0.0

@@ -42,8 +42,11 @@ class TrialRunner:
         metric: str,
         direction: str,
         seed: int,
+        folds: int | None = None,
     ) -> None:
         self.dataset = dataset
+        self.folds = folds  # cv.folds: each trial's value is the mean over k folds (search/cv.py)
+        self._fold_data: list[Dataset] | None = None
         self.training = training
         self.metric = metric
         self.direction = direction
@@ -85,20 +88,25 @@ class TrialRunner:
         from tuning.search.trial import objective_value, run_trial
 
         epoch_log = EpochLog()
+        extras: dict[str, Any] = {}
         drawn: dict[str, Any] = {}
         try:
-            model, result = run_trial(
-                record.hyperparameters,
-                self.dataset,
-                self.training,
-                seed=record.seed,
-                callbacks=callbacks,
-                epoch_log=epoch_log,
-                suggester=suggester,
-                drawn=drawn,
-            )
-            del model
+            if self.folds:
+                result, extras = self._cross_validate(record, callbacks, epoch_log, suggester, drawn)
+            else:
+                model, result = run_trial(
+                    record.hyperparameters,
+                    self.dataset,
+                    self.training,
+                    seed=record.seed,
+                    callbacks=callbacks,
+                    epoch_log=epoch_log,
+                    suggester=suggester,
+                    drawn=drawn,
+                )
+                del model
             record.result = result
+            record.extras = extras
             if result.diverged_at is not None:
                 raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
             value = objective_value(result, self.metric)
@@ -114,6 +122,7 @@ class TrialRunner:
                 **{f"train_{k}": v for k, v in result.train.items()},
                 **{f"val_{k}": v for k, v in result.val.items()},
                 **result.gaps,
+                **extras,
             }
             return value, attrs
         except KeyboardInterrupt:
@@ -137,6 +146,31 @@ class TrialRunner:
                 record.hyperparameters = replace(record.hyperparameters, extra=drawn)
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
+
+    def _cross_validate(
+        self,
+        record: TrialRecord,
+        callbacks: Sequence[Any],
+        epoch_log: Any,
+        suggester: Suggester | None,
+        drawn: dict[str, Any],
+    ) -> tuple[Any, dict[str, Any]]:
+        from tuning.data.folds import make_folds
+        from tuning.search.cv import cross_validate
+
+        if self._fold_data is None:  # cut once: every trial sees the same folds
+            self._fold_data = make_folds(self.dataset, int(self.folds or 0), self.seed)
+        return cross_validate(
+            record.hyperparameters,
+            self._fold_data,
+            self.training,
+            seed=record.seed,
+            metric=self.metric,
+            callbacks=callbacks,
+            epoch_log=epoch_log,
+            suggester=suggester,
+            drawn=drawn,
+        )
 
     def failure_attrs(self, record: TrialRecord, err: BaseException) -> dict[str, Any]:
         """What a failed trial keeps: its reason (redacted) and, unless it is our own NaN/value

@@ -104,3 +104,45 @@ def write_history_plot(summary: StudySummary, path: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
+
+
+def write_selection_plot(study: StudySummary, path: Path) -> Path | None:
+    """Validation score vs overfitting gap of the complete trials (selection=constrained or
+    pareto): the Pareto front joined, the gap limit dashed, the picked trial circled."""
+    from tuning.search.selection import gap_key, gap_of, pareto_ranks, selection_of
+
+    selection = selection_of(study)
+    points: list[tuple[Any, float]] = []
+    for t in study.trials:
+        gap = gap_of(t, study.metric) if t.state == "COMPLETE" and t.value is not None else None
+        if gap is not None:
+            points.append((t, gap))
+    if selection.mode == "best" or not points:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 4.5))
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.scatter([g for _, g in points], [t.value for t, _ in points], color="0.6", label="trials")
+    ranks = pareto_ranks(study)
+    front = sorted((g, float(t.value)) for t, g in points if ranks.get(t.number) == 0)
+    if front:
+        ax.plot([g for g, _ in front], [v for _, v in front], "o-", color="C0", label="Pareto front")
+    if selection.max_gap is not None:
+        ax.axvline(selection.max_gap, linestyle="--", color="C3", label=f"max_gap {selection.max_gap:g}")
+    best = study.best()
+    best_gap = gap_of(best, study.metric) if best is not None else None
+    if best is not None and best.value is not None and best_gap is not None:
+        ax.scatter(
+            [best_gap], [best.value], s=200, facecolors="none", edgecolors="C1",
+            linewidths=2, label=f"picked: trial {best.number}",
+        )  # fmt: skip
+    ax.set_xlabel(f"{gap_key(study.metric)} (overfitting gap, > 0: overfits)")
+    ax.set_ylabel(study.metric)
+    ax.set_title(f"{study.name}: selection={selection.mode}")
+    ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path

@@ -87,6 +87,7 @@ def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
         if not isinstance(v, (int, float)) or key in ("seed", "retry_of"):
             continue
         values[key.removeprefix("train_")] = float(v)  # train_loss -> loss, val_loss stays
+    values.update(fold_values(trial.user_attrs))
     metrics = [Metric(k, v, timestamp, 0) for k, v in values.items()]
     metric = trial.user_attrs.get("metric")
     name = f"{EPOCH}{metric}" if isinstance(metric, str) else f"{EPOCH}objective"
@@ -157,7 +158,27 @@ def final_values(record: TrialRecord) -> dict[str, float]:
         values.update(result.train)
         values.update({f"val_{k}": v for k, v in result.val.items()})
         values.update(result.gaps)
+        values.update(fold_values(record.extras))
     return values
+
+
+def fold_values(extras: Mapping[str, Any]) -> dict[str, float]:
+    """cv.folds: ``cv_fold_<k>`` (the metric on fold k, from 1), ``cv_std`` and ``cv_folds``."""
+    values = {f"cv_fold_{k}": float(v) for k, v in enumerate(extras.get("cv_values") or (), start=1)}
+    for key in ("cv_std", "cv_folds"):
+        if isinstance(extras.get(key), (int, float)):
+            values[key] = float(extras[key])
+    return values
+
+
+def selection_tags(marks: Mapping[str, Any]) -> dict[str, str]:
+    """A child run's ``tuning.feasible`` (true/false) and ``tuning.pareto_rank`` (0 = front)."""
+    tags = {}
+    if "feasible" in marks:
+        tags["tuning.feasible"] = "true" if marks["feasible"] else "false"
+    if "pareto_rank" in marks:
+        tags["tuning.pareto_rank"] = str(marks["pareto_rank"])
+    return tags
 
 
 def best_values(trial: Any) -> dict[str, float]:
@@ -217,6 +238,12 @@ def parent_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str,
         "data": study.user_attrs.get("data"),
         "task": study.user_attrs.get("task"),
     }
+    selection = study.user_attrs.get("selection") or {}
+    values.update(
+        selection=selection.get("mode", "best"),
+        max_gap=selection.get("max_gap"),
+        cv_folds=study.user_attrs.get("cv_folds"),
+    )
     for key, value in (study.user_attrs.get("identity") or {}).items():
         text = value if isinstance(value, str) else json.dumps(value)
         values.setdefault(key, (redact(text) or "")[:MAX_PARAM_TEXT])

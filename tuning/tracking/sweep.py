@@ -27,7 +27,13 @@ from mlflow.exceptions import MlflowException
 from tuning.redaction import first_line, redact
 from tuning.results.summary import StudySummary, TrialSummary, state_counts
 from tuning.results.table import Table, trials_table, write_csv
-from tuning.tracking.artifacts import write_config, write_history_plot, write_learning_curves
+from tuning.search.selection import trial_marks
+from tuning.tracking.artifacts import (
+    write_config,
+    write_history_plot,
+    write_learning_curves,
+    write_selection_plot,
+)
 from tuning.tracking.client import (
     Tracking,
     artifact_location,
@@ -56,6 +62,7 @@ from tuning.tracking.content import (
     parent_params,
     parent_tags,
     run_status,
+    selection_tags,
     stored_trial_metrics,
     trial_fixed_params,
     trial_metrics,
@@ -187,6 +194,7 @@ class MlflowSweepTracker:
         """Log the trial as a child run, then refresh the parent's best. Never stops the sweep."""
         try:
             self.children[record.number] = self._log_trial(record)
+            self._tag_selection(study, [record.number])
             self._log_progress(study)
         except TRACKING_ERRORS as err:
             # The study keeps the trial; the next run back-fills its child run. Any other error is
@@ -271,6 +279,14 @@ class MlflowSweepTracker:
                     raise
         self.best_tags = {k for k in tags if k.startswith(BEST_PREFIX)}
 
+    def _tag_selection(self, study: StudySummary, numbers: list[int] | None = None) -> None:
+        """Child runs' feasible flag and Pareto rank (``numbers``: those trials; None: all, as
+        ranks move while trials arrive)."""
+        marks = trial_marks(study)
+        for number, run_id in self.children.items():
+            if (numbers is None or number in numbers) and marks.get(number):
+                self._log(run_id, tags=selection_tags(marks[number]))
+
     def _mark_best(self, number: int) -> None:
         """Name the best trial's run ``trial-0007 ★ best`` (tag ``tuning.best=true``) and give the
         previous best its plain name back, so the runs table shows the winner at a glance.
@@ -302,6 +318,7 @@ class MlflowSweepTracker:
         (``plots``: the engine's own plots of the study, drawn into a folder)."""
         try:
             self._log_progress(study)
+            self._tag_selection(study)
             ran = state_counts(t.state for t in study.trials[self.trials_before :])
             summary = ", ".join(f"{n} {s}" for s, n in ran.items()) or "none"
             self._log(
@@ -332,6 +349,7 @@ class MlflowSweepTracker:
             plotlyjs = str(self.options.get("plotlyjs", "none"))
             if not (plots and plots(folder / "plots", plotlyjs)):
                 write_history_plot(study, folder / "plots" / "optimization_history.png")
+            write_selection_plot(study, folder / "plots" / "selection.png")  # score vs gap, the pick
             top = int(self.options.get("learning_curves", 4))
             if top:
                 metric = table.columns[2].removeprefix("val_")

@@ -26,6 +26,7 @@ from tuning.search.engines.optuna_stale import (
 )
 from tuning.search.engines.optuna_study import open_study, summarize
 from tuning.search.runner import FAIL_ATTRS, TrialRunner, noting_interrupts
+from tuning.search.selection import Selection, gap_key, overfit, parse_selection
 from tuning.search.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -93,13 +94,16 @@ def reseed_on_resume(study: optuna.Study, sampler_config: Mapping[str, Any]) -> 
 class Objective:
     """Samples a trial's hyperparameters, has the runner train it, stores what it measured."""
 
-    def __init__(self, space: SearchSpace | None, runner: TrialRunner) -> None:
+    def __init__(
+        self, space: SearchSpace | None, runner: TrialRunner, selection: Selection | None = None
+    ) -> None:
         if space is None:
             raise RuntimeError("OptunaEngine.open() was not called")
         self.space = space
         self.runner = runner
+        self.selection = selection or Selection()
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         # Imported here: the engine module itself must stay importable without TensorFlow.
         from optuna_integration import KerasPruningCallback
 
@@ -116,10 +120,14 @@ class Objective:
         record = self.runner.start(trial.number, hp)
         for key, value in self.runner.describe(record).items():
             trial.set_user_attr(key, value)
+        # Optuna cannot prune a multi-objective trial (Trial.report refuses): pareto trains each
+        # trial to its own early stop.
+        pareto = self.selection.mode == "pareto"
+        pruning = [] if pareto else [KerasPruningCallback(trial, self.runner.metric)]
         try:
             value, attrs = self.runner.train(
                 record,
-                callbacks=[KerasPruningCallback(trial, self.runner.metric)],
+                callbacks=pruning,
                 passthrough=(optuna.TrialPruned,),
                 suggester=trial,  # a custom model's builder draws its values as it builds
             )
@@ -132,6 +140,22 @@ class Objective:
             raise  # TrialFailed: Optuna records FAIL and goes on; anything else stops the sweep
         for key, v in attrs.items():
             trial.set_user_attr(key, v)
+        return self._objectives(trial, value, attrs)
+
+    def _objectives(
+        self, trial: optuna.Trial, value: float, attrs: Mapping[str, Any]
+    ) -> float | tuple[float, float]:
+        """constrained: the gap's excess over ``max_gap`` as Optuna's constraint (TPE, GP and
+        NSGA-II steer toward feasible trials; <= 0 is feasible). pareto: (value, overfit gap)."""
+        gap = attrs.get(gap_key(self.runner.metric))
+        if self.selection.mode == "constrained" and gap is not None and self.selection.max_gap is not None:
+            trial.set_constraint("gap", float(gap) - self.selection.max_gap)
+        if self.selection.mode == "pareto":
+            if gap is None:  # a metric with no training twin: no gap to trade against
+                reason = f"no {gap_key(self.runner.metric)} measured for selection=pareto"
+                trial.set_user_attr("fail_reason", reason)
+                raise TrialFailed(reason)
+            return value, overfit(float(gap))
         return value
 
 
@@ -150,7 +174,7 @@ class _Finish:
         if record is None:
             return
         record.state = trial.state.name
-        record.value = trial.value
+        record.value = trial.values[0] if trial.values else None  # pareto: [value, gap]
         if trial.duration is not None:  # one duration everywhere: the study's (report, MLflow, progress)
             record.seconds = trial.duration.total_seconds()
         if trial.state == TrialState.FAIL:
@@ -176,6 +200,7 @@ class OptunaEngine(Engine):
         self.study_config = dict(settings["study"])
         self.sampler = make_sampler(self.sampler_config)
         self.pruner = make_pruner(self.pruner_config)
+        self.selection = parse_selection(settings)
         self.url = storage_url
         self._study: optuna.Study | None = None
         self.space: SearchSpace | None = None
@@ -187,7 +212,13 @@ class OptunaEngine(Engine):
         return self._study
 
     def describe(self) -> str:
-        return f"optuna: sampler {self.sampler_config.get('name')}, pruner {self.pruner_config.get('name')}"
+        pruner = (
+            "off (selection=pareto)" if self.selection.mode == "pareto" else self.pruner_config.get("name")
+        )
+        line = f"optuna: sampler {self.sampler_config.get('name')}, pruner {pruner}"
+        if self.selection.mode != "best":
+            line += f", selection {self.selection.mode} (max_gap {self.selection.max_gap})"
+        return line
 
     def location(self) -> str:
         from tuning.redaction import redact
@@ -215,6 +246,7 @@ class OptunaEngine(Engine):
             user_attrs=user_attrs,
             identity=identity,
             config=config,
+            two_objectives=self.selection.mode == "pareto",
         )
         notes = []
         n_trials = int(self.study_config["n_trials"])
@@ -252,7 +284,7 @@ class OptunaEngine(Engine):
         try:
             with noting_interrupts(runner):
                 study.optimize(
-                    Objective(self.space, runner),
+                    Objective(self.space, runner, self.selection),
                     n_trials=remaining,
                     timeout=timeout,
                     catch=(TrialFailed,),

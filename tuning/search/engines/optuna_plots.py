@@ -55,7 +55,7 @@ def _png(study: optuna.Study, function: str, path: Path) -> Path:
 
     with warnings.catch_warnings():  # "experimental", "few trials per regime": expected
         warnings.simplefilter("ignore")
-        axes = getattr(vis, function)(study)
+        axes = getattr(vis, function)(study, **_target(study))
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     figure = first.get_figure()
     try:
@@ -71,6 +71,13 @@ def _html(study: optuna.Study, function: str, path: Path) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        figure = getattr(vis, function)(study)
+        figure = getattr(vis, function)(study, **_target(study))
     figure.write_html(path, include_plotlyjs=True, full_html=True)
     return path
+
+
+def _target(study: optuna.Study) -> dict[str, object]:
+    """selection=pareto: plot the first objective (the metric); the gap has its own plot."""
+    if len(study.directions) == 1:
+        return {}
+    return {"target": lambda t: t.values[0], "target_name": str(study.user_attrs.get("metric", "value"))}

@@ -14,6 +14,7 @@ from tuning.redaction import first_line, redact
 from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
+from tuning.search.selection import apply as apply_selection
 
 log = logging.getLogger("tuning.search.engines.optuna")
 
@@ -27,6 +28,7 @@ def open_study(
     user_attrs: Mapping[str, Any],
     identity: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    two_objectives: bool = False,
 ) -> optuna.Study:
     """Create the study with its identity, or load it to resume.
 
@@ -53,12 +55,18 @@ def open_study(
         raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
     if existing is None:
         try:
+            first = (
+                optuna.study.StudyDirection.MAXIMIZE
+                if direction == "maximize"
+                else optuna.study.StudyDirection.MINIMIZE
+            )
+            directions = [first, optuna.study.StudyDirection.MINIMIZE] if two_objectives else [first]
             study = optuna.create_study(
                 study_name=name,
                 storage=storage,
                 sampler=sampler,
                 pruner=pruner,
-                direction="maximize" if direction == "maximize" else "minimize",
+                directions=directions,
             )
         except optuna.exceptions.DuplicatedStudyError:  # another worker made it first
             existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
@@ -67,7 +75,13 @@ def open_study(
             # adopts them from its config (below), so the identity is never missing for long.
             _store_identity(study, user_attrs, identity, config)
             return study
-    old_direction = existing.direction.name.lower()
+    if len(existing.directions) != (2 if two_objectives else 1):
+        made = "selection=pareto" if len(existing.directions) > 1 else "one objective"
+        raise ConfigError(
+            "selection",
+            f"study '{name}' in {redact(storage_url)} was made with {made}; use another study.name",
+        )
+    old_direction = existing.directions[0].name.lower()
     old_metric = existing.user_attrs.get("metric")
     if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
         raise ConfigError(
@@ -115,12 +129,16 @@ def creation_config(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def summarize(study: optuna.Study) -> StudySummary:
-    """The study as engine-neutral records (single objective)."""
+    """The study as engine-neutral records; ``best_number`` is the study's selection pick.
+
+    A two-objective study (selection=pareto) keeps ``value`` = the validation metric; its second
+    objective, the overfitting gap, is in the trial's user attributes (``gap_<metric>``).
+    """
     trials = [
         TrialSummary(
             number=t.number,
             state=t.state.name,
-            value=t.value,
+            value=t.values[0] if t.values else None,
             params=dict(t.params),
             int_params=frozenset(
                 n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
@@ -132,18 +150,21 @@ def summarize(study: optuna.Study) -> StudySummary:
         )
         for t in study.get_trials(deepcopy=False)
     ]
-    try:
-        best: int | None = study.best_trial.number
-    except ValueError:
-        best = None
-    return StudySummary(
+    best: int | None = None
+    if len(study.directions) == 1:
+        try:
+            best = study.best_trial.number
+        except ValueError:  # none complete (or, constrained, none feasible: the selection decides)
+            best = None
+    summary = StudySummary(
         name=study.study_name,
-        direction=study.direction.name.lower(),
+        direction=study.directions[0].name.lower(),
         user_attrs=dict(study.user_attrs),
         trials=trials,
         engine="optuna",
         best_number=best,
     )
+    return apply_selection(summary)
 
 
 def load_summary(url: str, name: str) -> StudySummary:
