@@ -339,6 +339,10 @@ def main(args: Sequence[str]) -> int:
         except KeyboardInterrupt:
             print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
             sys.exit(130)
+        if int(settings.get("workers") or 1) > 1:  # checked once here; each worker is this command
+            from tuning.commands.workers import launch
+
+            return launch(args, settings)
     try:
         return run_hydra_app(_app, "tuning sweep", args)
     except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before _app runs
