@@ -79,7 +79,7 @@ def worker(cluster: SimpleNamespace, folder: Path, index: int, *extra: str) -> s
     cmd = [
         *(sys.executable, "-m", "tuning", "sweep", *TINY, f"study.name={STUDY}", "training.threads=1"),
         *("training.max_epochs=1", "pruner=none", f'study.storage="{cluster.storage}"'),
-        *(f"tracking.uri={cluster.tracking}", "tracking.learning_curves=0", *extra),
+        *("tracking=mlflow", f"tracking.uri={cluster.tracking}", "tracking.learning_curves=0", *extra),
     ]
     env = {**os.environ, "JOB_COMPLETION_INDEX": str(index)}
     return subprocess.Popen(
