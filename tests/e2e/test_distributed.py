@@ -78,7 +78,7 @@ def worker(cluster: SimpleNamespace, folder: Path, index: int, *extra: str) -> s
     """One worker as a cluster node runs it: the documented command, its index from the Job."""
     cmd = [
         *(sys.executable, "-m", "tuning", "sweep", *TINY, f"study.name={STUDY}", "training.threads=1"),
-        *("training.max_epochs=1", "pruner=none", f'study.storage="{cluster.storage}"'),
+        *("pruner=none", f'study.storage="{cluster.storage}"'),
         *("tracking=mlflow", f"tracking.uri={cluster.tracking}", "tracking.learning_curves=0", *extra),
     ]
     env = {**os.environ, "JOB_COMPLETION_INDEX": str(index)}
@@ -133,17 +133,20 @@ def test_three_workers_on_postgres_and_an_mlflow_server_then_a_kill_and_a_resume
 
     # A worker SIGKILLed while it trains (no clean-up at all), then a new one finishes the study.
     n = len(finished) + 1
-    slow = ("training.max_epochs=40", "training.early_stopping.patience=null")
     heartbeat = ("study.heartbeat_interval=1", "study.grace_period=2")
-    victim = worker(cluster, tmp_path, 0, f"study.n_trials={n}", *slow, *heartbeat)
+    victim = worker(cluster, tmp_path, 0, f"study.n_trials={n}", *heartbeat)
+    storage = optuna.storages.RDBStorage(cluster.storage)
+    study_id = storage.get_study_id_from_name(STUDY)
     deadline, killed = time.monotonic() + 300, None
     while killed is None and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.3)
-        trials = optuna.load_study(study_name=STUDY, storage=cluster.storage).trials
-        killed = next((t for t in trials if t.state.name == "RUNNING" and t.intermediate_values), None)
-    os.killpg(victim.pid, signal.SIGKILL)
+        time.sleep(0.1)
+        trials = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        killed = next((t for t in trials if "seed" in t.user_attrs), None)  # its training has begun
+    if victim.poll() is None:
+        os.killpg(victim.pid, signal.SIGKILL)
     output = victim.communicate(timeout=60)[0]
     assert killed is not None, output[-3000:]
+    assert storage.get_trial(killed._trial_id).state.name == "RUNNING"  # left behind by the dead worker
     rescuer = worker(cluster, tmp_path, 1, f"study.n_trials={n}", *heartbeat)
     output = rescuer.communicate(timeout=900)[0]
     assert rescuer.returncode == 0, output[-3000:]
