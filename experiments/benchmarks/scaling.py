@@ -120,10 +120,11 @@ def connections(url: str) -> int:
     return int(n) - 1  # this query's own
 
 
-def bookkeeping(quick: bool) -> None:
+def bookkeeping(quick: bool, only: tuple[int, ...] = ()) -> None:
     import pgserver
 
     counts, per_worker = ((1, 4, 16), 10) if quick else ((1, 4, 8, 16, 32), 20)
+    counts = only or counts
     rows = []
     with tempfile.TemporaryDirectory(prefix="tuning-pg-") as tmp:
         server = pgserver.get_server(Path(tmp), cleanup_mode="stop")
@@ -172,17 +173,32 @@ def bookkeeping(quick: bool) -> None:
         finally:
             server.cleanup()
     print(f"\n2) PostgreSQL 16 bookkeeping of a trial (no training), {per_worker} trials per worker")
-    print(
-        common.table(rows, ["workers", "ms/trial", "min", "max", "trials/s all", "conn/worker peak", "idle"])
-    )
+    print("ms/trial: the whole trial (TPE sampling, writes, tell, heartbeat); in-trial writes: the")
+    print("objective's own storage calls (median trial); conn/worker: pg_stat_activity / workers")
+    header = [
+        "workers",
+        "ms/trial",
+        "min",
+        "max",
+        "in-trial writes ms",
+        "trials/s all",
+        "conn/worker peak",
+        "idle",
+    ]
+    print(common.table(rows, header))
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--parts", default="1,2", help="which parts to run: 1 (workers=W), 2 (PostgreSQL)")
+    p.add_argument("--pg-workers", default="", help="part 2's worker counts, e.g. 1,32")
+    args = p.parse_args()
     started = time.perf_counter()
     common.print_header("scaling: workers on one study", args)
-    throughput(args.quick)
-    bookkeeping(args.quick)
+    if "1" in args.parts:
+        throughput(args.quick)
+    if "2" in args.parts:
+        bookkeeping(args.quick, tuple(int(w) for w in args.pg_workers.split(",") if w))
     common.print_footer(started)
 
 

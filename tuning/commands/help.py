@@ -23,7 +23,8 @@ COMMON_KEYS: dict[str, str] = {
     "seed": "seeds data splits, the sampler and each trial",
     "training.max_epochs": "cap on every trial's epochs (e.g. 5 for a quick run)",
     "training.early_stopping.patience": "epochs without improvement before a trial stops",
-    "training.threads": "CPU threads per worker; null = all cores",
+    "training.threads": "CPU threads per worker; null = all cores (workers=N: cores / N)",
+    "workers": "worker processes on this machine sharing the study (README: Several workers)",
     "tracking.uri": "MLflow store; null = sqlite:///experiments/mlflow.db",
 }
 

@@ -8,7 +8,8 @@ has ended, with its real start and end times.
 Run status: COMPLETE and PRUNED trials end FINISHED (the tag ``tuning.state`` tells them apart:
 pruning is a normal outcome of a search, not an error), FAIL ends FAILED, a trial stopped by
 Ctrl-C ends KILLED. The parent ends FINISHED, KILLED on Ctrl-C, FAILED when the sweep stops on
-an error, and is set RUNNING again when the study resumes.
+an error, and is set RUNNING again when the study resumes. Workers share it: the last one to end
+closes it (``tracking.shared``), and its counts and best come from the study, not one worker.
 """
 
 from __future__ import annotations
