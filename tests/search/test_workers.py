@@ -76,3 +76,40 @@ def test_three_workers_started_together_never_repeat_a_trial(in_tmp):
     streams = {t.user_attrs["worker"]: t.user_attrs["sampler_seed"] for t in trials}
     assert len(set(streams.values())) == len(streams) == 3, streams
     assert 42 in streams.values()  # the worker that made the study kept `seed`
+
+
+REQUEUE = """
+import sys, time
+import optuna
+from tuning.search.engines.optuna_stale import requeue_interrupted
+from tuning.search.engines.optuna_storage import open_storage, study_lock
+url, start = sys.argv[1], float(sys.argv[2])
+study = optuna.load_study(study_name="race", storage=open_storage(url))
+time.sleep(max(0.0, start - time.time()))  # all three at the same instant
+with study_lock(url, "race"):
+    print(requeue_interrupted(study))
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_an_interrupted_trial_is_requeued_once_by_workers_starting_together(tmp_path, kind):
+    import time
+
+    url = (
+        f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else f"journal:///{tmp_path / 'x.journal'}"
+    )
+    from tuning.search.engines.optuna_storage import open_storage
+
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("interrupted", True)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    start = time.time() + 4
+    procs = [
+        subprocess.Popen([sys.executable, "-c", REQUEUE, url, str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outputs == ["[0]", "[]", "[]"], outputs
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs["retry_of"] for t in waiting] == [0]
