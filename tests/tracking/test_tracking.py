@@ -85,20 +85,11 @@ def sweep(folder: Path, *overrides: str) -> tuple[Any, str]:
             contextlib.redirect_stderr(text),
         ):
             mp.chdir(folder)
-            settings = compose_settings(*overrides)
-            summary = run(settings)
+            study = run(compose_settings(*overrides))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
-    # `run` returns engine-neutral records; these tests read Optuna's own study beside MLflow.
-    import optuna
-
-    from tuning.config import storage_url
-
-    url = storage_url(settings["study"], settings["paths"]["study_dir"])
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{folder / url.removeprefix('sqlite:///')}"
-    return optuna.load_study(study_name=summary.name, storage=url), text.getvalue()
+    return study, text.getvalue()
 
 
 def cli(*args: str) -> int:
