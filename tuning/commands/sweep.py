@@ -20,6 +20,7 @@ from tuning.commands.support import (
     report_crash,
     run_hydra_app,
 )
+from tuning.commands.workers import check_workers
 from tuning.config import (
     compose,
     conf_dir,
@@ -331,6 +332,7 @@ def main(args: Sequence[str]) -> int:
             # An unreachable database or tracking server: one line, nothing written.
             check(settings, reach_server=True)
             check_tracking(settings)
+            check_workers(settings)
             paths = settings["paths"]
             under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
             check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")

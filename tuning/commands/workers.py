@@ -12,12 +12,29 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from tuning.errors import ConfigError
+
 # One line per finished trial, from each worker's Progress; the worker's own count is rewritten
 # with the launcher's (two workers that end together both read the same count from the study).
 TRIAL_LINE = re.compile(r"(\[\d+/(\d+)(?:, not counted)?\]) trial \d+ (COMPLETE|PRUNED|FAIL)")
 START_LINE = re.compile(r": (\d+)/(\d+) trials finished")
 # Worse first: a bug (1) outranks a signal, which outranks a study that stopped itself (2).
 SEVERITY = (1, 143, 130, 2)
+
+
+# Engines whose study several processes can share through its storage.
+SHARED_STUDY_ENGINES = ("optuna",)
+
+
+def check_workers(settings: Mapping[str, Any]) -> None:
+    """``workers > 1`` needs an engine whose study lives in a shared storage."""
+    engine = str((settings.get("engine") or {}).get("name", "optuna"))
+    if int(settings.get("workers") or 1) > 1 and engine not in SHARED_STUDY_ENGINES:
+        raise ConfigError(
+            "workers",
+            f"{settings['workers']} with engine={engine}: its search state lives in one process; "
+            f"workers > 1 needs engine={' or '.join(SHARED_STUDY_ENGINES)}",
+        )
 
 
 def worker_args(args: Sequence[str], settings: Mapping[str, Any], n: int) -> list[str]:
