@@ -49,7 +49,8 @@ def test_workers_share_one_study_one_count_and_one_parent_run(in_tmp):
     assert counts == list(range(1, len(finished) + 1)), out[-4000:]
     # Each worker: its own run folder and log, CPU threads split (2 cores here: 1 each), its own
     # sampler stream (recorded on its trials), no two trials alike.
-    folders = sorted((in_tmp / "experiments" / "plants" / "runs").iterdir())
+    # (by suffix: a worker whose Hydra starts a second later has a later time in its name)
+    folders = sorted((in_tmp / "experiments" / "plants" / "runs").iterdir(), key=lambda f: f.name[-3:])
     assert [f.name[-3:] for f in folders] == ["-w0", "-w1"]
     for k, folder in enumerate(folders):
         assert "workers=1" in (folder / ".hydra" / "overrides.yaml").read_text()
