@@ -20,6 +20,7 @@ from tuning.commands.support import (
     report_crash,
     run_hydra_app,
 )
+from tuning.commands.workers import check_workers
 from tuning.config import (
     compose,
     conf_dir,
@@ -348,6 +349,7 @@ def main(args: Sequence[str]) -> int:
             # An unreachable database or tracking server: one line, nothing written.
             check(settings, reach_server=True)
             check_tracking(settings)
+            check_workers(settings)
             paths = settings["paths"]
             under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
             check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
@@ -356,6 +358,10 @@ def main(args: Sequence[str]) -> int:
         except KeyboardInterrupt:
             print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
             sys.exit(130)
+        if int(settings.get("workers") or 1) > 1:  # checked once here; each worker is this command
+            from tuning.commands.workers import launch
+
+            return launch(args, settings)
     try:
         return run_hydra_app(_app, "tuning sweep", args)
     except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before _app runs

@@ -171,6 +171,7 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     """
     cfg = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
     _check_int("seed", cfg.get("seed"), 0)
+    _check_int("workers", cfg.get("workers", 1), 1)
     study = cfg["study"]
     _check_int("study.n_trials", study.get("n_trials"), 1)
     if study.get("direction") not in ("auto", "minimize", "maximize"):

@@ -35,6 +35,7 @@ CHANGEABLE = (
     "pruner",
     "tracking",
     "training.threads",
+    "workers",
     "training.steps_per_execution",  # same weight updates (tests/test_speed_defaults.py)
     "final",
     "paths",

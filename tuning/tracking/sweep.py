@@ -9,7 +9,8 @@ has ended, with its real start and end times.
 Run status: COMPLETE and PRUNED trials end FINISHED (the tag ``tuning.state`` tells them apart:
 pruning is a normal outcome of a search, not an error), FAIL ends FAILED, a trial stopped by
 Ctrl-C ends KILLED. The parent ends FINISHED, KILLED on Ctrl-C, FAILED when the sweep stops on
-an error, and is set RUNNING again when the study resumes.
+an error, and is set RUNNING again when the study resumes. Workers share it: the last one to end
+closes it (``tracking.shared``), and its counts and best come from the study, not one worker.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ from tuning.tracking.content import (
     trial_run_name,
     trial_tags,
 )
+from tuning.tracking.shared import (
+    ATTEMPTS,
+    ENDED_METRIC,
+    _child_runs,
+    _own_or_first_parent,
+    ended,
+    retrying,
+    still_running,
+)
 
 if TYPE_CHECKING:
     from tuning.search.record import TrialRecord
@@ -86,21 +96,6 @@ def start_sweep_tracking(
     if tracking is None:
         return None
     return MlflowSweepTracker.start(tracking, settings, study, storage_url)
-
-
-def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any:
-    """The study's parent run once this worker has made one: the first made wins.
-
-    Workers that start a new study together each find no parent run and create one; each
-    then looks again, and every worker but the first deletes its own and joins the first
-    (earliest start time, then run id: the same answer in every worker).
-    """
-    parents = client.search_runs([exp], where, max_results=100)
-    first = min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=created)
-    if first.info.run_id != created.info.run_id:
-        client.delete_run(created.info.run_id)
-        log.info(f"MLflow: joining sweep run {first.info.run_id} that another worker started")
-    return first
 
 
 class MlflowSweepTracker:
@@ -197,9 +192,12 @@ class MlflowSweepTracker:
             self._tag_selection(study, [record.number])
             self._log_progress(study)
         except TRACKING_ERRORS as err:
-            # The study keeps the trial; the next run back-fills its child run. Any other error is
-            # a bug of ours and stops the sweep.
-            log.warning(f"MLflow: trial {record.number} not fully logged: {_one_line(err)}")
+            # Retried already (tracking.shared.retrying). The study keeps the trial and the next
+            # run back-fills its child run; any other error is a bug of ours and stops the sweep.
+            log.warning(
+                f"MLflow: trial {record.number} not fully logged (tried {ATTEMPTS} times): {_one_line(err)}; "
+                "the next `tuning sweep` on this study logs it"
+            )
 
     def backfill(self, study: StudySummary, space: Any) -> list[int]:
         """Child runs for ended trials that have none (the sweep stopped before logging them, or
@@ -243,20 +241,33 @@ class MlflowSweepTracker:
             tags["tuning.backfilled"] = "true"
             metrics = stored_trial_metrics(backfilled, end_ms)
         name = trial_run_name(record.number, "KILLED" if run_status(record) == "KILLED" else record.state)
-        run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=name, tags=tags)
+        run = retrying(
+            self.client.create_run, self.experiment_id, start_time=start_ms, run_name=name, tags=tags
+        )
         run_id = run.info.run_id
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
         self._log(run_id, metrics=metrics, params=params)
-        self.client.set_terminated(run_id, status=run_status(record), end_time=end_ms)
+        retrying(self.client.set_terminated, run_id, status=run_status(record), end_time=end_ms)
         return run_id
 
     def _log_progress(self, study: StudySummary) -> None:
-        """Parent: the study's best (``objective`` and ``best_objective``), counts, best params;
-        step = the number of trials in the study, so the history shows the best over time."""
+        """Parent: the study's best (``objective`` and ``best_objective``), counts, best params.
+
+        ``study`` is read from the store when the trial ended; the step is the number of ended
+        trials in that reading, which only grows, so the parent's latest values are the newest
+        reading whichever worker logs last (a trial number as step went stale when trials ended
+        out of order). A worker whose reading is older than the parent's skips the best tags a
+        newer one wrote, and a parent another worker closed is set RUNNING again.
+        """
         trials = study.trials
-        now, step = _now_ms(), len(trials)
+        now, step = _now_ms(), ended(study)
+        parent = retrying(self.client.get_run, self.run_id)
+        newer = parent.data.metrics.get(ENDED_METRIC, -1) > step
+        if parent.info.status != "RUNNING" and still_running(study):
+            retrying(self.client.update_run, self.run_id, status="RUNNING")
         counts = state_counts(t.state for t in trials)
         values: dict[str, float] = {f"n_{state.lower()}": counts.get(state, 0) for state in STATUS}
+        values[ENDED_METRIC] = step
         tags: dict[str, str] = {}
         best = study.best()
         if best is not None and best.value is not None:
@@ -268,10 +279,17 @@ class MlflowSweepTracker:
             tags["tuning.best_trial"] = str(best.number)
             if best.number in self.children:
                 tags["tuning.best_trial_run_id"] = self.children[best.number]
-                self._mark_best(best.number)
+                if not newer:
+                    self._mark_best(best.number)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        if newer:  # the parent already shows a later state of the study than this reading
+            self._log(self.run_id, metrics=metrics)
+            return
         self._log(self.run_id, metrics=metrics, tags=tags)
-        for stale in sorted(self.best_tags - set(tags)):  # e.g. units_2 when the new best has 2 layers
+        stored = {k for k in parent.data.tags if k.startswith(BEST_PREFIX)}
+        for stale in sorted(
+            (self.best_tags | stored) - set(tags)
+        ):  # e.g. units_2 when the new best has 2 layers
             try:
                 self.client.delete_tag(self.run_id, stale)
             except MlflowException as err:  # another worker on the study deleted it first: gone either way
@@ -325,7 +343,11 @@ class MlflowSweepTracker:
                 self.run_id,
                 tags={self.invocation: f"{self.invocation_start}; trials: {summary}; ended {status}"},
             )
-            self.client.set_terminated(self.run_id, status=status)
+            others = still_running(study)
+            if others:  # the last worker to end closes it (`study` is read after this one's trials)
+                log.info(f"MLflow: sweep run stays RUNNING: trial(s) {others} still running in other workers")
+            else:
+                retrying(self.client.set_terminated, self.run_id, status=status)
             self._log_artifacts(study, plots)
         except TRACKING_ERRORS as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
             log.warning(f"MLflow: sweep run not fully closed: {_one_line(err)}")
@@ -393,23 +415,7 @@ class MlflowSweepTracker:
         param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         for m, p, t in batches(list(metrics), param_list, tag_list):
-            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
-
-
-def _child_runs(client: Any, experiment: str, study_name: str) -> dict[int, str]:
-    """Trial number -> run id of the study's child runs already in the store (resume)."""
-    where = f"tags.`{ROLE_TAG}` = 'trial' and tags.`{STUDY_TAG}` = '{study_name}'"
-    found: dict[int, str] = {}
-    token = None
-    while True:
-        page = client.search_runs([experiment], where, max_results=1000, page_token=token)
-        for run in page:
-            number = run.data.tags.get(TRIAL_TAG, "")
-            if number.isdigit():
-                found[int(number)] = run.info.run_id
-        token = page.token
-        if not token:
-            return found
+            retrying(self.client.log_batch, run_id, metrics=m, params=p, tags=t)
 
 
 def _now_ms() -> int:

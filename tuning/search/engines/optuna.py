@@ -24,10 +24,12 @@ from tuning.search.engines.optuna_stale import (
     requeue_interrupted,
     worker_id,
 )
+from tuning.search.engines.optuna_storage import study_lock
 from tuning.search.engines.optuna_study import open_study, summarize
 from tuning.search.runner import FAIL_ATTRS, TrialRunner, noting_interrupts
 from tuning.search.selection import Selection, gap_key, overfit, parse_selection
 from tuning.search.space import SearchSpace
+from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
 
 if TYPE_CHECKING:
     pass
@@ -71,37 +73,54 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
         raise ConfigError(group, f"{name}: {message}") from None
 
 
-def reseed_on_resume(study: optuna.Study, sampler_config: Mapping[str, Any]) -> int | None:
-    """Give a resumed study's sampler a fresh random stream: ``seed`` + the trials already in it.
+def reseed_on_resume(
+    study: optuna.Study,
+    sampler_config: Mapping[str, Any],
+    *,
+    created: bool = False,
+    index: int | None = None,
+) -> int | None:
+    """Give this worker's sampler its own random stream; returns its seed (None: unchanged).
 
     Optuna's samplers seed their random generator once per process. Resumed with the same seed,
     TPE's start-up trials and random search draw exactly what the first run drew (checked with
-    Optuna 5: a study resumed after 3 trials repeated trials 0-2 as 3-5), so a resumed sweep
-    would train the same models again. A new study keeps ``seed`` itself, so one worker stays
-    reproducible, and so does a resume from the same stored trials. Samplers that index a fixed
-    sequence by the study's trials (QMC: ``reseed_on_resume: false``) keep theirs.
-    Returns the new seed, or None when nothing changed.
+    Optuna 5: a study resumed after 3 trials repeated trials 0-2 as 3-5), and workers started
+    together with one seed draw the same trials as each other (3 workers: 11 trials, 4 distinct).
+    A worker alone keeps ``seed`` on a new study and ``seed`` + the trials already in it on a
+    resume, so it stays reproducible; a worker among several derives its seed from ``seed``,
+    those trials and its index or process (``tuning.search.workers``). Samplers that index a
+    fixed sequence by the study's trials (QMC: ``reseed_on_resume: false``) keep theirs.
     """
     seed = sampler_config.get("seed")
-    # Trials that ran (an enqueued, WAITING trial drew nothing from the sampler yet).
-    n = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    if not n or seed is None or not sampler_config.get("reseed_on_resume", True):
+    if seed is None or not sampler_config.get("reseed_on_resume", True):
         return None
-    study.sampler = make_sampler({**sampler_config, "seed": int(seed) + n})
-    return int(seed) + n
+    trials = study.get_trials(deepcopy=False)
+    # Trials that ran (an enqueued, WAITING trial drew nothing from the sampler yet).
+    ran = sum(t.state != TrialState.WAITING for t in trials)
+    others = any(t.state == TrialState.RUNNING for t in trials)
+    key = worker_key(index, created=created, ran=ran, others_running=others, worker=worker_id())
+    stream = sampler_seed(int(seed), ran, key)
+    if stream != int(seed):
+        study.sampler = make_sampler({**sampler_config, "seed": stream})
+    return stream
 
 
 class Objective:
     """Samples a trial's hyperparameters, has the runner train it, stores what it measured."""
 
     def __init__(
-        self, space: SearchSpace | None, runner: TrialRunner, selection: Selection | None = None
+        self,
+        space: SearchSpace | None,
+        runner: TrialRunner,
+        selection: Selection | None = None,
+        stream: int | None = None,
     ) -> None:
         if space is None:
             raise RuntimeError("OptunaEngine.open() was not called")
         self.space = space
         self.runner = runner
         self.selection = selection or Selection()
+        self.stream = stream  # this worker's sampler seed, kept on its trials
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         # Imported here: the engine module itself must stay importable without TensorFlow.
@@ -109,6 +128,8 @@ class Objective:
 
         trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
         trial.set_user_attr(PIDNS_ATTR, pid_namespace())
+        if self.stream is not None:
+            trial.set_user_attr(STREAM_ATTR, self.stream)
         for inherited in FAIL_ATTRS:  # copied by Optuna's retry of a stale trial
             if trial.user_attrs.get(inherited) is not None:
                 trial.set_user_attr(inherited, None)
@@ -204,6 +225,7 @@ class OptunaEngine(Engine):
         self.url = storage_url
         self._study: optuna.Study | None = None
         self.space: SearchSpace | None = None
+        self.stream: int | None = None
 
     @property
     def study(self) -> optuna.Study:
@@ -238,7 +260,7 @@ class OptunaEngine(Engine):
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.space = space
-        self._study = study = open_study(
+        self._study, created = open_study(
             self.study_config,
             self.url,
             self.sampler,
@@ -248,10 +270,12 @@ class OptunaEngine(Engine):
             config=config,
             two_objectives=self.selection.mode == "pareto",
         )
+        study = self._study
         notes = []
         n_trials = int(self.study_config["n_trials"])
         # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
-        stale = fail_stale_trials(study)
+        with study_lock(self.url, study.study_name):  # workers starting together: failed once
+            stale = fail_stale_trials(study)
         if stale:
             done = len(study.get_trials(deepcopy=False, states=FINISHED))
             notes.append(
@@ -259,9 +283,9 @@ class OptunaEngine(Engine):
                 f"heartbeat for over {self.study_config.get('grace_period')} s): marked FAIL"
                 + ("" if done >= n_trials else "; re-running each once with the same parameters")
             )
-        reseeded = reseed_on_resume(study, self.sampler_config)
-        if reseeded is not None:
-            log.debug(f"resumed study: sampler seed {reseeded} (seed + trials in the study), not a replay")
+        self.stream = reseed_on_resume(study, self.sampler_config, created=created, index=worker_index())
+        if self.stream is not None and self.stream != self.sampler_config.get("seed"):
+            log.debug(f"sampler seed {self.stream}: this worker's own stream, not a replay")
         return notes
 
     def run(
@@ -277,14 +301,15 @@ class OptunaEngine(Engine):
         remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
         if remaining <= 0:
             return
-        requeued = requeue_interrupted(study)
+        with study_lock(self.url, study.study_name):  # once, however many workers start together
+            requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
         streak = FailureStreak(max_consecutive_failures)
         try:
             with noting_interrupts(runner):
                 study.optimize(
-                    Objective(self.space, runner, self.selection),
+                    Objective(self.space, runner, self.selection, self.stream),
                     n_trials=remaining,
                     timeout=timeout,
                     catch=(TrialFailed,),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -60,3 +64,57 @@ def open_storage(
             # the tables made.
             time.sleep(0.5 * attempt)
     return create()
+
+
+@contextmanager
+def study_lock(url: str, name: str) -> Iterator[None]:
+    """Hold a lock on study ``name`` for a few storage writes that must happen once among
+    workers that start together (re-queueing the trials a stopped worker left).
+
+    A local file (SQLite, journal) is locked with ``flock`` on ``<file>.lock``; PostgreSQL with
+    an advisory lock and MySQL with ``GET_LOCK``, both released with the connection if this
+    worker dies. Other storages: no lock.
+    """
+    path = local_path(url)
+    if path is not None:
+        with _file_lock(path.with_name(path.name + ".lock")):
+            yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"tuning:{name}".encode()).digest()[:8], "big", signed=True)
+    if url.startswith("postgresql"):
+        acquire, release = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
+    elif url.startswith("mysql"):
+        acquire, release = "SELECT GET_LOCK(:k, 600)", "SELECT RELEASE_LOCK(:k)"
+        key = str(key)  # type: ignore[assignment]
+    else:
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(acquire), {"k": key})
+            try:
+                yield
+            finally:
+                connection.execute(text(release), {"k": key})
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _file_lock(lock: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

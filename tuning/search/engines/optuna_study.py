@@ -29,8 +29,8 @@ def open_study(
     identity: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     two_objectives: bool = False,
-) -> optuna.Study:
-    """Create the study with its identity, or load it to resume.
+) -> tuple[optuna.Study, bool]:
+    """Create the study with its identity, or load it to resume; True when this call made it.
 
     A resume whose ``identity`` differs from the stored one is refused (``StudyMismatch``),
     except numeric ranges that only widen, which become the study's. A study without a stored
@@ -48,12 +48,9 @@ def open_study(
             heartbeat_interval=study_config.get("heartbeat_interval"),
             grace_period=study_config.get("grace_period"),
         )
-        existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    except KeyError:
-        existing = None
-    except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
-        raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
-    if existing is None:
+        # `create_study(load_if_exists=True)` spelled out: one insert decides who made the study
+        # (no load-then-create window for workers starting together), and we learn whether it
+        # was this worker (its sampler stream, see reseed_on_resume).
         try:
             first = (
                 optuna.study.StudyDirection.MAXIMIZE
@@ -68,13 +65,15 @@ def open_study(
                 pruner=pruner,
                 directions=directions,
             )
-        except optuna.exceptions.DuplicatedStudyError:  # another worker made it first
+        except optuna.exceptions.DuplicatedStudyError:
             existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         else:
             # A kill between creation and these writes leaves a study without them: the next run
             # adopts them from its config (below), so the identity is never missing for long.
             _store_identity(study, user_attrs, identity, config)
-            return study
+            return study, True
+    except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
+        raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
     if len(existing.directions) != (2 if two_objectives else 1):
         made = "selection=pareto" if len(existing.directions) > 1 else "one objective"
         raise ConfigError(
@@ -90,7 +89,7 @@ def open_study(
             f"not {study_config['metric']} ({direction}); use another study.name",
         )
     if identity is None:
-        return existing
+        return existing, False
     stored = existing.user_attrs.get(IDENTITY_ATTR)
     widened = check_resume(name, stored, identity)
     if not stored:
@@ -104,7 +103,7 @@ def open_study(
         merged = dict(existing.user_attrs.get(CONFIG_ATTR) or config or {})
         merged["search_space"] = dict((config or {}).get("search_space") or {})
         _store_identity(existing, {}, identity, merged)
-    return existing
+    return existing, False
 
 
 def _store_identity(

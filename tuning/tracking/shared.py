@@ -1,0 +1,85 @@
+"""The parent run shared by every worker on a study: calls retried through an outage, the
+parent's state read from the store, and who may close it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mlflow.exceptions import MlflowException
+
+from tuning.results.summary import StudySummary
+from tuning.tracking.content import ROLE_TAG, STUDY_TAG, TRACKING_ERRORS, TRIAL_TAG
+
+log = logging.getLogger("tuning")
+T = TypeVar("T")
+
+# MLflow answers that no retry changes: the request itself is wrong, or already done.
+PERMANENT = frozenset(
+    {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE"}
+)
+ATTEMPTS = 4
+FIRST_DELAY = 1.0  # seconds; doubled after each failed attempt (1 + 2 + 4 s in all)
+
+ENDED_METRIC = "n_ended"  # the parent's count of ended trials: also the step of its counts
+
+
+def retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, tried again through a passing outage (the server restarting, a
+    locked database); the last error is raised for the caller to report."""
+    delay = FIRST_DELAY
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call(*args, **kwargs)
+        except TRACKING_ERRORS as err:
+            permanent = isinstance(err, MlflowException) and err.error_code in PERMANENT
+            if permanent or attempt == ATTEMPTS:
+                raise
+            log.debug(f"MLflow: attempt {attempt} failed ({err}); retrying in {delay:.0f} s")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def ended(study: StudySummary) -> int:
+    """Trials that have ended (complete, pruned or failed): only ever grows, so the parent's
+    counts stepped by it show the newest reading of the study whichever worker logs last."""
+    return sum(t.state in ("COMPLETE", "PRUNED", "FAIL") for t in study.trials)
+
+
+def still_running(study: StudySummary) -> list[int]:
+    """Trials another worker is training: while there are any, the parent run stays RUNNING."""
+    return [t.number for t in study.trials if t.state == "RUNNING"]
+
+
+def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any:
+    """The study's parent run once this worker has made one: the first made wins.
+
+    Workers that start a new study together each find no parent run and create one; each
+    then looks again, and every worker but the first deletes its own and joins the first
+    (earliest start time, then run id: the same answer in every worker).
+    """
+    parents = client.search_runs([exp], where, max_results=100)
+    first = min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=created)
+    if first.info.run_id != created.info.run_id:
+        client.delete_run(created.info.run_id)
+        log.info(f"MLflow: joining sweep run {first.info.run_id} that another worker started")
+    return first
+
+
+def _child_runs(client: Any, experiment: str, study_name: str) -> dict[int, str]:
+    """Trial number -> run id of the study's child runs already in the store (resume)."""
+    where = f"tags.`{ROLE_TAG}` = 'trial' and tags.`{STUDY_TAG}` = '{study_name}'"
+    found: dict[int, str] = {}
+    token = None
+    while True:
+        page = client.search_runs([experiment], where, max_results=1000, page_token=token)
+        for run in page:
+            number = run.data.tags.get(TRIAL_TAG, "")
+            if number.isdigit():
+                found[int(number)] = run.info.run_id
+        token = page.token
+        if not token:
+            return found
