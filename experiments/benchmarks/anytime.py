@@ -24,7 +24,8 @@ early stopping (that metric, patience 10, best weights restored) and the same fi
 ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` adds ``tuning-NAME``: ``tuning sweep`` with those
 overrides (a candidate default, measured on the same curves).
 
-Test score: each method's pick at the end (its best trial over the whole budget), evaluated once
+Test score: each method's pick at the end (its best trial when it stopped, the trial that crossed
+the largest budget included), evaluated once
 on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
 the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's kept best model.
 
@@ -450,8 +451,9 @@ def report(
                     spent = min(final, sum(t[0] for t in theirs["trace"]))
                     need = epochs_to_reach(mine["trace"], target) if math.isfinite(target) else None
                     per_seed.append(f"{'never' if need is None else need}/{spent}")
-                    for b in budgets:
-                        wins[b] += best_within(mine["trace"], b) <= best_within(theirs["trace"], b) + 1e-12
+                    for b in budgets:  # a win needs a model: nothing found within b is no win
+                        ours = best_within(mine["trace"], b)
+                        wins[b] += math.isfinite(ours) and ours <= best_within(theirs["trace"], b) + 1e-12
                 lines.append(
                     f"  vs {other:<13} epochs {us} needed to reach its best@{final} / its epochs: {', '.join(per_seed)}"
                 )
@@ -517,8 +519,9 @@ def main() -> None:
         done = {}
         for d, by in results.items():
             k = min(len(rs) for rs in by.values())
+            order = sorted(by, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
             if k:
-                done[d] = {m: rs[:k] for m, rs in by.items()}
+                done[d] = {m: by[m][:k] for m in order}
         report(done, budgets, saved["metric_names"])
         plot(done, budgets[-1], Path(args.report).with_suffix(".png"), saved["title"])
         return
