@@ -523,7 +523,12 @@ def main() -> None:
             if k:
                 done[d] = {m: by[m][:k] for m in order}
         report(done, budgets, saved["metric_names"])
-        plot(done, budgets[-1], Path(args.report).with_suffix(".png"), saved["title"])
+        shown = min(len(rs) for by in done.values() for rs in by.values())
+        title = (
+            saved["title"].split("; seeds")[0]
+            + f"; seeds {saved['seeds'][:shown]} (finished by every method)"
+        )
+        plot(done, budgets[-1], Path(args.report).with_suffix(".png"), title)
         return
     variants = dict(_variant(v) for v in args.variant)
     if args.child:
