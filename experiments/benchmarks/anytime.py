@@ -1,0 +1,598 @@
+"""Search efficiency in epochs: best validation score found vs epochs trained, against every peer.
+
+The cost unit is the one the Hyperband and ASHA papers use: **epochs trained**, summed over all
+trials of a search (pruned and failed trials included: they were trained). Every search runs until
+its epochs reach the largest budget; its trace (trials in the order they ended: epochs, value,
+state) gives the **anytime curve**, the best validation score found within each budget. Wall time
+is a second axis (seconds per epoch, same fit settings), never the budget.
+
+Methods (one worker process each, interleaved, as in search.py), all over conf/search_space/mlp.yaml
+with the loss fixed to the task's standard one (so the arms rank on one metric: ``val_log_loss``
+for classification, ``val_rmse`` in the target's units for regression), the same splits, the same
+early stopping (that metric, patience 10, best weights restored) and the same fit settings
+(``steps_per_execution`` 32, the sampled batch size, TensorFlow's default threads):
+
+- tuning          ``tuning sweep`` as shipped (conf/: TPE + median pruner), MLflow tracking on.
+- tuning-hb       the same with ``pruner=hyperband``.
+- tuning-random   ``sampler=random pruner=none``: random search, the floor every method should beat.
+- optuna          Optuna by hand, as Optuna's Keras example has a user write it: ``TPESampler(seed)``
+                  with its defaults, no pruning, the model built and fit in the objective.
+- kt-hyperband    ``keras_tuner.Hyperband``, ``max_epochs`` = the space's largest epochs (100),
+                  ``factor=3`` (its documented default).
+- kt-bayes        ``keras_tuner.BayesianOptimization`` with its defaults.
+
+``--variant NAME=KEY=VALUE[,KEY=VALUE]`` adds ``tuning-NAME``: ``tuning sweep`` with those
+overrides (a candidate default, measured on the same curves).
+
+Test score: each method's pick at the end (its best trial when it stopped, the trial that crossed
+the largest budget included), evaluated once
+on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
+the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's kept best model.
+
+    python experiments/benchmarks/anytime.py --quick   # smoke run: 1 seed, budgets 25/50 epochs: ~10 min on 2 idle cores
+    python experiments/benchmarks/anytime.py           # 3 seeds, budgets 100/300/1000: hours on 2 cores
+    python experiments/benchmarks/anytime.py --budgets 100 300 --seeds 1 2 3 --save
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import common
+
+METHODS = ("tuning", "tuning-hb", "tuning-random", "optuna", "kt-hyperband", "kt-bayes")
+TUNING_ARMS = {  # method -> `tuning sweep` overrides
+    "tuning": [],
+    "tuning-hb": ["pruner=hyperband"],
+    "tuning-random": ["sampler=random", "pruner=none"],
+}
+DATASETS = ("plants", "breast_cancer", "diabetes")
+RESULTS = Path(__file__).resolve().parent / "results"
+EPOCHS_SEEN: list[int] = []  # epochs per KerasTuner fit; module-level: KerasTuner deep-copies callbacks
+
+
+def internals() -> SimpleNamespace:
+    """Every ``tuning`` internal this benchmark uses, imported in one place (the package layout moves)."""
+    import tuning.sweep
+    from tuning.model import task_metrics
+    from tuning.progress import Progress
+    from tuning.space import parse_space
+    from tuning.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
+    from tuning.trial import run_trial, targets
+
+    return SimpleNamespace(
+        run=tuning.sweep.run,  # the sweep `tuning sweep` runs, without Hydra's command line
+        Progress=Progress,  # told about every finished trial: where the epoch budget is counted
+        parse_space=parse_space,
+        run_trial=run_trial,
+        targets=targets,
+        task_metrics=task_metrics,
+        OPTIMIZERS=OPTIMIZERS,
+        OUTPUT_ACTIVATION=OUTPUT_ACTIVATION,
+        resolve_loss=resolve_loss,
+        resolve_metric=resolve_metric,
+    )
+
+
+def _data_overrides(job: dict[str, Any]) -> list[str]:
+    return [f"data={job['data']}", f"seed={job['seed']}"]
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+# --- tuning (any overrides) ------------------------------------------------------------------
+
+
+def tuning_arm(overrides: list[str]) -> common.Job:
+    from optuna.trial import FixedTrial
+
+    T = internals()
+    common.quiet_tuning_logs()
+    root = Path.cwd() / "experiments"
+    trace: list[list[Any]] = []
+    budget = [math.inf]
+    on_trial_end = T.Progress.on_trial_end
+
+    def counted(self: Any, study: Any, record: Any) -> None:
+        # Every finished trial (complete, pruned, failed): its epochs count; the search stops once
+        # they reach the budget (the running trial is the last one: Optuna's study.stop()).
+        on_trial_end(self, study, record)
+        trace.append([len(record.history.get("loss", [])), _finite(record.value), record.state])
+        if sum(t[0] for t in trace) >= budget[0]:
+            study.stop()
+
+    T.Progress.on_trial_end = counted
+    # Warm-up outside every budget: TensorFlow's first model, the MLflow store's tables.
+    T.run(common.settings(["data=breast_cancer", "study.name=warmup", "study.n_trials=1",
+                           "training.max_epochs=1", f"paths.root={root}"]))  # fmt: skip
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        cfg = common.settings(
+            [
+                *_data_overrides(job),
+                "search_space.loss=auto",
+                f"study.name={job['data']}-{job['seed']}-{job['n']}",
+                "study.n_trials=100000",
+                f"paths.root={root}",
+                *overrides,
+            ]
+        )
+        trace.clear()
+        budget[0] = job["budget"]
+        start = time.perf_counter()
+        study = T.run(cfg)
+        used = time.perf_counter() - start
+        # The pick, replayed with its seed (deterministic ops: the very model that won), on test.
+        best = study.best_trial
+        dataset = common.dataset(_data_overrides(job))
+        space = T.parse_space(cfg["search_space"], dataset.task)
+        hp = space.suggest(FixedTrial(best.params))
+        model, result = T.run_trial(hp, dataset, cfg["training"], seed=int(best.user_attrs["seed"]))
+        name = T.resolve_metric("auto", dataset.task).removeprefix("val_")
+        test = model.evaluate(
+            dataset.x_test, T.targets(dataset.y_test, hp, dataset), verbose=0, return_dict=True
+        )
+        return {
+            "used": used,
+            "trace": list(trace),
+            "test": float(test[name]),
+            "replay_matches": abs(float(result.val[name]) - float(best.value)) < 1e-6,
+        }
+
+    return search
+
+
+# --- what a user writes by hand: the model, Optuna's objective, KerasTuner's hypermodel --------
+
+
+def _space() -> dict[str, Any]:
+    """conf/search_space/mlp.yaml as tuning composes it (the loss is fixed: the task's standard one)."""
+    return common.settings([])["search_space"]
+
+
+def _user_model(T: SimpleNamespace, p: dict[str, Any], dataset: Any) -> Any:
+    """The MLP a user writes: Dense layers, Dropout after each when above 0, the task's output and
+    loss, Keras' default compile arguments except ``steps_per_execution`` (tuning's setting, given
+    to every arm) and the selection metric compiled in (in the target's units for regression)."""
+    import keras
+
+    layers = [keras.Input(shape=(dataset.n_features,))]
+    for i in range(p["n_layers"]):
+        layers.append(keras.layers.Dense(p[f"units_{i}"], activation=p["activation"]))
+        if p["dropout"] > 0:
+            layers.append(keras.layers.Dropout(p["dropout"]))
+    n_out = dataset.n_classes if dataset.task == "multiclass" else 1
+    layers.append(keras.layers.Dense(n_out, activation=T.OUTPUT_ACTIVATION[dataset.task]))
+    model = keras.Sequential(layers)
+    optimizer = getattr(keras.optimizers, T.OPTIMIZERS[p["optimizer"]])
+    model.compile(
+        optimizer=optimizer(learning_rate=p["learning_rate"]),
+        loss=T.resolve_loss("auto", dataset.task),
+        metrics=T.task_metrics(dataset.task, target_units=dataset.target_units),
+        steps_per_execution=32,
+    )
+    return model
+
+
+def _user_data(T: SimpleNamespace, dataset: Any) -> dict[str, Any]:
+    """The arrays tuning's trials train on (standardized regression targets, class indices)."""
+    auto = SimpleNamespace(loss="auto")
+    return {
+        "x": dataset.x_train,
+        "y": T.targets(dataset.y_train, auto, dataset),
+        "validation_data": (dataset.x_val, T.targets(dataset.y_val, auto, dataset)),
+        "test": (dataset.x_test, T.targets(dataset.y_test, auto, dataset)),
+    }
+
+
+def _early_stopping(metric: str) -> Any:
+    import keras
+
+    patience = common.settings([])["training"]["early_stopping"]["patience"]
+    return keras.callbacks.EarlyStopping(monitor=metric, patience=patience, restore_best_weights=True)
+
+
+def optuna_arm(params: dict[str, Any]) -> common.Job:
+    import keras
+    import optuna
+
+    T = internals()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = _space()
+
+    def suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+        if spec["type"] == "categorical":
+            return trial.suggest_categorical(name, list(spec["choices"]))
+        step = None if spec.get("log") else spec.get("step")
+        if spec["type"] == "int":
+            return trial.suggest_int(
+                name, spec["low"], spec["high"], step=step or 1, log=bool(spec.get("log"))
+            )
+        return trial.suggest_float(name, spec["low"], spec["high"], step=step, log=bool(spec.get("log")))
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        dataset = common.dataset(_data_overrides(job))
+        data = _user_data(T, dataset)
+        metric = T.resolve_metric("auto", dataset.task)
+        trace: list[list[Any]] = []
+        best: dict[str, Any] = {"value": math.inf, "test": None}
+
+        def objective(trial: Any) -> float:
+            p = {k: suggest(trial, k, space[k]) for k in
+                 ("n_layers", "activation", "dropout", "learning_rate", "batch_size", "epochs", "optimizer")}  # fmt: skip
+            for i in range(p["n_layers"]):
+                p[f"units_{i}"] = suggest(trial, f"units_{i}", space["units"])
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(job["seed"] + trial.number)
+            model = _user_model(T, p, dataset)
+            history = model.fit(
+                data["x"], data["y"], validation_data=data["validation_data"], epochs=p["epochs"],
+                batch_size=p["batch_size"], callbacks=[_early_stopping(metric)], verbose=0,
+            ).history  # fmt: skip
+            epochs = len(history["loss"])
+            value = _finite(min(history[metric])) if all(map(math.isfinite, history["loss"])) else None
+            trace.append([epochs, value, "COMPLETE" if value is not None else "FAIL"])
+            if value is not None and value < best["value"]:  # the pick so far, scored on test once
+                best["value"] = value
+                test = model.evaluate(*data["test"], verbose=0, return_dict=True)
+                best["test"] = float(test[metric.removeprefix("val_")])
+            if sum(t[0] for t in trace) >= job["budget"]:
+                trial.study.stop()
+            return value if value is not None else float("nan")
+
+        study = optuna.create_study(
+            direction="minimize", sampler=optuna.samplers.TPESampler(seed=job["seed"])
+        )
+        start = time.perf_counter()
+        study.optimize(objective, n_trials=100000)
+        return {"used": time.perf_counter() - start, "trace": trace, "test": best["test"]}
+
+    return search
+
+
+def _keras_tuner_arm(kind: str) -> common.Job:
+    import keras
+    import keras_tuner as kt
+
+    T = internals()
+    space = _space()
+
+    def dim(hp: Any, name: str, spec: Any) -> Any:
+        if spec["type"] == "categorical":
+            return hp.Choice(name, list(spec["choices"]))
+        sampling = "log" if spec.get("log") else "linear"
+        step = spec.get("step")  # KerasTuner reads a step on a log scale as a factor: none there
+        if spec["type"] == "int":
+            step = None if spec.get("log") else step or 1
+            return hp.Int(name, spec["low"], spec["high"], step=step, sampling=sampling)
+        return hp.Float(name, spec["low"], spec["high"], step=step, sampling=sampling)
+
+    class CountEpochs(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            EPOCHS_SEEN.append(0)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            EPOCHS_SEEN[-1] += 1
+
+    def hypermodel(dataset: Any) -> Any:
+        class MLP(kt.HyperModel):
+            def build(self, hp: Any) -> Any:
+                p = {
+                    k: dim(hp, k, space[k])
+                    for k in ("n_layers", "activation", "dropout", "learning_rate", "optimizer")
+                }
+                for i in range(p["n_layers"]):
+                    p[f"units_{i}"] = dim(hp, f"units_{i}", space["units"])
+                return _user_model(T, p, dataset)
+
+            def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+                if "epochs" not in kwargs:  # Hyperband decides the epochs itself
+                    kwargs["epochs"] = dim(hp, "epochs", space["epochs"])
+                return model.fit(*args, batch_size=dim(hp, "batch_size", space["batch_size"]), **kwargs)
+
+        return MLP()
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        dataset = common.dataset(_data_overrides(job))
+        data = _user_data(T, dataset)
+        metric = T.resolve_metric("auto", dataset.task)
+        keras.utils.set_random_seed(job["seed"])
+        shared = {
+            "objective": kt.Objective(metric, direction="min"),
+            "directory": "kt",
+            "project_name": f"{kind}-{job['data']}-{job['seed']}-{job['n']}",
+            "seed": job["seed"],
+        }
+        if kind == "hyperband":
+            tuner = kt.Hyperband(hypermodel(dataset), max_epochs=space["epochs"]["high"], factor=3, **shared)
+        else:
+            tuner = kt.BayesianOptimization(hypermodel(dataset), max_trials=100000, **shared)
+        populate = tuner.oracle.populate_space
+
+        def within_budget(trial_id: str) -> dict[str, Any]:
+            # No new trial once the epochs reach the budget (the running one finishes), as for tuning.
+            if sum(EPOCHS_SEEN) >= job["budget"]:
+                return {"status": "STOPPED", "values": None}
+            return populate(trial_id)
+
+        tuner.oracle.populate_space = within_budget
+        EPOCHS_SEEN.clear()
+        start = time.perf_counter()
+        tuner.search(
+            data["x"], data["y"], validation_data=data["validation_data"],
+            callbacks=[_early_stopping(metric), CountEpochs()], verbose=0,
+        )  # fmt: skip
+        used = time.perf_counter() - start
+        # One fit per trial, in the order the oracle made them (its ids count up; one at a time).
+        ordered = [t for t in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+                   if t.status in ("COMPLETED", "FAILED", "INVALID")]  # fmt: skip
+        trace = []
+        for t, epochs in zip(ordered, EPOCHS_SEEN, strict=False):
+            value = _finite(t.score) if t.status == "COMPLETED" else None
+            trace.append([epochs, value, "COMPLETE" if value is not None else t.status])
+        model = tuner.get_best_models(1)[0]
+        test = model.evaluate(*data["test"], verbose=0, return_dict=True)
+        return {"used": used, "trace": trace, "test": float(test[metric.removeprefix("val_")])}
+
+    # Warm-up outside every budget: TensorFlow's first model in this process.
+    warm = common.dataset(["data=breast_cancer"])
+    wd = _user_data(T, warm)
+    p = {
+        "n_layers": 1,
+        "units_0": 8,
+        "activation": "relu",
+        "dropout": 0.0,
+        "learning_rate": 1e-3,
+        "optimizer": "adam",
+    }
+    _user_model(T, p, warm).fit(wd["x"], wd["y"], validation_data=wd["validation_data"], epochs=1, verbose=0)
+    return search
+
+
+SETUPS = {
+    **{m: (lambda params, m=m: tuning_arm(TUNING_ARMS[m])) for m in TUNING_ARMS},
+    "optuna": optuna_arm,
+    "kt-hyperband": lambda params: _keras_tuner_arm("hyperband"),
+    "kt-bayes": lambda params: _keras_tuner_arm("bayes"),
+}
+
+
+# --- reading the traces ------------------------------------------------------------------------
+
+
+def best_within(trace: list[list[Any]], budget: float) -> float:
+    """The best value of the trials that had ended when the search's epochs were at most ``budget``."""
+    spent, best = 0, math.inf
+    for epochs, value, _ in trace:
+        spent += epochs
+        if spent > budget:
+            break
+        if value is not None:
+            best = min(best, value)
+    return best
+
+
+def epochs_to_reach(trace: list[list[Any]], target: float) -> int | None:
+    """Epochs a search had trained when one of its trials first scored ``target`` or better."""
+    spent = 0
+    for epochs, value, _ in trace:
+        spent += epochs
+        if value is not None and value <= target + 1e-12:
+            return spent
+    return None
+
+
+def counts(trace: list[list[Any]]) -> dict[str, int]:
+    """complete / pruned / failed, counted from the trials."""
+    out = {"complete": 0, "pruned": 0, "failed": 0}
+    for _, _value, state in trace:
+        key = {"COMPLETE": "complete", "PRUNED": "pruned"}.get(state, "failed")
+        out[key] += 1
+    return out
+
+
+def spread(values: list[float]) -> str:
+    """median [min–max] of finite values; 'none' where a seed had no finished trial in the budget."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < len(values) / 2:  # the median is a seed with nothing found
+        return "none"
+    ordered = sorted(values)
+    med = common.median(ordered)
+    if len(values) == 1:
+        return f"{med:.4f}"
+    hi = "none" if not math.isfinite(ordered[-1]) else f"{ordered[-1]:.4f}"
+    return f"{med:.4f} [{ordered[0]:.4f}–{hi}]"
+
+
+def report(
+    results: dict[str, dict[str, list[dict[str, Any]]]], budgets: list[int], metric_names: dict
+) -> None:
+    for data, by_method in results.items():
+        methods = list(by_method)
+        n_seeds = len(next(iter(by_method.values())))
+        print(f"\n{data} ({metric_names[data]}, lower is better; median [min–max] over {n_seeds} seed(s)):")
+        rows = []
+        for m in methods:
+            rs = by_method[m]
+            row: list[Any] = [m]
+            for b in budgets:
+                row.append(spread([best_within(r["trace"], b) for r in rs]))
+            row.append(spread([r["test"] if r["test"] is not None else math.inf for r in rs]))
+            c = [counts(r["trace"]) for r in rs]
+            row.append("/".join(str(sum(x[k] for x in c)) for k in ("complete", "pruned", "failed")))
+            row.append(common.median([sum(t[0] for t in r["trace"]) for r in rs]))
+            row.append(common.median([r["used"] / max(1, sum(t[0] for t in r["trace"])) for r in rs]))
+            rows.append(row)
+        header = [
+            "method",
+            *(f"best val @{b} ep" for b in budgets),
+            "test of pick",
+            "trials c/p/f",
+            "epochs",
+            "s/epoch",
+        ]
+        print(common.table(rows, header))
+        final = budgets[-1]
+        for us in (m for m in methods if m.startswith("tuning")):
+            wins = {b: 0 for b in budgets}
+            lines = []
+            for other in (m for m in methods if m != us):
+                per_seed = []
+                for mine, theirs in zip(by_method[us], by_method[other], strict=True):
+                    target = best_within(theirs["trace"], final)
+                    spent = min(final, sum(t[0] for t in theirs["trace"]))
+                    need = epochs_to_reach(mine["trace"], target) if math.isfinite(target) else None
+                    per_seed.append(f"{'never' if need is None else need}/{spent}")
+                    for b in budgets:  # a win needs a model: nothing found within b is no win
+                        ours = best_within(mine["trace"], b)
+                        wins[b] += math.isfinite(ours) and ours <= best_within(theirs["trace"], b) + 1e-12
+                lines.append(
+                    f"  vs {other:<13} epochs {us} needed to reach its best@{final} / its epochs: {', '.join(per_seed)}"
+                )
+            n_cmp = n_seeds * len(lines)
+            print(
+                f"{us}: at least as good as the peer in "
+                + ", ".join(f"{wins[b]}/{n_cmp} @{b}" for b in budgets)
+            )
+            print("\n".join(lines))
+
+
+def plot(results: dict[str, dict[str, list[dict[str, Any]]]], budget: int, path: Path, title: str) -> None:
+    """Anytime curves, one panel per data set: the median over seeds of the best value so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.2), squeeze=False)
+    grid = list(range(5, budget + 1, 5))
+    for ax, (data, by_method) in zip(axes[0], results.items(), strict=True):
+        for m, rs in by_method.items():
+            ys = [common.median([best_within(r["trace"], b) for r in rs]) for b in grid]
+            pts = [(b, y) for b, y in zip(grid, ys, strict=True) if math.isfinite(y)]
+            if pts:
+                ax.step(*zip(*pts, strict=True), where="post", label=m, lw=2 if m == "tuning" else 1.2)
+        ax.set_title(data)
+        ax.set_xlabel("epochs trained (all trials of the search)")
+        ax.set_ylabel("best validation score so far (median over seeds)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _variant(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name or "=" not in overrides:
+        raise SystemExit(f"--variant {text!r}: expected NAME=KEY=VALUE[,KEY=VALUE]")
+    return f"tuning-{name}", overrides.split(",")
+
+
+def main() -> None:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", help=f"default: {' '.join(METHODS)} (and the variants)")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
+    p.add_argument("--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (25 50 with --quick)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
+    p.add_argument(
+        "--save", action="store_true", help="keep the raw traces (after every search) and the PNG in results/"
+    )
+    p.add_argument(
+        "--report", metavar="JSON", help="print the tables (and the PNG) again from a saved run's traces"
+    )
+    args = p.parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        results, budgets = saved["results"], saved["budgets"]
+        # A stopped run: per data set, the seeds every method finished.
+        done = {}
+        for d, by in results.items():
+            k = min(len(rs) for rs in by.values())
+            order = sorted(by, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+            if k:
+                done[d] = {m: by[m][:k] for m in order}
+        report(done, budgets, saved["metric_names"])
+        shown = min(len(rs) for by in done.values() for rs in by.values())
+        title = (
+            saved["title"].split("; seeds")[0]
+            + f"; seeds {saved['seeds'][:shown]} (finished by every method)"
+        )
+        plot(done, budgets[-1], Path(args.report).with_suffix(".png"), title)
+        return
+    variants = dict(_variant(v) for v in args.variant)
+    if args.child:
+        setups = dict(SETUPS)
+        for name, overrides in json.loads(args.params).get("variants", {}).items():
+            setups[name] = lambda params, o=overrides: tuning_arm(o)
+        common.serve(args, setups)
+        return
+    started = time.perf_counter()
+    seeds = tuple(args.seeds or ((1,) if args.quick else (1, 2, 3)))
+    budgets = sorted(args.budgets or ([25, 50] if args.quick else [100, 300, 1000]))
+    methods = [*(args.methods or METHODS), *variants]
+    title = "search efficiency in epochs: best validation score vs epochs trained"
+    common.print_header(title + (" (SMOKE RUN: 1 seed, small budgets)" if args.quick else ""), args)
+    print(
+        f"data sets {', '.join(args.datasets)}; seeds {list(seeds)}; budgets {budgets} epochs per search; "
+        f"methods {methods}" + "".join(f"; {n}: {o}" for n, o in variants.items()) + "\n",
+        flush=True,
+    )
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    metric_names = {}
+    for data in args.datasets:
+        task = common.dataset([f"data={data}"]).task
+        metric_names[data] = "val_rmse" if task == "regression" else "val_log_loss"
+    stamp = datetime.date.today().isoformat()
+    saved = RESULTS / f"{stamp}-anytime{'-quick' if args.quick else ''}.json"
+    curve_title = f"{title}; {common.cpu_model()}, {common.cores()} cores; seeds {list(seeds)}"
+    with common.workers(__file__, methods, {"variants": variants}) as pool:
+        n = 0
+        # Seed by seed, every data set in turn: a run stopped early has covered every data set.
+        for seed in seeds:
+            for data in args.datasets:
+                for method in common.rotated(methods, n):
+                    job = {"data": data, "seed": seed, "budget": budgets[-1], "n": n}
+                    r = pool[method].run(job)
+                    results.setdefault(data, {}).setdefault(method, []).append(r)
+                    c = counts(r["trace"])
+                    epochs = sum(t[0] for t in r["trace"])
+                    print(
+                        f"{data:<13} seed {seed} {method:<14} {len(r['trace']):3d} trials "
+                        f"({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed), {epochs:4d} epochs "
+                        f"in {r['used']:6.1f} s; best {best_within(r['trace'], budgets[-1]):.4f}, test {r['test']}"
+                        + ("" if r.get("replay_matches", True) else " (replay differs!)"),
+                        flush=True,
+                    )
+                    if args.save:  # after every search: a stopped run still has what it measured
+                        RESULTS.mkdir(exist_ok=True)
+                        saved.write_text(json.dumps({"budgets": budgets, "seeds": seeds, "title": curve_title,
+                                                     "metric_names": metric_names, "results": results}))  # fmt: skip
+                n += 1
+    # Orders rows as asked.
+    results = {d: {m: results[d][m] for m in methods} for d in args.datasets}
+    report(results, budgets, metric_names)
+    print(
+        "\n'best val @B ep': the best validation score among the trials that had ended when the search "
+        "had trained B epochs in all (median [min–max] over seeds); 'test of pick': the test score of the "
+        "search's best trial at the end; 'epochs to reach': epochs the tuning arm had trained when it "
+        "first matched the peer's final best, next to the epochs the peer trained for it."
+    )
+    common.print_footer(started)
+    if args.save:
+        plot(results, budgets[-1], saved.with_suffix(".png"), curve_title)
+        print(f"saved {saved} and {saved.with_suffix('.png').name} (keep this output beside them as .txt)")
+
+
+if __name__ == "__main__":
+    main()
