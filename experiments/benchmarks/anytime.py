@@ -59,16 +59,16 @@ EPOCHS_SEEN: list[int] = []  # epochs per KerasTuner fit; module-level: KerasTun
 
 def internals() -> SimpleNamespace:
     """Every ``tuning`` internal this benchmark uses, imported in one place (the package layout moves)."""
-    import tuning.sweep
-    from tuning.model import task_metrics
-    from tuning.progress import Progress
-    from tuning.space import parse_space
-    from tuning.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
-    from tuning.trial import run_trial, targets
+    import tuning.commands.sweep
+    from tuning.model.build import task_metrics
+    from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
+    from tuning.search.engines.optuna import _Finish
+    from tuning.search.space import parse_space
+    from tuning.search.trial import run_trial, targets
 
     return SimpleNamespace(
-        run=tuning.sweep.run,  # the sweep `tuning sweep` runs, without Hydra's command line
-        Progress=Progress,  # told about every finished trial: where the epoch budget is counted
+        run=tuning.commands.sweep.run,  # the sweep `tuning sweep` runs, without Hydra's command line
+        Finish=_Finish,  # the Optuna engine's study callback: where the epoch budget is counted (study.stop)
         parse_space=parse_space,
         run_trial=run_trial,
         targets=targets,
@@ -99,17 +99,20 @@ def tuning_arm(overrides: list[str]) -> common.Job:
     root = Path.cwd() / "experiments"
     trace: list[list[Any]] = []
     budget = [math.inf]
-    on_trial_end = T.Progress.on_trial_end
+    finish = T.Finish.__call__
 
-    def counted(self: Any, study: Any, record: Any) -> None:
+    def counted(self: Any, study: Any, trial: Any) -> None:
         # Every finished trial (complete, pruned, failed): its epochs count; the search stops once
         # they reach the budget (the running trial is the last one: Optuna's study.stop()).
-        on_trial_end(self, study, record)
+        record = self.runner.records.get(trial.number)
+        finish(self, study, trial)
+        if record is None:
+            return
         trace.append([len(record.history.get("loss", [])), _finite(record.value), record.state])
         if sum(t[0] for t in trace) >= budget[0]:
             study.stop()
 
-    T.Progress.on_trial_end = counted
+    T.Finish.__call__ = counted
     # Warm-up outside every budget: TensorFlow's first model, the MLflow store's tables.
     T.run(common.settings(["data=breast_cancer", "study.name=warmup", "study.n_trials=1",
                            "training.max_epochs=1", f"paths.root={root}"]))  # fmt: skip
@@ -131,7 +134,7 @@ def tuning_arm(overrides: list[str]) -> common.Job:
         study = T.run(cfg)
         used = time.perf_counter() - start
         # The pick, replayed with its seed (deterministic ops: the very model that won), on test.
-        best = study.best_trial
+        best = study.best()
         dataset = common.dataset(_data_overrides(job))
         space = T.parse_space(cfg["search_space"], dataset.task)
         hp = space.suggest(FixedTrial(best.params))

@@ -276,3 +276,16 @@ def quiet_tuning_logs() -> None:
     logging.getLogger("alembic").setLevel(logging.ERROR)
     # "N out of the last M calls triggered tf.function retracing": one new model per trial.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def sweep(cfg: Any) -> Any:
+    """``tuning sweep`` on a resolved config, in this process; returns the Optuna study itself
+    (the sweep returns engine-neutral records; these benchmarks read Optuna's timestamps)."""
+    import optuna
+
+    from tuning.commands.sweep import run
+    from tuning.config import storage_url
+
+    summary = run(cfg)
+    url = storage_url(cfg["study"], cfg["paths"]["study_dir"])
+    return optuna.load_study(study_name=summary.name, storage=url)

@@ -54,7 +54,7 @@ def main() -> None:
             ]
         )
         print(f"before the sweep: RSS {common.rss_mb():.1f} MB (imports only)", flush=True)
-        study = tuning.commands.sweep.run(cfg)
+        study = common.sweep(cfg)
     states = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
     growth = rss[-1] - rss[FROM_TRIAL - 1]
     slope = growth / (len(rss) - FROM_TRIAL) if len(rss) > FROM_TRIAL else float("nan")

@@ -113,7 +113,7 @@ def tuning(_: dict[str, Any]) -> common.Job:
             ]
         )
         assert cfg["tracking"]["enabled"], "the overhead is measured with tracking on"
-        study = tuning.commands.sweep.run(cfg)
+        study = common.sweep(cfg)
         return {
             "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in study.trials),
             "states": sorted({t.state.name for t in study.trials}),

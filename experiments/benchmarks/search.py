@@ -81,7 +81,7 @@ def tuning(params: dict[str, Any]) -> common.Job:
             overrides.append(f"training.max_epochs={job['max_epochs']}")
         cfg = common.settings(overrides)
         start = time.perf_counter()
-        study = tuning.commands.sweep.run(cfg)
+        study = common.sweep(cfg)
         used = time.perf_counter() - start
         finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
         best = study.best_trial
