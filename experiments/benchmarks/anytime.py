@@ -63,7 +63,7 @@ def internals() -> SimpleNamespace:
     from tuning.model.build import task_metrics
     from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
     from tuning.search.engines.optuna import _Finish
-    from tuning.search.space import parse_space
+    from tuning.search.space_config import parse_space
     from tuning.search.trial import run_trial, targets
 
     return SimpleNamespace(

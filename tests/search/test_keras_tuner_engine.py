@@ -11,7 +11,7 @@ import pytest
 from conftest import cli, settings
 
 from tuning.errors import ConfigError
-from tuning.search.space import parse_space
+from tuning.search.space_config import parse_space
 
 MLP = {
     "n_layers": {"type": "int", "low": 1, "high": 3},

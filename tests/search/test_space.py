@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from tuning.errors import ConfigError
-from tuning.search.space import Hyperparameters, hyperparameters_from_config, parse_space
+from tuning.search.space import Hyperparameters
+from tuning.search.space_config import hyperparameters_from_config, parse_space
 
 
 def sample(space, params):

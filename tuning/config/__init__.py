@@ -13,7 +13,8 @@ from omegaconf.errors import MissingMandatoryValue
 from tuning.errors import ConfigError
 from tuning.model.builder import model_builder, split_path
 from tuning.model.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
-from tuning.search.space import SearchSpace, check_task, parse_space
+from tuning.search.space import SearchSpace
+from tuning.search.space_config import check_task, parse_space
 from tuning.search.storage import default_storage_url
 
 

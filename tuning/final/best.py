@@ -16,7 +16,8 @@ from tuning.redaction import redact
 from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.identity import CONFIG_ATTR
 from tuning.search.selection import pick_reason, selection_of
-from tuning.search.space import Hyperparameters, SearchSpace, hyperparameters_from_config
+from tuning.search.space import Hyperparameters, SearchSpace
+from tuning.search.space_config import hyperparameters_from_config
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
     from tuning.data import Dataset

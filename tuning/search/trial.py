@@ -13,7 +13,8 @@ from tuning.data import Dataset
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.model.tasks import resolve_metric
-from tuning.search.space import CUSTOM_SETTINGS, FixedParams, Hyperparameters, Suggester
+from tuning.search.space import FixedParams, Hyperparameters, Suggester
+from tuning.search.space_config import CUSTOM_SETTINGS
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:

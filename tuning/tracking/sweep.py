@@ -16,7 +16,6 @@ closes it (``tracking.shared``), and its counts and best come from the study, no
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,14 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from tuning.redaction import first_line, redact
 from tuning.results.summary import StudySummary, TrialSummary, state_counts
-from tuning.results.table import Table, trials_table, write_csv
 from tuning.search.selection import trial_marks
-from tuning.tracking.artifacts import (
-    write_config,
-    write_history_plot,
-    write_learning_curves,
-    write_selection_plot,
-)
 from tuning.tracking.client import (
     Tracking,
     artifact_location,
@@ -46,7 +38,6 @@ from tuning.tracking.client import (
 from tuning.tracking.content import (
     BEST_PREFIX,
     BEST_TAG,
-    EPOCH,
     MAX_TAG_TEXT,
     PARENT_TAG,
     ROLE_TAG,
@@ -79,6 +70,7 @@ from tuning.tracking.shared import (
     retrying,
     still_running,
 )
+from tuning.tracking.sweep_artifacts import log_sweep_artifacts
 
 if TYPE_CHECKING:
     from tuning.search.record import TrialRecord
@@ -363,45 +355,9 @@ class MlflowSweepTracker:
         )
 
     def _log_artifacts(self, study: StudySummary, plots: Callable[[Path, str], list[Path]] | None) -> None:
-        with tempfile.TemporaryDirectory(prefix="tuning-mlflow-") as tmp:
-            folder = Path(tmp)
-            table = trials_table(study)
-            write_csv(table, folder / "trials.csv")
-            write_config(self.settings, folder / "config.yaml")
-            plotlyjs = str(self.options.get("plotlyjs", "none"))
-            if not (plots and plots(folder / "plots", plotlyjs)):
-                write_history_plot(study, folder / "plots" / "optimization_history.png")
-            write_selection_plot(study, folder / "plots" / "selection.png")  # score vs gap, the pick
-            top = int(self.options.get("learning_curves", 4))
-            if top:
-                metric = table.columns[2].removeprefix("val_")
-                write_learning_curves(self._curves(table, top), folder / "learning_curves.png", metric)
-            self.client.log_artifacts(self.run_id, tmp)
-
-    def _curves(self, table: Table, top: int) -> list[tuple[str, dict[str, list[float]], int | None]]:
-        """The ranking metric per epoch, on train and validation, of the best ``top`` complete
-        trials, read back from MLflow (``loss`` would differ in kind between trials that train
-        with different losses)."""
-        metric = table.columns[2]
-        base = metric.removeprefix("val_")
-        curves = []
-        for row in [r for r in table.records() if r["state"] == "COMPLETE"][:top]:
-            run_id = self.children.get(int(row["trial"]))
-            if run_id is None:
-                continue
-            history = {
-                "train": self._history(run_id, f"{EPOCH}{base}"),
-                "validation": self._history(run_id, f"{EPOCH}val_{base}"),
-            }
-            title = f"trial {row['trial']}: {metric} {row[metric]:.4g}"
-            if row.get(f"gap_{base}") is not None:
-                title += f", gap_{base} {row[f'gap_{base}']:.3g} at the best weights"
-            best = row.get("best_epoch")
-            curves.append((title, history, None if best is None else int(best)))
-        return curves
-
-    def _history(self, run_id: str, key: str) -> list[float]:
-        return [m.value for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
+        log_sweep_artifacts(
+            self.client, self.run_id, study, self.settings, self.options, self.children, plots
+        )
 
     def _log(
         self,

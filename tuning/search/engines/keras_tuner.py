@@ -20,7 +20,8 @@ from tuning.results.summary import StudySummary
 from tuning.search.engines.base import Engine, TrialObserver
 from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, StudyMismatch, check_resume
 from tuning.search.runner import TrialRunner
-from tuning.search.space import SearchSpace, parse_space
+from tuning.search.space import SearchSpace
+from tuning.search.space_config import parse_space
 
 log = logging.getLogger("tuning.search.engines.keras_tuner")
 
