@@ -240,15 +240,33 @@ def test_config_mistakes_are_caught_before_anything_starts(in_tmp, capsys, args,
     assert not Path("experiments").exists()
 
 
-def test_custom_models_wait_for_an_engine_that_hands_over_its_trial():
-    from tuning.errors import ConfigError
-    from tuning.model.builder import model_builder
+def test_the_same_builder_runs_under_the_keras_tuner_engine(in_tmp):
+    """engine=keras_tuner: KerasTuner's own trials feed the builder (declared by one build, as
+    KerasTuner's tuners do), trials are trained by our runner, best.yaml rebuilds the winner."""
+    from tuning.results.keras_tuner_files import read_project
 
-    cfg = {"model": {"name": "custom", "build": "json.loads"}, "engine": {"name": "keras_tuner"}}
-    with pytest.raises(ConfigError, match="^engine: model=custom runs with engine=optuna for now"):
-        model_builder(cfg)
-    assert model_builder({**cfg, "engine": {"name": "optuna"}}) == "json.loads"
-    assert model_builder({"model": {"name": "mlp"}}) is None
+    write_module("kt_engine_models", KT_FUNCTION)
+    args = [*TINY, "engine=keras_tuner", "engine.algorithm=random", "model=custom"]
+    args += ["model.build=kt_engine_models.build", "study.n_trials=4"]
+    assert cli(["sweep", *args]) == 0
+    name = "plants-keras_tuner-kt_engine_models"
+    study = read_project(Path("experiments") / name / "keras_tuner", name)
+    assert study is not None and [t.state for t in study.trials] == ["COMPLETE"] * 4
+    for t in study.trials:
+        assert 0.0 < t.value < 2.0 and t.user_attrs["val_log_loss"] == pytest.approx(t.value)
+        assert {"layers", "units_0", "dropout", "lr", "batch_size", "epochs"} <= set(t.params)
+        assert {f"units_{i}" for i in range(t.params["layers"])} <= set(t.params)
+    # Random search samples the builder's names from the first trial on (they were declared).
+    assert len({t.params["lr"] for t in study.trials}) == 4
+    best = yaml.safe_load(Path(f"experiments/{name}/best.yaml").read_text())
+    winner = study.best()
+    assert winner is not None and best["model"]["build"] == "kt_engine_models.build"
+    assert best["model"]["hp"] == {
+        k: v for k, v in winner.params.items() if k not in ("batch_size", "epochs")
+    }
+    assert cli(["train", f"study={name}", "tracking=none"]) == 0
+    meta = json.loads(Path(f"experiments/{name}/final/meta.json").read_text())
+    assert all(math.isfinite(v) for v in meta["metrics"]["test"].values())
 
 
 def test_the_digits_cnn_example_runs_from_the_repository_root(tmp_path, monkeypatch):

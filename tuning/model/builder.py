@@ -81,11 +81,6 @@ def model_builder(cfg: Mapping[str, Any]) -> str | None:
     if path in (None, "", "???"):
         raise ConfigError("model.build", "is required with model=custom: set model.build=my_models.build")
     module, attr = split_path(str(path))
-    engine = (cfg.get("engine") or {}).get("name", "optuna")
-    if engine != "optuna":
-        # The KerasTuner engine lands separately; it runs builders once it hands its trial's
-        # Suggester to the trial runner (README, "Your own model").
-        raise ConfigError("engine", f"model=custom runs with engine=optuna for now, not {engine!r}")
     on_path()
     try:
         found = importlib.util.find_spec(module)

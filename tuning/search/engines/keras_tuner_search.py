@@ -52,7 +52,9 @@ def make_oracle(engine: KerasTunerEngine) -> Any:
     common = {
         "objective": kt.Objective(str(engine.study_config["metric"]), direction),
         "hyperparameters": hp,
-        "allow_new_entries": False,  # the space is declared whole: a new name would be a bug of ours
+        # Our space is declared whole: a new name would be a bug of ours. A custom model's
+        # builder declares its own names as it builds (the first build, then any new branch).
+        "allow_new_entries": space is not None and space.builder is not None,
         "seed": engine.seed,
         "max_retries_per_trial": 0,  # a failed trial is FAIL, as with Optuna
         # Our FailureStreak (study.max_consecutive_failures) decides; KerasTuner's own check would
@@ -108,6 +110,26 @@ class RunnerTuner(BaseTuner):
             )
         for line in said.getvalue().splitlines():
             log.debug(line)
+        if engine.space is not None and engine.space.builder is not None:
+            self._declare_builder(engine.space)
+
+    def _declare_builder(self, space: Any) -> None:
+        """Build a custom model once so the oracle knows the builder's names before the first
+        trial (what KerasTuner's own tuners do with a hypermodel): random and Bayesian search
+        then sample them from trial 0 on. A resumed study already knows them."""
+        from tuning.model.fit import fresh_session
+        from tuning.search.space import Hyperparameters
+        from tuning.search.trial import new_model
+
+        hp = self.oracle.get_space()
+        fresh_session()
+        new_model(
+            dataclasses.replace(Hyperparameters(), builder=space.builder),
+            self.runner.dataset,
+            suggester=KerasTunerSuggester(hp, space),
+        )
+        self.oracle.update_space(hp)
+        fresh_session()
 
     def finished(self) -> int:
         return sum(t.status == "COMPLETED" for t in self.oracle.trials.values())
@@ -122,7 +144,15 @@ class RunnerTuner(BaseTuner):
         number = int(trial.trial_id)
         try:
             record = self._start(trial, number)
-            value, attrs = self.runner.train(record)
+            space = self.engine.space
+            builder = space is not None and space.builder is not None
+            # A custom model's builder draws its values from KerasTuner's trial as it builds.
+            suggester = KerasTunerSuggester(trial.hyperparameters, space) if space and builder else None
+            try:
+                value, attrs = self.runner.train(record, suggester=suggester)
+            finally:
+                if builder:  # a name the builder asked for the first time (a new branch)
+                    self.oracle.update_space(trial.hyperparameters)
         except TrialFailed as err:
             self.attrs[number] = self.runner.failure_attrs(self.runner.records[number], err)
             # from None: KerasTuner keeps the traceback text in trial.json; ours stays in tuning.json.
