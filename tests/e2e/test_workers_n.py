@@ -78,7 +78,7 @@ def test_workers_share_one_study_one_count_and_one_parent_run(in_tmp):
 
 def test_sigterm_reaches_every_worker_and_nothing_is_left_running(in_tmp):
     proc = subprocess.Popen(
-        [*COMMAND, "workers=2", "study.n_trials=20", "training.max_epochs=30",
+        [*COMMAND, "workers=2", "study.n_trials=20", "training.max_epochs=8",
          "training.early_stopping.patience=null", "tracking=mlflow"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
