@@ -3,6 +3,7 @@ reproducible from `seed`, and three real worker processes started together."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -113,3 +114,19 @@ def test_an_interrupted_trial_is_requeued_once_by_workers_starting_together(tmp_
     assert outputs == ["[0]", "[]", "[]"], outputs
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs["retry_of"] for t in waiting] == [0]
+
+
+@pytest.mark.slow
+def test_a_cluster_worker_gets_its_own_run_folder(in_tmp):
+    """Pods of an indexed Job (or SLURM array tasks) started in the same second on one shared
+    volume: each writes its own runs/<time>-w<k>/ folder and sweep.log."""
+    env = {**os.environ, "JOB_COMPLETION_INDEX": "3", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TUNING_RUN_SUFFIX", None)
+    env.pop("TUNING_WORKER_INDEX", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuning", "sweep", *TINY, "study.n_trials=1", "training.max_epochs=1"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = (in_tmp / "experiments" / "plants" / "runs").iterdir()
+    assert folder.name.endswith("-w3") and (folder / "sweep.log").is_file()

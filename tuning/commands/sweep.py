@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -343,6 +344,12 @@ def _app(cfg: DictConfig) -> None:
 
 def main(args: Sequence[str]) -> int:
     """``tuning sweep [overrides...]``: pre-validate (nothing written on bad input), then run Hydra."""
+    from tuning.search.workers import run_suffix
+
+    # A Kubernetes indexed Job or a SLURM array worker: its own run folder (conf: hydra.run.dir).
+    suffix = run_suffix()
+    if suffix and "TUNING_RUN_SUFFIX" not in os.environ:
+        os.environ["TUNING_RUN_SUFFIX"] = suffix
     if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in args):
         try:
             settings = resolved(compose("config", [a for a in args if not a.startswith("-")]))

@@ -20,6 +20,13 @@ def worker_index() -> int | None:
     return None
 
 
+def run_suffix() -> str:
+    """``-w<k>`` for worker k, so workers started in the same second on one shared folder (a
+    cluster volume) each get their own Hydra run folder; empty for a worker alone."""
+    index = worker_index()
+    return "" if index is None else f"-w{index}"
+
+
 def worker_key(index: int | None, *, created: bool, ran: int, others_running: bool, worker: str) -> str:
     """What makes this worker's sampler stream its own: ``"0"`` for a worker alone.
 
