@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import TINY, cli
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 SECRET = "pg-s3cret-7"
 
@@ -149,7 +149,7 @@ def test_worker_killed_mid_trial_is_retried_and_nothing_finished_is_redone(backe
             trials = optuna.load_study(study_name=name, storage=url).trials
         except (KeyError, ValueError):  # the study is not made yet
             continue
-        except OperationalError:  # the worker is creating the tables right now ("already exists")
+        except (OperationalError, IntegrityError):  # the worker is creating the tables right now
             continue
         if any(t.state.name == "COMPLETE" for t in trials):
             killed = next((t for t in trials if t.state.name == "RUNNING" and t.intermediate_values), None)
