@@ -170,7 +170,14 @@ class MlflowSweepTracker:
         whoever reads back another's text takes the next one."""
         for _ in range(10):
             self.invocation = next_invocation(self.client.get_run(self.run_id).data.tags)
-            self.client.set_tag(self.run_id, self.invocation, self.invocation_start)
+            try:
+                self.client.set_tag(self.run_id, self.invocation, self.invocation_start)
+            except MlflowException as err:
+                # Two workers writing the same new tag at once: a tracking server on PostgreSQL
+                # answers the loser with its unique-key violation. The other took this k: next one.
+                if "unique" not in str(err).lower() and "duplicate" not in str(err).lower():
+                    raise
+                continue
             time.sleep(0.05)
             if self.client.get_run(self.run_id).data.tags.get(self.invocation) == self.invocation_start:
                 return
@@ -311,10 +318,10 @@ class MlflowSweepTracker:
         for run in marked:
             if run.info.run_id != run_id:
                 old = int(run.data.tags.get(TRIAL_TAG, "0"))
-                self.client.set_tag(run.info.run_id, "mlflow.runName", trial_run_name(old))
-                self.client.set_tag(run.info.run_id, BEST_TAG, "false")
-        self.client.set_tag(run_id, "mlflow.runName", trial_run_name(number, best=True))
-        self.client.set_tag(run_id, BEST_TAG, "true")
+                retrying(self.client.set_tag, run.info.run_id, "mlflow.runName", trial_run_name(old))
+                retrying(self.client.set_tag, run.info.run_id, BEST_TAG, "false")
+        retrying(self.client.set_tag, run_id, "mlflow.runName", trial_run_name(number, best=True))
+        retrying(self.client.set_tag, run_id, BEST_TAG, "true")
 
     # --- end of the sweep ----------------------------------------------------------------
 
