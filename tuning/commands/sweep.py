@@ -286,7 +286,9 @@ def execute(settings: Mapping[str, Any]) -> int:
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
+    from tuning.search.runner import on_main_thread
+
+    previous = signal.signal(signal.SIGTERM, terminate) if on_main_thread() else None
     try:
         summary = run(settings)
     except StudyStopped as err:
@@ -320,12 +322,6 @@ def execute(settings: Mapping[str, Any]) -> int:
         )
         return EXIT_SHORT
     return EXIT_OK
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

@@ -107,7 +107,9 @@ def launch(args: Sequence[str], settings: Mapping[str, Any]) -> int:
             if proc.poll() is None:
                 os.killpg(proc.pid, signum)
 
-    main = threading.current_thread() is threading.main_thread()
+    from tuning.search.runner import on_main_thread
+
+    main = on_main_thread()
     previous = signal.signal(signal.SIGTERM, forward) if main else None
     display, ended, codes = Display(sys.stdout), 0, []
     try:

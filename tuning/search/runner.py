@@ -183,6 +183,11 @@ class TrialRunner:
         return attrs
 
 
+def on_main_thread() -> bool:
+    """Signal handlers can be installed (and signals arrive) on the main thread only."""
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
 def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
     """Note Ctrl-C (SIGINT) and SIGTERM on the runner, then raise KeyboardInterrupt / Terminated.
@@ -193,7 +198,7 @@ def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
     SIGTERM (kill, Docker, Kubernetes, SLURM) is handled the same way, so the running trial is
     marked for a retry and the MLflow runs are closed KILLED.
     """
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+    if not on_main_thread():
         yield
         return
     handlers: dict[int, Any] = {}

@@ -77,11 +77,6 @@ class Engine(ABC):
         (``StudyMismatch`` / ``ConfigError``); engines whose store is checked elsewhere do nothing."""
         return None
 
-    def creation_config(self) -> dict[str, Any] | None:
-        """The (redacted) config of the command that made the study, when it was kept."""
-        config = self.summary().user_attrs.get("config")
-        return dict(config) if isinstance(config, Mapping) else None
-
     def write_plots(self, folder: Path, plotlyjs: str = "none") -> list[Path]:
         """The engine's own plots of the study for the MLflow parent run (none by default)."""
         return []

@@ -121,12 +121,6 @@ def _store_identity(
         study.set_user_attr(IDENTITY_ATTR, dict(identity))
 
 
-def creation_config(study: optuna.Study) -> dict[str, Any] | None:
-    """The config of the command that made the study (None for a study made before it was kept)."""
-    config = study.user_attrs.get(CONFIG_ATTR)
-    return dict(config) if isinstance(config, Mapping) else None
-
-
 def summarize(study: optuna.Study) -> StudySummary:
     """The study as engine-neutral records; ``best_number`` is the study's selection pick.
 
