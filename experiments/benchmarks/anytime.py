@@ -268,15 +268,7 @@ def _keras_tuner_arm(kind: str) -> common.Job:
     T = internals()
     space = _space()
 
-    def dim(hp: Any, name: str, spec: Any) -> Any:
-        if spec["type"] == "categorical":
-            return hp.Choice(name, list(spec["choices"]))
-        sampling = "log" if spec.get("log") else "linear"
-        step = spec.get("step")  # KerasTuner reads a step on a log scale as a factor: none there
-        if spec["type"] == "int":
-            step = None if spec.get("log") else step or 1
-            return hp.Int(name, spec["low"], spec["high"], step=step, sampling=sampling)
-        return hp.Float(name, spec["low"], spec["high"], step=step, sampling=sampling)
+    dim = common.kt_dimension
 
     class CountEpochs(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:

@@ -289,3 +289,15 @@ def sweep(cfg: Any) -> Any:
     summary = run(cfg)
     url = storage_url(cfg["study"], cfg["paths"]["study_dir"])
     return optuna.load_study(study_name=summary.name, storage=url)
+
+
+def kt_dimension(hp: Any, name: str, spec: Any) -> Any:
+    """One conf/search_space dimension declared in a KerasTuner ``hp`` (the peers' space)."""
+    if spec["type"] == "categorical":
+        return hp.Choice(name, list(spec["choices"]))
+    sampling = "log" if spec.get("log") else "linear"
+    step = spec.get("step")  # KerasTuner reads a step on a log scale as a factor: none there
+    if spec["type"] == "int":
+        step = None if spec.get("log") else step or 1
+        return hp.Int(name, spec["low"], spec["high"], step=step, sampling=sampling)
+    return hp.Float(name, spec["low"], spec["high"], step=step, sampling=sampling)

@@ -124,15 +124,7 @@ def _hypermodel(space: dict[str, Any], dataset: Any, max_epochs: int | None) -> 
     from tuning.model.build import task_metrics
     from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
 
-    def dim(hp: Any, name: str, spec: Any) -> Any:
-        if spec["type"] == "categorical":
-            return hp.Choice(name, list(spec["choices"]))
-        sampling = "log" if spec.get("log") else "linear"
-        step = spec.get("step")  # KerasTuner reads a step on a log scale as a factor: none there
-        if spec["type"] == "int":
-            step = None if spec.get("log") else step or 1
-            return hp.Int(name, spec["low"], spec["high"], step=step, sampling=sampling)
-        return hp.Float(name, spec["low"], spec["high"], step=step, sampling=sampling)
+    dim = common.kt_dimension
 
     class MLP(kt.HyperModel):
         def build(self, hp: Any) -> Any:
