@@ -89,3 +89,19 @@ def signal_during_trial_1(folder, signum: int, *args: str, settle: float = 1.0) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def stop_process_group(proc) -> None:
+    """End a server started with ``start_new_session=True`` and every process it forked:
+    SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    import contextlib
+    import signal
+    import subprocess
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

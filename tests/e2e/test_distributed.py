@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-from conftest import TINY
+from conftest import TINY, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
             time.sleep(0.5)
         yield SimpleNamespace(storage=server.get_uri(), tracking=url, folder=folder)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
         log_file.close()
         server.cleanup()
         atexit.unregister(server._cleanup)

@@ -29,7 +29,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import signal_during_trial_1
+from conftest import signal_during_trial_1, stop_process_group
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -169,13 +169,7 @@ def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleN
         start_new_session=True,  # its own process group: teardown ends the server and its workers
     )
     yield SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}", port=port, log=folder / "server.log")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    stop_process_group(proc)
     log_file.close()
 
 
