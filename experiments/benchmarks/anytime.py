@@ -12,7 +12,9 @@ for classification, ``val_rmse`` in the target's units for regression), the same
 early stopping (that metric, patience 10, best weights restored) and the same fit settings
 (``steps_per_execution`` 32, the sampled batch size, TensorFlow's default threads):
 
-- tuning          ``tuning sweep`` as shipped (conf/: TPE + median pruner), MLflow tracking on.
+- tuning          ``tuning sweep`` as shipped (conf/: TPE + successive-halving pruner, i.e. ASHA), MLflow
+                  tracking on.
+- tuning-median   the same with ``pruner=median``: the default before this benchmark (before/after).
 - tuning-hb       the same with ``pruner=hyperband``.
 - tuning-random   ``sampler=random pruner=none``: random search, the floor every method should beat.
 - optuna          Optuna by hand, as Optuna's Keras example has a user write it: ``TPESampler(seed)``
@@ -22,7 +24,11 @@ early stopping (that metric, patience 10, best weights restored) and the same fi
 - kt-bayes        ``keras_tuner.BayesianOptimization`` with its defaults.
 
 ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` adds ``tuning-NAME``: ``tuning sweep`` with those
-overrides (a candidate default, measured on the same curves).
+overrides (a candidate default, measured on the same curves). ``--cap METHOD=EPOCHS`` stops that
+method's searches at EPOCHS (its larger budgets show ``n/r``, not run): for a method whose
+searches cost far more wall time per epoch than the others. ``--tag`` names the saved files, so
+runs split over processes (``--datasets``) do not overwrite each other; ``--report`` takes
+several saved runs and merges them.
 
 Test score: each method's pick at the end (its best trial when it stopped, the trial that crossed
 the largest budget included), evaluated once
@@ -32,6 +38,7 @@ the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's kept bes
     python experiments/benchmarks/anytime.py --quick   # smoke run: 1 seed, budgets 25/50 epochs: ~10 min on 2 idle cores
     python experiments/benchmarks/anytime.py           # 3 seeds, budgets 100/300/1000: hours on 2 cores
     python experiments/benchmarks/anytime.py --budgets 100 300 --seeds 1 2 3 --save
+    python experiments/benchmarks/anytime.py --report results/A.json results/B.json
 """
 
 from __future__ import annotations
@@ -46,9 +53,10 @@ from typing import Any
 
 import common
 
-METHODS = ("tuning", "tuning-hb", "tuning-random", "optuna", "kt-hyperband", "kt-bayes")
+METHODS = ("tuning", "tuning-median", "tuning-hb", "tuning-random", "optuna", "kt-hyperband", "kt-bayes")
 TUNING_ARMS = {  # method -> `tuning sweep` overrides
     "tuning": [],
+    "tuning-median": ["pruner=median"],  # the default before this benchmark: before/after
     "tuning-hb": ["pruner=hyperband"],
     "tuning-random": ["sampler=random", "pruner=none"],
 }
@@ -394,8 +402,15 @@ def counts(trace: list[list[Any]]) -> dict[str, int]:
     return out
 
 
+def ran(r: dict[str, Any], budget: int) -> bool:
+    """Whether the search ``r`` was run up to ``budget`` epochs (see ``--cap``)."""
+    return budget <= r.get("budget", budget)
+
+
 def spread(values: list[float]) -> str:
     """median [min–max] of finite values; 'none' where a seed had no finished trial in the budget."""
+    if not values:
+        return "n/r"
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) < len(values) / 2:  # the median is a seed with nothing found
         return "none"
@@ -419,7 +434,7 @@ def report(
             rs = by_method[m]
             row: list[Any] = [m]
             for b in budgets:
-                row.append(spread([best_within(r["trace"], b) for r in rs]))
+                row.append(spread([best_within(r["trace"], b) for r in rs if ran(r, b)]))
             row.append(spread([r["test"] if r["test"] is not None else math.inf for r in rs]))
             c = [counts(r["trace"]) for r in rs]
             row.append("/".join(str(sum(x[k] for x in c)) for k in ("complete", "pruned", "failed")))
@@ -442,20 +457,27 @@ def report(
             for other in (m for m in methods if m != us):
                 per_seed = []
                 for mine, theirs in zip(by_method[us], by_method[other], strict=True):
-                    target = best_within(theirs["trace"], final)
-                    spent = min(final, sum(t[0] for t in theirs["trace"]))
+                    top = theirs.get("budget", final)  # a capped peer: its best at its own budget
+                    target = best_within(theirs["trace"], top)
+                    spent = min(top, sum(t[0] for t in theirs["trace"]))
                     need = epochs_to_reach(mine["trace"], target) if math.isfinite(target) else None
                     per_seed.append(f"{'never' if need is None else need}/{spent}")
                     for b in budgets:  # a win needs a model: nothing found within b is no win
+                        if not (ran(mine, b) and ran(theirs, b)):
+                            continue
                         ours = best_within(mine["trace"], b)
                         wins[b] += math.isfinite(ours) and ours <= best_within(theirs["trace"], b) + 1e-12
                 lines.append(
-                    f"  vs {other:<13} epochs {us} needed to reach its best@{final} / its epochs: {', '.join(per_seed)}"
+                    f"  vs {other:<13} epochs {us} needed to reach its final best / its epochs: {', '.join(per_seed)}"
                 )
-            n_cmp = n_seeds * len(lines)
+            n_cmp = {
+                b: sum(ran(x, b) and ran(y, b) for o in methods if o != us
+                       for x, y in zip(by_method[us], by_method[o], strict=True))
+                for b in budgets
+            }  # fmt: skip
             print(
                 f"{us}: at least as good as the peer in "
-                + ", ".join(f"{wins[b]}/{n_cmp} @{b}" for b in budgets)
+                + ", ".join(f"{wins[b]}/{n_cmp[b]} @{b}" for b in budgets)
             )
             print("\n".join(lines))
 
@@ -471,7 +493,10 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], budget: int, path:
     grid = list(range(5, budget + 1, 5))
     for ax, (data, by_method) in zip(axes[0], results.items(), strict=True):
         for m, rs in by_method.items():
-            ys = [common.median([best_within(r["trace"], b) for r in rs]) for b in grid]
+            ys = [
+                common.median([best_within(r["trace"], b) for r in rs]) if ran(rs[0], b) else math.inf
+                for b in grid
+            ]
             pts = [(b, y) for b, y in zip(grid, ys, strict=True) if math.isfinite(y)]
             if pts:
                 ax.step(*zip(*pts, strict=True), where="post", label=m, lw=2 if m == "tuning" else 1.2)
@@ -503,13 +528,24 @@ def main() -> None:
     p.add_argument(
         "--save", action="store_true", help="keep the raw traces (after every search) and the PNG in results/"
     )
+    p.add_argument("--cap", action="append", default=[], metavar="METHOD=EPOCHS")
+    p.add_argument("--tag", default="", help="added to the saved files' names")
     p.add_argument(
-        "--report", metavar="JSON", help="print the tables (and the PNG) again from a saved run's traces"
+        "--report",
+        nargs="+",
+        metavar="JSON",
+        help="print the tables (and the PNG) again from saved runs' traces",
     )
     args = p.parse_args()
     if args.report:
-        saved = json.loads(Path(args.report).read_text())
-        results, budgets = saved["results"], saved["budgets"]
+        runs = [json.loads(Path(f).read_text()) for f in args.report]
+        saved = runs[0]
+        results, budgets = {}, saved["budgets"]
+        for run in runs:  # runs split by data set (--datasets), or one data set's seeds
+            saved["metric_names"].update(run["metric_names"])
+            for d, by in run["results"].items():
+                for m, rs in by.items():
+                    results.setdefault(d, {}).setdefault(m, []).extend(rs)
         # A stopped run: per data set, the seeds every method finished.
         done = {}
         for d, by in results.items():
@@ -523,9 +559,10 @@ def main() -> None:
             saved["title"].split("; seeds")[0]
             + f"; seeds {saved['seeds'][:shown]} (finished by every method)"
         )
-        plot(done, budgets[-1], Path(args.report).with_suffix(".png"), title)
+        plot(done, budgets[-1], Path(args.report[0]).with_suffix(".png"), title)
         return
     variants = dict(_variant(v) for v in args.variant)
+    caps = {m: int(e) for m, _, e in (c.partition("=") for c in args.cap)}
     if args.child:
         setups = dict(SETUPS)
         for name, overrides in json.loads(args.params).get("variants", {}).items():
@@ -537,6 +574,8 @@ def main() -> None:
     budgets = sorted(args.budgets or ([25, 50] if args.quick else [100, 300, 1000]))
     methods = [*(args.methods or METHODS), *variants]
     title = "search efficiency in epochs: best validation score vs epochs trained"
+    if caps:
+        title += " (" + ", ".join(f"{m} capped at {e} epochs" for m, e in caps.items()) + ")"
     common.print_header(title + (" (SMOKE RUN: 1 seed, small budgets)" if args.quick else ""), args)
     print(
         f"data sets {', '.join(args.datasets)}; seeds {list(seeds)}; budgets {budgets} epochs per search; "
@@ -549,7 +588,9 @@ def main() -> None:
         task = common.dataset([f"data={data}"]).task
         metric_names[data] = "val_rmse" if task == "regression" else "val_log_loss"
     stamp = datetime.date.today().isoformat()
-    saved = RESULTS / f"{stamp}-anytime{'-quick' if args.quick else ''}.json"
+    saved = (
+        RESULTS / f"{stamp}-anytime{'-quick' if args.quick else ''}{'-' + args.tag if args.tag else ''}.json"
+    )
     curve_title = f"{title}; {common.cpu_model()}, {common.cores()} cores; seeds {list(seeds)}"
     with common.workers(__file__, methods, {"variants": variants}) as pool:
         n = 0
@@ -557,8 +598,13 @@ def main() -> None:
         for seed in seeds:
             for data in args.datasets:
                 for method in common.rotated(methods, n):
-                    job = {"data": data, "seed": seed, "budget": budgets[-1], "n": n}
-                    r = pool[method].run(job)
+                    job = {
+                        "data": data,
+                        "seed": seed,
+                        "budget": min(budgets[-1], caps.get(method, budgets[-1])),
+                        "n": n,
+                    }
+                    r = {**pool[method].run(job), "budget": job["budget"], "seed": seed}
                     results.setdefault(data, {}).setdefault(method, []).append(r)
                     c = counts(r["trace"])
                     epochs = sum(t[0] for t in r["trace"])

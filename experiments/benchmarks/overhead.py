@@ -1,21 +1,29 @@
-"""Overhead: the same trials of one fixed MLP, trained three ways, seconds per trial side by side.
+"""Overhead: the same trials of one fixed MLP, trained four ways, seconds per trial side by side.
 
-1. plain       the loop a user writes: clear_session, keras.Sequential, compile (default
-               arguments; the same metrics as tuning), fit(validation_data=...), evaluate.
-2. tuning      ``tuning.commands.sweep.run`` on the composed config, as ``tuning sweep`` runs it: Optuna
-               study in SQLite, MLflow tracking (tracking=mlflow, the default), early stopping,
-               pruning callback, NaN guard, train/val evaluation and gaps, best.yaml.
-3. kerastuner  ``keras_tuner.RandomSearch`` over the same model (one unused dimension, so that
-               the search does not stop at its single point).
+1. plain        the loop a user writes: clear_session, keras.Sequential, compile (default
+                arguments; the same metrics as tuning), fit(validation_data=...), evaluate.
+2. tuning       ``tuning.commands.sweep.run`` on the composed config, as ``tuning sweep`` runs it: Optuna
+                study in SQLite, MLflow tracking (tracking=mlflow, the default), early stopping,
+                pruning callback, NaN guard, train evaluation and gaps, best.yaml.
+3. kerastuner   ``keras_tuner.RandomSearch`` over the same model (one unused dimension, so that
+                the search does not stop at its single point).
+4. tuning-tfopt ``tuning`` with ``training.graph_optimizations=true`` (TensorFlow's Grappler on, as
+                before it became off by default): what that default saves, in the same run.
 
-Each method has its own worker process, warmed up by one untimed one-epoch trial; every
-repeat asks each worker for the N trials in turn (order rotated): steady-state seconds per
-trial, including each sweep's own start and end (study, MLflow runs, artifacts, best.yaml).
-The 5 epochs are never cut: early stopping's patience (10) exceeds them and the median
-pruner waits 5 epochs before it may prune.
+Every arm gets the same compile/fit settings: ``steps_per_execution`` and the Grappler setting of
+``conf/training/default.yaml`` (process-wide TensorFlow options a plain loop can set too), so
+the ratios measure the framework, not a speed setting. Each method has its own worker process,
+warmed up by one untimed one-epoch trial; every repeat asks each worker for N trials of 1 epoch
+and N of 5 (order rotated): steady-state seconds per trial, including each sweep's own start
+and end (study, MLflow runs, artifacts, best.yaml). No trial is cut: early stopping's patience
+(10) exceeds 5 epochs and a trial of a fixed model is never pruned (the same values each time).
 
-    python experiments/benchmarks/overhead.py --quick     # 3 trials x 3 repeats, ~4 min on 2 cores
-    python experiments/benchmarks/overhead.py             # 10 trials x 5 repeats, ~17 min
+From the two lengths, the **fixed cost per trial** (t = fixed + epochs x per-epoch, solved per
+repeat) and, for tuning, where that fixed cost goes (build, fit outside its epochs: tracing the
+train and test functions; evaluation; the study and MLflow around the trial).
+
+    python experiments/benchmarks/overhead.py --quick     # 3 trials x 3 repeats, ~6 min on 2 cores
+    python experiments/benchmarks/overhead.py             # 10 trials x 5 repeats, ~25 min
 """
 
 from __future__ import annotations
@@ -27,11 +35,19 @@ from typing import Any
 
 import common
 
-METHODS = ("plain", "tuning", "kerastuner")
+METHODS = ("plain", "tuning", "kerastuner", "tuning-tfopt")
 DATA = ["data=plants"]
+LENGTHS = (1, 5)  # epochs per trial: the fixed cost per trial is solved from the two
+
+TRAINING = common.settings([])["training"]
+STEPS_PER_EXECUTION = int(TRAINING["steps_per_execution"])
 
 
-STEPS_PER_EXECUTION = int(common.settings([])["training"]["steps_per_execution"])
+def same_tensorflow_settings() -> None:
+    """The plain loop and KerasTuner get tuning's process-wide TensorFlow settings (Grappler)."""
+    from tuning.model.backend import start_tensorflow
+
+    start_tensorflow(TRAINING)
 
 
 def plain_model(n_features: int) -> Any:
@@ -75,6 +91,7 @@ def fit_args(ds: Any, epochs: int) -> dict[str, Any]:
 
 
 def plain(_: dict[str, Any]) -> common.Job:
+    same_tensorflow_settings()
     import keras
 
     ds = common.dataset(DATA)
@@ -93,37 +110,71 @@ def plain(_: dict[str, Any]) -> common.Job:
     )
 
 
-def tuning(_: dict[str, Any]) -> common.Job:
+PARTS = {  # tuning's fixed cost, timed where it is spent: (module, class or "", function) -> label
+    ("tuning.search.trial", "", "fresh_session"): "clear the last trial's session",
+    ("tuning.search.trial", "", "new_model"): "build + compile the model",
+    ("keras", "Model", "fit"): "model.fit (its epochs, and tracing)",
+    ("tuning.model.fit", "", "evaluate"): "evaluate train at the restored weights",
+    ("tuning.search.runner", "TrialRunner", "train"): "the trial in the runner (all of the above)",
+}
+
+
+def _time_parts(spent: dict[str, float]) -> None:
+    """Wrap each of PARTS so that its seconds add up in ``spent`` (benchmark instrumentation)."""
+    import importlib
+
+    for (module, cls, name), label in PARTS.items():
+        owner: Any = importlib.import_module(module)
+        if cls:
+            owner = getattr(owner, cls)
+        original = getattr(owner, name)
+
+        def timed(*a: Any, _original: Any = original, _label: str = label, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _original(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+def tuning(params: dict[str, Any]) -> common.Job:
     import tuning.commands.sweep
 
     common.quiet_tuning_logs()
-    base = [*DATA, f"paths.root={Path.cwd() / 'experiments'}"]
+    base = [*DATA, f"paths.root={Path.cwd() / 'experiments'}", *params.get("overrides", [])]
     # Warm-up: also creates the MLflow store, as the first sweep on a machine does.
     tuning.commands.sweep.run(
         common.settings([*base, *common.fixed_overrides(1), "study.name=warmup", "study.n_trials=1"])
     )
+    spent: dict[str, float] = {}
+    _time_parts(spent)
 
     def sweep(job: dict[str, Any]) -> dict[str, Any]:
         cfg = common.settings(
             [
                 *base,
                 *common.fixed_overrides(job["epochs"]),
-                f"study.name=repeat{job['repeat']}",
+                f"study.name=repeat{job['repeat']}-{job['epochs']}",
                 f"study.n_trials={job['trials']}",
             ]
         )
         assert cfg["tracking"]["enabled"], "the overhead is measured with tracking on"
+        spent.clear()
         study = common.sweep(cfg)
         return {
             "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in study.trials),
             "states": sorted({t.state.name for t in study.trials}),
             "mlflow_store": (Path.cwd() / "experiments" / "mlflow.db").exists(),
+            "parts": dict(spent),
         }
 
     return lambda job: _timed(lambda: sweep(job))
 
 
 def kerastuner(_: dict[str, Any]) -> common.Job:
+    same_tensorflow_settings()
     import keras_tuner as kt
 
     ds = common.dataset(DATA)
@@ -150,34 +201,67 @@ def kerastuner(_: dict[str, Any]) -> common.Job:
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     if args.child:
-        common.serve(args, {"plain": plain, "tuning": tuning, "kerastuner": kerastuner})
+        setups = {"plain": plain, "tuning": tuning, "kerastuner": kerastuner}
+        setups["tuning-tfopt"] = lambda params: tuning({"overrides": ["training.graph_optimizations=true"]})
+        common.serve(args, setups)
         return
     started = time.perf_counter()
     n_trials, repeats = (3, 3) if args.quick else (10, 5)
-    epochs = common.FIXED_MLP["epochs"]
-    common.print_header("overhead: seconds per trial of one fixed MLP, three ways", args)
+    common.print_header("overhead: seconds per trial of one fixed MLP, four ways", args)
     print(
-        f"{n_trials} trials x {repeats} repeats per method; plants (2 features, 1800 train rows), "
-        f"MLP 2x{common.FIXED_MLP['units']} relu, adam 1e-3, {epochs} epochs, "
-        f"batch {common.FIXED_MLP['batch_size']}; one worker process per method\n",
+        f"{n_trials} trials x {repeats} repeats per method and length ({' and '.join(map(str, LENGTHS))} "
+        f"epochs); plants (2 features, 1800 train rows), MLP 2x{common.FIXED_MLP['units']} relu, adam 1e-3, "
+        f"batch {common.FIXED_MLP['batch_size']}; steps_per_execution {STEPS_PER_EXECUTION} and "
+        f"graph_optimizations={TRAINING['graph_optimizations']} for every arm but tuning-tfopt; "
+        "one worker process per method\n",
         flush=True,
     )
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    runs: dict[int, dict[str, list[dict[str, Any]]]] = {e: {m: [] for m in METHODS} for e in LENGTHS}
     with common.workers(__file__, METHODS) as pool:
         for m, w in pool.items():
-            print(f"{m:<10} worker ready in {w.setup['setup_s']:.0f} s (imports, data, warm-up trial)")
+            print(f"{m:<12} worker ready in {w.setup['setup_s']:.0f} s (imports, data, warm-up trial)")
         for rep in range(repeats):
-            for method in common.rotated(METHODS, rep):
-                r = pool[method].run({"trials": n_trials, "epochs": epochs, "repeat": rep})
-                runs[method].append(r)
-                extra = f", states {r['states']}, MLflow store {r['mlflow_store']}" if "states" in r else ""
-                print(
-                    f"repeat {rep + 1}/{repeats} {method:<10} {r['wall'] / n_trials:6.2f} s/trial "
-                    f"(cpu {r['cpu'] / n_trials:.2f}), {r['epochs']} epochs{extra}",
-                    flush=True,
-                )
-    print_summary(runs, n_trials)
+            for epochs in LENGTHS:
+                for method in common.rotated(METHODS, rep):
+                    r = pool[method].run({"trials": n_trials, "epochs": epochs, "repeat": rep})
+                    runs[epochs][method].append(r)
+                    extra = (
+                        f", states {r['states']}, MLflow store {r['mlflow_store']}" if "states" in r else ""
+                    )
+                    print(
+                        f"repeat {rep + 1}/{repeats} {epochs} ep {method:<12} {r['wall'] / n_trials:6.2f} s/trial "
+                        f"(cpu {r['cpu'] / n_trials:.2f}), {r['epochs']} epochs{extra}",
+                        flush=True,
+                    )
+    for epochs in LENGTHS:
+        print(f"\n{epochs}-epoch trials:")
+        print_summary(runs[epochs], n_trials)
+    print_fixed_cost(runs, n_trials)
     common.print_footer(started)
+
+
+def print_fixed_cost(runs: dict[int, dict[str, list[dict[str, Any]]]], n_trials: int) -> None:
+    """t(e) = fixed + e x per_epoch, solved from each repeat's two lengths; medians over repeats."""
+    short, long = LENGTHS
+    rows = []
+    for m in METHODS:
+        pairs = list(zip(runs[short][m], runs[long][m], strict=True))
+        per_epoch = [(b["wall"] - a["wall"]) / n_trials / (long - short) for a, b in pairs]
+        fixed = [a["wall"] / n_trials - short * pe for (a, _), pe in zip(pairs, per_epoch, strict=True)]
+        spread = f"{min(fixed):.2f}–{max(fixed):.2f}"
+        rows.append([m, common.median(fixed), spread, common.median(per_epoch)])
+    print("\nfixed cost per trial (seconds outside the epochs themselves) and seconds per epoch:")
+    print(common.table(rows, ["method", "fixed s/trial", "range", "s/epoch"]))
+    # Where tuning's seconds go, per trial, at the short length (medians over repeats).
+    parts = [r["parts"] for r in runs[short]["tuning"]]
+    walls = [r["wall"] for r in runs[short]["tuning"]]
+    print(f"\ntuning, {short}-epoch trials: where a trial's seconds go (median over repeats, per trial):")
+    labels = list(PARTS.values())
+    rows = [[label, common.median([p.get(label, 0.0) / n_trials for p in parts])] for label in labels]
+    around = [(w - p.get(labels[-1], 0.0)) / n_trials for w, p in zip(walls, parts, strict=True)]
+    rows.append(["study + MLflow around the trials, sweep start/end", common.median(around)])
+    rows.append(["total", common.median(walls) / n_trials])
+    print(common.table(rows, ["part", "s/trial"]))
 
 
 def print_summary(runs: dict[str, list[dict[str, Any]]], n_trials: int) -> None:
@@ -199,7 +283,7 @@ def print_summary(runs: dict[str, list[dict[str, Any]]], n_trials: int) -> None:
                 " ".join(f"{v:.2f}" for v in per_trial[m]),
             ]
         )
-    print("\nmedians over repeats (ratios to the plain loop; < 1 = faster than plain Keras):")
+    print("medians over repeats (ratios to the plain loop; < 1 = faster than plain Keras):")
     print(
         common.table(
             rows,

@@ -91,7 +91,7 @@ def test_sweep_help_shows_groups_choices_and_common_keys_with_this_commands_valu
     lines = out.splitlines()
     assert len(lines) < 45, out  # not the composed config: that is --cfg job
     assert "  sampler=      tpe, cmaes, gp, nsga2, qmc, random" in lines
-    assert any(line.startswith("  study.n_trials=20 ") for line in lines)
+    assert any(line.startswith("  study.n_trials=50 ") for line in lines)
     assert "data.* (plants): data.name, data.task, data.n_samples, data.noise" in out
     # The overrides given apply: another group's keys and values.
     assert cli(["sweep", "data=csv", "data.path=customers.csv", "study.n_trials=7", "--help"]) == 0

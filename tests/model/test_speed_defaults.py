@@ -154,3 +154,31 @@ def test_fit_model_trains_exactly_like_plain_model_fit():
         np.testing.assert_array_equal(result.history[key], history[key], err_msg=key)
     for wa, wb in zip(ours.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_graph_optimizations_off_is_applied_and_changes_values_only_by_rounding():
+    """``training.graph_optimizations: false`` (the default) turns Grappler off for the process;
+    the trial's history, metrics and weights agree with Grappler's to float32 rounding."""
+    import tensorflow as tf
+
+    from tuning.model.backend import start_tensorflow
+
+    cfg, dataset = _data("plants")
+    training = cfg["training"]
+    assert training["graph_optimizations"] is False
+    fits = {}
+    try:
+        for on in (True, False):
+            start_tensorflow({**training, "graph_optimizations": on})
+            assert (
+                tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) is not on
+            )
+            fits[on] = run_trial(HP, dataset, training, seed=7)
+    finally:
+        start_tensorflow(training)
+    (model_on, on), (model_off, off) = fits[True], fits[False]
+    assert on.history.keys() == off.history.keys() and on.best_epoch == off.best_epoch
+    for key in on.history:
+        np.testing.assert_allclose(on.history[key], off.history[key], rtol=1e-5, err_msg=key)
+    for wa, wb in zip(model_on.get_weights(), model_off.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)

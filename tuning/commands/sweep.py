@@ -106,7 +106,7 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
     dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
     space = validate_for_task(settings, space, dataset.task)
     if space.builder is not None:  # one build with the defaults: a broken builder stops before any study
-        start_tensorflow(settings["training"].get("threads"))  # before Keras: quietly, with its threads
+        start_tensorflow(settings["training"])  # before Keras: quietly, with its threads
         from tuning.search.trial import probe_builder
 
         probe_builder(space.builder, dataset, int(settings["training"].get("steps_per_execution", 1)))
@@ -208,7 +208,7 @@ def _search(
             f"study '{summary.name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
         )
     else:
-        start_tensorflow(settings["training"].get("threads"))
+        start_tensorflow(settings["training"])
         runner = TrialRunner(
             dataset,
             settings["training"],

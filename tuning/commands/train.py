@@ -95,7 +95,7 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     log.info(
         f"final model of study '{settings['study']['name']}' from {best_path} (best trial {best['trial']})"
     )
-    start_tensorflow(settings["training"].get("threads"))
+    start_tensorflow(settings["training"])
     final = train_final(settings, hp, source=str(best_path))
     data = final.dataset
     log.info(data.summary())

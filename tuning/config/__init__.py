@@ -198,6 +198,9 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     _check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
     _check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
     _check_int("training.threads", training.get("threads"), 1, allow_none=True)
+    for flag in ("deterministic", "graph_optimizations"):
+        if not isinstance(training.get(flag, True), bool):
+            raise ConfigError(f"training.{flag}", f"{training.get(flag)!r}; must be true or false")
     stopping = training["early_stopping"]
     _check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
     if stopping.get("monitor") not in ALL_METRICS:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 
 def import_tensorflow_quietly() -> None:
@@ -29,18 +31,31 @@ def import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-def start_tensorflow(threads: int | None = None) -> None:
-    """Import TensorFlow (quietly) and give it ``threads`` CPU threads, before any op runs.
+def start_tensorflow(training: Mapping[str, Any]) -> None:
+    """Import TensorFlow (quietly) and apply the ``training`` config's process-wide settings, before
+    any op runs: ``threads`` CPU threads and ``graph_optimizations``.
 
-    ``None`` keeps TensorFlow's choice (a pool as large as the machine: measured the fastest for
-    one worker). With several workers on one machine, ``threads`` = cores / workers avoids them
+    ``threads: null`` keeps TensorFlow's choice (a pool as large as the machine: measured the fastest
+    for one worker). With several workers on one machine, ``threads`` = cores / workers avoids them
     fighting over the same cores. Results do not depend on it (deterministic ops).
+
+    ``graph_optimizations: false`` turns off Grappler, TensorFlow's graph optimizer, which rewrites
+    every new function graph the first time it runs: each trial's model makes new train and test
+    functions, so the rewrite is paid once per trial (~0.5 s on 2 cores, the largest fixed cost of
+    a short trial; experiments/benchmarks/overhead.py) and buys nothing measurable per step on an
+    MLP. Values agree with Grappler's to float32 rounding (its fused kernels sum in another order).
     """
     import_tensorflow_quietly()
-    if threads is None:
-        return
     import tensorflow as tf
 
+    # Public switch of the process-wide optimizer options, read when a function first runs; set
+    # either way, so a later run in the same process gets what its own config says.
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": not training.get("graph_optimizations", True)}
+    )
+    threads = training.get("threads")
+    if threads is None:
+        return
     try:  # a no-op when the pools already have this size
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -127,9 +127,10 @@ def fit_model(
 ) -> FitResult:
     """Fit with ``EarlyStopping`` (best weights restored) and ``TerminateOnNaN``.
 
-    ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, train and
-    validation metrics are evaluated at the final weights (the restored best ones), without
-    dropout, and their gaps taken; ``best_epoch`` is the epoch those weights come from.
+    ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, the train
+    metrics are evaluated at the final weights (the restored best ones), without dropout; the
+    validation metrics are those Keras measured at the end of ``best_epoch``, the epoch those
+    weights come from; then their gaps are taken.
     """
     start = time.perf_counter()
     log = epoch_log or EpochLog()
@@ -177,7 +178,14 @@ def fit_model(
     if nan_at is None:
         result.train = evaluate(model, x_train, y_train, batch_size)
         if validation is not None:
-            result.val = evaluate(model, *validation, batch_size)
+            # Keras measured validation at the end of every epoch; the model now holds the weights
+            # of epoch best_epoch (restored), so that epoch's values are the validation metrics at
+            # these weights: read, not evaluated a second time (~0.1 s a trial).
+            result.val = {
+                name.removeprefix("val_"): values[result.best_epoch]
+                for name, values in history.items()
+                if name.startswith("val_")
+            }
             result.gaps = gaps(result.train, result.val)
     result.seconds = time.perf_counter() - start
     return result

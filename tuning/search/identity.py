@@ -37,6 +37,7 @@ CHANGEABLE = (
     "training.threads",
     "workers",
     "training.steps_per_execution",  # same weight updates (tests/test_speed_defaults.py)
+    "training.graph_optimizations",  # the same values to float32 rounding (model/backend.py)
     "final",
     "paths",
     "hydra",

@@ -39,7 +39,7 @@ OPTIONS: dict[str, tuple[str, float, bool, bool]] = {
 DEFAULTS = {"factor": 3, "alpha": 1e-4, "beta": 2.6}
 # An option that may change when the study resumes: it is not part of KerasTuner's saved state.
 RESUMABLE = ("hyperband_iterations",)
-DEFAULT_PRUNERS = ("median", "none")  # the config's default (ignored here) and "none"
+DEFAULT_PRUNERS = ("successive_halving", "none")  # the config's default (ignored here) and "none"
 DEFAULT_SAMPLER = "tpe"
 
 
