@@ -74,4 +74,4 @@ def test_usage_block_runs_in_order(in_tmp):
     # Resumes kept the first command's study: same identity, every trial counted once.
     plants = study("plants")
     assert plants.user_attrs["identity"]["seed"] == 42
-    assert len(plants.trials) == finished("plants") == 4
+    assert len(plants.trials) == finished("plants") == 7
