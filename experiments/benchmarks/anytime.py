@@ -195,7 +195,7 @@ def _user_model(T: SimpleNamespace, p: dict[str, Any], dataset: Any) -> Any:
 
 def _user_data(T: SimpleNamespace, dataset: Any) -> dict[str, Any]:
     """The arrays tuning's trials train on (standardized regression targets, class indices)."""
-    auto = SimpleNamespace(loss="auto")
+    auto = SimpleNamespace(loss="auto", builder=None)  # the built-in MLP with the task's loss
     return {
         "x": dataset.x_train,
         "y": T.targets(dataset.y_train, auto, dataset),
