@@ -133,7 +133,8 @@ def test_worker_killed_mid_trial_is_retried_and_nothing_finished_is_redone(backe
         url, where = f"sqlite:///{in_tmp}/experiments/{name}/optuna.db", []
     cmd = [
         *(sys.executable, "-m", "tuning", "sweep", *TINY, f"study.name={name}", "study.n_trials=2"),
-        *("training.max_epochs=30", "training.early_stopping.patience=null", *where),
+        # pruner=none: the second trial must still be training when the worker is killed
+        *("training.max_epochs=30", "training.early_stopping.patience=null", "pruner=none", *where),
         *("study.heartbeat_interval=1", "study.grace_period=2"),
     ]
     worker = subprocess.Popen(
