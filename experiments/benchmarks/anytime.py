@@ -521,7 +521,9 @@ def _variant(text: str) -> tuple[str, list[str]]:
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", help=f"default: {' '.join(METHODS)} (and the variants)")
-    p.add_argument("--datasets", nargs="+", help=f"default: {' '.join(DATASETS)} (plants diabetes with --quick)")
+    p.add_argument(
+        "--datasets", nargs="+", help=f"default: {' '.join(DATASETS)} (plants diabetes with --quick)"
+    )
     p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
     p.add_argument("--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (25 50 with --quick)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
