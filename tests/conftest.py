@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +12,13 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# The Ctrl-C tests send SIGINT to sweeps. A test run started in the background by a script
+# (`pytest &`, no job control) begins with SIGINT ignored, and every child inherits that, so the
+# sweeps would never see their Ctrl-C. Python's own handler here makes the children start with
+# the default one (a handled signal is reset on exec; an ignored one is not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # pgserver (the PostgreSQL tests' server) logs every start and stop at INFO: its warnings go to
 # the real stderr, its chatter nowhere.

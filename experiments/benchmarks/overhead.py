@@ -16,7 +16,8 @@ the ratios measure the framework, not a speed setting. Each method has its own w
 warmed up by one untimed one-epoch trial; every repeat asks each worker for N trials of 1 epoch
 and N of 5 (order rotated): steady-state seconds per trial, including each sweep's own start
 and end (study, MLflow runs, artifacts, best.yaml). No trial is cut: early stopping's patience
-(10) exceeds 5 epochs and a trial of a fixed model is never pruned (the same values each time).
+(10) exceeds 5 epochs, and tuning runs with ``pruner=none`` (the pruning callback still reports
+every epoch; the trials differ only by their seed, and ASHA would stop some after an epoch).
 
 From the two lengths, the **fixed cost per trial** (t = fixed + epochs x per-epoch, solved per
 repeat) and, for tuning, where that fixed cost goes (build, fit outside its epochs: tracing the
@@ -156,6 +157,10 @@ def tuning(params: dict[str, Any]) -> common.Job:
             [
                 *base,
                 *common.fixed_overrides(job["epochs"]),
+                # The trials differ only by their seed; a pruner could stop one after an epoch.
+                # pruner=none keeps Optuna's pruning callback (it reports every epoch) but never
+                # prunes, so every arm trains the same epochs.
+                "pruner=none",
                 f"study.name=repeat{job['repeat']}-{job['epochs']}",
                 f"study.n_trials={job['trials']}",
             ]
@@ -193,8 +198,8 @@ def kerastuner(_: dict[str, Any]) -> common.Job:
         return {"epochs": len(done) * epochs}
 
     search(1, 1, "warmup", 0)
-    return lambda job: _timed(
-        lambda: search(job["trials"], job["epochs"], f"repeat{job['repeat']}", job["repeat"])
+    return lambda job: _timed(  # a project per repeat and length: KerasTuner resumes a finished one
+        lambda: search(job["trials"], job["epochs"], f"repeat{job['repeat']}-{job['epochs']}", job["repeat"])
     )
 
 
