@@ -41,9 +41,9 @@ def start_tensorflow(training: Mapping[str, Any]) -> None:
 
     ``graph_optimizations: false`` turns off Grappler, TensorFlow's graph optimizer, which rewrites
     every new function graph the first time it runs: each trial's model makes new train and test
-    functions, so the rewrite is paid once per trial (~0.5 s on 2 cores, the largest fixed cost of
-    a short trial; experiments/benchmarks/overhead.py) and buys nothing measurable per step on an
-    MLP. Values agree with Grappler's to float32 rounding (its fused kernels sum in another order).
+    functions, so the rewrite is paid once per trial (0.1-0.25 s of a 1-epoch fit on 2 quiet cores,
+    ~0.5 s under load) and buys nothing measurable per step on an MLP. Values agree with
+    Grappler's to float32 rounding (its fused kernels sum in another order).
     """
     import_tensorflow_quietly()
     import tensorflow as tf
