@@ -35,7 +35,7 @@ the largest budget included), evaluated once
 on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
 the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's kept best model.
 
-    python experiments/benchmarks/anytime.py --quick   # smoke run: plants + diabetes, 1 seed, budgets 25/50 epochs: ~10 min on 2 idle cores
+    python experiments/benchmarks/anytime.py --quick   # smoke run: plants + diabetes, 1 seed, budgets 50/100 epochs: ~10 min on 2 idle cores
     python experiments/benchmarks/anytime.py           # 3 seeds, budgets 100/300/1000: hours on 2 cores
     python experiments/benchmarks/anytime.py --budgets 100 300 --seeds 1 2 3 --save
     python experiments/benchmarks/anytime.py --report results/A.json results/B.json
@@ -525,7 +525,7 @@ def main() -> None:
         "--datasets", nargs="+", help=f"default: {' '.join(DATASETS)} (plants diabetes with --quick)"
     )
     p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
-    p.add_argument("--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (25 50 with --quick)")
+    p.add_argument("--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (50 100 with --quick)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
     p.add_argument(
         "--save", action="store_true", help="keep the raw traces (after every search) and the PNG in results/"
@@ -574,7 +574,7 @@ def main() -> None:
     started = time.perf_counter()
     seeds = tuple(args.seeds or ((1,) if args.quick else (1, 2, 3)))
     args.datasets = args.datasets or (["plants", "diabetes"] if args.quick else list(DATASETS))
-    budgets = sorted(args.budgets or ([25, 50] if args.quick else [100, 300, 1000]))
+    budgets = sorted(args.budgets or ([50, 100] if args.quick else [100, 300, 1000]))
     methods = [*(args.methods or METHODS), *variants]
     title = "search efficiency in epochs: best validation score vs epochs trained"
     if caps:
