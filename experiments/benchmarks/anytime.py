@@ -525,7 +525,9 @@ def main() -> None:
         "--datasets", nargs="+", help=f"default: {' '.join(DATASETS)} (plants diabetes with --quick)"
     )
     p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (1 with --quick)")
-    p.add_argument("--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (50 100 with --quick)")
+    p.add_argument(
+        "--budgets", nargs="+", type=int, help="epochs; default 100 300 1000 (50 100 with --quick)"
+    )
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]")
     p.add_argument(
         "--save", action="store_true", help="keep the raw traces (after every search) and the PNG in results/"
