@@ -161,7 +161,10 @@ class MlflowSweepTracker:
         # The experiments list and the experiment's page say what the study is (a shared
         # experiment holds several studies: each parent run says what its own is).
         if experiment == name:
-            client.set_experiment_tag(exp, "mlflow.note.content", experiment_description(settings, study))
+            # Through the retry: workers starting together on a server backed by PostgreSQL may
+            # both insert this new tag, and one gets a unique-key error; its retry updates it.
+            description = experiment_description(settings, study)
+            retrying(client.set_experiment_tag, exp, "mlflow.note.content", description)
         tracker._claim_invocation()
         return tracker
 
