@@ -453,6 +453,7 @@ def report(
         final = budgets[-1]
         for us in (m for m in methods if m.startswith("tuning")):
             wins = {b: 0 for b in budgets}
+            compared = {b: 0 for b in budgets}  # pairs of seeds where both searches ran to b
             lines = []
             for other in (m for m in methods if m != us):
                 per_seed = []
@@ -465,19 +466,15 @@ def report(
                     for b in budgets:  # a win needs a model: nothing found within b is no win
                         if not (ran(mine, b) and ran(theirs, b)):
                             continue
+                        compared[b] += 1
                         ours = best_within(mine["trace"], b)
                         wins[b] += math.isfinite(ours) and ours <= best_within(theirs["trace"], b) + 1e-12
                 lines.append(
                     f"  vs {other:<13} epochs {us} needed to reach its final best / its epochs: {', '.join(per_seed)}"
                 )
-            n_cmp = {
-                b: sum(ran(x, b) and ran(y, b) for o in methods if o != us
-                       for x, y in zip(by_method[us], by_method[o], strict=True))
-                for b in budgets
-            }  # fmt: skip
             print(
                 f"{us}: at least as good as the peer in "
-                + ", ".join(f"{wins[b]}/{n_cmp[b]} @{b}" for b in budgets)
+                + ", ".join(f"{wins[b]}/{compared[b]} @{b}" for b in budgets)
             )
             print("\n".join(lines))
 
