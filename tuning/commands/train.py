@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tuning.commands.support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
-from tuning.config import compose, conf_dir, group_options, resolved, validate
+from tuning.config import check_bool, check_int, compose, conf_dir, group_options, resolved, validate
 from tuning.errors import ConfigError
 from tuning.files import check_writable_folder
 from tuning.final.best import check_best, read_best
@@ -58,11 +58,8 @@ def check(settings: Mapping[str, Any], source: str, *, reach_server: bool = Fals
     hp = check_best(settings, source)
     validate(settings)
     final = settings.get("final") or {}
-    if not isinstance(final.get("refit", True), bool):
-        raise ConfigError("final.refit", f"{final.get('refit')!r}; must be true or false")
-    epochs = final.get("epochs")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise ConfigError("final.epochs", f"{epochs!r}; must be an integer >= 1 or null")
+    check_bool("final.refit", final.get("refit", True))
+    check_int("final.epochs", final.get("epochs"), 1, allow_none=True)
     uri = check_tracking(settings, reach_server=False)
     if uri is not None and "***" in uri:
         raise ConfigError(

@@ -153,12 +153,19 @@ def storage_url(study: Mapping[str, Any], study_dir: str | Path) -> str:
     return str(study.get("storage") or default_storage_url(study_dir))
 
 
-def _check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
+def check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
+    """An integer >= ``low`` (or null with ``allow_none``), else one ``ConfigError`` line."""
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         none = " or null" if allow_none else ""
         raise ConfigError(key, f"{value!r}; must be an integer >= {low}{none}")
+
+
+def check_bool(key: str, value: Any) -> None:
+    """true or false, else one ``ConfigError`` line."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"{value!r}; must be true or false")
 
 
 ALL_METRICS = ["auto", *sorted({m for task in METRICS for m in monitored_metrics(task)})]
@@ -171,10 +178,10 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
         ConfigError: naming the key, the value found and what is allowed.
     """
     cfg = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
-    _check_int("seed", cfg.get("seed"), 0)
-    _check_int("workers", cfg.get("workers", 1), 1)
+    check_int("seed", cfg.get("seed"), 0)
+    check_int("workers", cfg.get("workers", 1), 1)
     study = cfg["study"]
-    _check_int("study.n_trials", study.get("n_trials"), 1)
+    check_int("study.n_trials", study.get("n_trials"), 1)
     if study.get("direction") not in ("auto", "minimize", "maximize"):
         raise ConfigError("study.direction", f"{study.get('direction')!r}; allowed: auto, minimize, maximize")
     if study.get("metric") not in ALL_METRICS:
@@ -182,7 +189,7 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     timeout = study.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError("study.timeout", f"{timeout!r}; must be a positive number of seconds or null")
-    _check_int("study.max_consecutive_failures", study.get("max_consecutive_failures", 0), 0)
+    check_int("study.max_consecutive_failures", study.get("max_consecutive_failures", 0), 0)
     if not re.fullmatch(r"[\w.-]+", str(study.get("name"))):
         raise ConfigError("study.name", f"{study.get('name')!r}; use letters, digits, '.', '_' or '-'")
     split = cfg.get("split", {})
@@ -195,14 +202,13 @@ def validate(cfg: Mapping[str, Any]) -> SearchSpace:
             "split", f"val + test = {split['val'] + split['test']}; must leave rows to train on (< 1)"
         )
     training = cfg["training"]
-    _check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
-    _check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
-    _check_int("training.threads", training.get("threads"), 1, allow_none=True)
+    check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
+    check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
+    check_int("training.threads", training.get("threads"), 1, allow_none=True)
     for flag in ("deterministic", "graph_optimizations"):
-        if not isinstance(training.get(flag, True), bool):
-            raise ConfigError(f"training.{flag}", f"{training.get(flag)!r}; must be true or false")
+        check_bool(f"training.{flag}", training.get(flag, True))
     stopping = training["early_stopping"]
-    _check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
+    check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
     if stopping.get("monitor") not in ALL_METRICS:
         raise ConfigError(
             "training.early_stopping.monitor",
