@@ -121,8 +121,8 @@ def _hypermodel(space: dict[str, Any], dataset: Any, max_epochs: int | None) -> 
     import keras
     import keras_tuner as kt
 
+    from tuning.config.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
     from tuning.model.build import task_metrics
-    from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
 
     dim = common.kt_dimension
 

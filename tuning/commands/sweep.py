@@ -31,11 +31,11 @@ from tuning.config import (
     validate,
     validate_for_task,
 )
+from tuning.config.tasks import TASKS
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
 from tuning.logs import quiet_terminal
 from tuning.model.backend import start_tensorflow
-from tuning.model.tasks import TASKS
 from tuning.results.summary import StudySummary
 from tuning.search.engines.base import Engine
 from tuning.search.space import SearchSpace

@@ -10,9 +10,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from tuning.config.model import model_builder, split_path
+from tuning.config.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
-from tuning.model.builder import model_builder, split_path
-from tuning.model.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.search.space import SearchSpace
 from tuning.search.space_config import check_task, parse_space
 from tuning.search.storage import default_storage_url

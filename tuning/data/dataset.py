@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 Task = Literal["binary", "multiclass", "regression"]
-from tuning.model.tasks import TASKS  # noqa: E402,F401  (one list of tasks for the whole package)
+from tuning.config.tasks import TASKS  # noqa: E402,F401  (one list of tasks for the whole package)
 
 
 @dataclass

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tuning.config.tasks import resolve_loss
 from tuning.errors import ConfigError
 from tuning.files import atomic_text
-from tuning.model.tasks import resolve_loss
 from tuning.redaction import redact
 from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.identity import CONFIG_ATTR

@@ -185,7 +185,7 @@ def _import_builder_module(builder: str) -> None:
     register themselves there, and Keras needs them to rebuild the saved model."""
     import importlib
 
-    from tuning.model.builder import on_path, split_path
+    from tuning.config.model import on_path, split_path
 
     on_path()
     module = split_path(builder)[0]

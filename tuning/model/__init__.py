@@ -1,4 +1,4 @@
-"""One Keras model: the task rules (``tasks``, no TensorFlow), its build, fit and metrics.
+"""One Keras model: the task rules (tasks live in ``tuning.config.tasks``), its build, fit and metrics.
 
-Modules are imported one by one: ``tuning.model.tasks`` must stay importable without TensorFlow.
+Modules are imported one by one: ``tuning.config.tasks`` must stay importable without TensorFlow.
 """

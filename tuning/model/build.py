@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from tuning.model.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
+from tuning.config.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss
 
 
 class _InTargetUnits(keras.metrics.Metric):
@@ -58,7 +58,7 @@ class BinaryLogLoss(keras.metrics.BinaryCrossentropy):
 def task_metrics(
     task: str, *, one_hot: bool = False, target_units: tuple[float, float] = (0.0, 1.0)
 ) -> list[keras.metrics.Metric | str]:
-    """Metrics compiled for a task; their history names are those of ``tuning.model.tasks.METRICS``.
+    """Metrics compiled for a task; their history names are those of ``tuning.config.tasks.METRICS``.
 
     Args:
         one_hot: multiclass targets are one-hot rows (a categorical loss) rather than indices;

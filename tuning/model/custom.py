@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from tuning.config.tasks import OUTPUT_ACTIVATION
 from tuning.errors import ConfigError, TrialFailed
 from tuning.model.build import task_metrics
 from tuning.model.builder import Builder, DatasetInfo
-from tuning.model.tasks import OUTPUT_ACTIVATION
 
 if TYPE_CHECKING:
     from tuning.data import Dataset

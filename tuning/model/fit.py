@@ -12,8 +12,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tuning.config.tasks import direction_of
 from tuning.model.metrics import diverged, gaps
-from tuning.model.tasks import direction_of
 
 _determinism_on = False
 _long_lived_frozen = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from tuning.model.tasks import direction_of
+from tuning.config.tasks import direction_of
 
 
 def gap(train_value: float, val_value: float, metric: str) -> float:

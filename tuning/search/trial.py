@@ -9,10 +9,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
-from tuning.model.tasks import resolve_metric
 from tuning.search.space import FixedParams, Hyperparameters, Suggester
 from tuning.search.space_config import CUSTOM_SETTINGS
 
