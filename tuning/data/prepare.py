@@ -235,8 +235,7 @@ def prepare(
     """Split ``frame`` into train / validation / test and fit preprocessing on train only.
 
     Args:
-        frame: raw table holding the features and the ``target`` column.
-        target: name of the target column.
+        frame, target: raw table holding the features, and the name of its target column.
         name: data set name (used for the study name and logs).
         split: ``{"val": fraction, "test": fraction}`` of the rows.
         seed: seeds the (stratified, for classification) splits.
@@ -245,49 +244,22 @@ def prepare(
             fraction of ``frame``.
         where: the data's origin (a file path) for messages and row-count errors.
     """
-    task = check_task(task)
     val, test = split_fractions(split, fixed_test=test_frame is not None)
-    check_target(frame, target, where=where)
-    # Infinities would stop the scaler with a traceback; named here, by their file rows.
-    check_numbers(frame, _number_features(frame, target), key="data.path", where=where)
-    n_raw = len(frame)
-    frame = drop_missing_target(frame, target, where=where, key="data.target")
-    y_raw = frame[target]
-    resolved = resolve_task(y_raw, target, task)
-
-    class_names: list[str] | None = None
-    if resolved == "regression":
-        y = y_raw.to_numpy(dtype=np.float32)
-    else:
-        class_names = class_order(y_raw)
-        y = encode_labels(y_raw, class_names, key="data.target")
-
-    features = frame.drop(columns=[target])
+    features, y, resolved, class_names = _targets(frame, target, task, where=where)
     numeric, categorical, dropped = choose_columns(features)
     idx_train, idx_val, idx_test = split_indices(
         y, class_names=class_names, val=val, test=test, seed=seed, where=where
     )
-
     pre = FeaturePreprocessor(numeric, categorical).fit(features.iloc[idx_train])
-    # Regression trains on the standardized target (fitted on the training rows only, as
-    # scikit-learn's TransformedTargetRegressor does): a target in the thousands would make a
-    # mean-squared-error loss huge and SGD diverge, and huber's delta would mean nothing.
-    scaler = StandardScaler().fit(y[idx_train].reshape(-1, 1)) if class_names is None else None
-    if test_frame is None:
-        x_test, y_test = pre.transform(features.iloc[idx_test]), y[idx_test]
-    else:
-        x_test, y_test = _fixed_test(test_frame, target, pre, class_names)
-
-    info: dict[str, Any] = {
-        "rows": len(frame),
-        "rows_dropped": n_raw - len(frame),
-        "columns_dropped": dropped,
-        "numeric_columns": list(numeric),
-        "categorical_columns": list(categorical),
-        "task_inferred": task is None,
-        "stratified": class_names is not None,
-        "split": {"val": val, "test": test if test_frame is None else "file"},
-    }
+    scaler = _target_scaler(y[idx_train]) if class_names is None else None
+    x_test, y_test = (
+        (pre.transform(features.iloc[idx_test]), y[idx_test])
+        if test_frame is None
+        else _fixed_test(test_frame, target, pre, class_names)
+    )
+    info = {"rows": len(features), "rows_dropped": len(frame) - len(features), "columns_dropped": dropped}
+    fixed = test_frame is not None
+    info |= _columns_and_split(pre, task in (None, ""), class_names, val, "file" if fixed else test)
     idx_dev = np.concatenate([idx_train, idx_val])
     return Dataset(
         name=name,
@@ -309,6 +281,45 @@ def prepare(
         dev_y=y[idx_dev],
         rows={"train": idx_train, "val": idx_val, "test": idx_test},
     )
+
+
+def _target_scaler(y_train: np.ndarray) -> StandardScaler:
+    """Regression trains on the standardized target (fitted on the training rows only, as
+    scikit-learn's TransformedTargetRegressor does): a target in the thousands would make a
+    mean-squared-error loss huge and SGD diverge, and huber's delta would mean nothing."""
+    return StandardScaler().fit(y_train.reshape(-1, 1))
+
+
+def _columns_and_split(
+    pre: FeaturePreprocessor, inferred: bool, class_names: list[str] | None, val: float, test: Any
+) -> dict[str, Any]:
+    """What the data summary says of the columns, the task and the split."""
+    return {
+        "numeric_columns": list(pre.numeric),
+        "categorical_columns": list(pre.categorical),
+        "task_inferred": inferred,
+        "stratified": class_names is not None,
+        "split": {"val": val, "test": test},
+    }
+
+
+def _targets(
+    frame: pd.DataFrame, target: str, task: str | None, *, where: str
+) -> tuple[pd.DataFrame, np.ndarray, str, list[str] | None]:
+    """The features of the rows with a target, the encoded target, the task and the class names
+    (None: regression)."""
+    task = check_task(task)
+    check_target(frame, target, where=where)
+    # Infinities would stop the scaler with a traceback; named here, by their file rows.
+    check_numbers(frame, _number_features(frame, target), key="data.path", where=where)
+    frame = drop_missing_target(frame, target, where=where, key="data.target")
+    y_raw = frame[target]
+    resolved = resolve_task(y_raw, target, task)
+    features = frame.drop(columns=[target])
+    if resolved == "regression":
+        return features, y_raw.to_numpy(dtype=np.float32), resolved, None
+    class_names = class_order(y_raw)
+    return features, encode_labels(y_raw, class_names, key="data.target"), resolved, class_names
 
 
 def _number_features(frame: pd.DataFrame, target: str) -> list[str]:
