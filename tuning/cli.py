@@ -26,7 +26,7 @@ USAGE = (
     + (
         "\n\nexamples:\n"
         "  tuning sweep                                  # tune the built-in plants example\n"
-        "  tuning sweep study.n_trials=50 sampler=random pruner=hyperband seed=7\n"
+        "  tuning sweep study.name=plants-7 seed=7 sampler=random  # another seed: a new study\n"
         "  tuning sweep --cfg job                        # print the composed config, train nothing\n"
         "  tuning report plants\n"
         "  tuning train study=plants                     # final model: refit, test, save, register\n"
