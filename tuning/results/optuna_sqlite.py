@@ -85,27 +85,13 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
             conn, "SELECT trial_id, value, value_type FROM trial_values WHERE objective = 0", study_id
         )
     }
-    params: dict[int, dict[str, Any]] = {}
-    ints: dict[int, set[str]] = {}
-    for trial_id, param, internal, dist_json in _per_trial(
-        conn, "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params", study_id
-    ):
-        value, is_int = _external(internal, json.loads(dist_json))
-        params.setdefault(trial_id, {})[param] = value
-        if is_int:
-            ints.setdefault(trial_id, set()).add(param)
+    params, ints = _params(conn, study_id)
     user_attrs: dict[int, dict[str, Any]] = {}
     for trial_id, key, value_json in _per_trial(
         conn, "SELECT trial_id, key, value_json FROM trial_user_attributes", study_id
     ):
         user_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
-    steps: dict[int, dict[int, float]] = {}
-    for trial_id, step, value, kind in _per_trial(
-        conn,
-        "SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values",
-        study_id,
-    ):
-        steps.setdefault(trial_id, {})[int(step)] = _INFINITE.get(kind, value)
+    steps = _intermediate_values(conn, study_id)
     trials = [
         TrialSummary(
             number=number,
@@ -128,6 +114,32 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
     best = summary.best()  # Optuna's rule for one objective: the best complete value, first on ties
     summary = dataclasses.replace(summary, best_number=best.number if best is not None else None)
     return apply_selection(summary)  # constrained: the best feasible trial, as the sweep picked
+
+
+def _params(conn: sqlite3.Connection, study_id: int) -> tuple[dict[int, dict[str, Any]], dict[int, set[str]]]:
+    """Each trial's params as the search saw them, and the names of its integer params."""
+    params: dict[int, dict[str, Any]] = {}
+    ints: dict[int, set[str]] = {}
+    for trial_id, param, internal, dist_json in _per_trial(
+        conn, "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params", study_id
+    ):
+        value, is_int = _external(internal, json.loads(dist_json))
+        params.setdefault(trial_id, {})[param] = value
+        if is_int:
+            ints.setdefault(trial_id, set()).add(param)
+    return params, ints
+
+
+def _intermediate_values(conn: sqlite3.Connection, study_id: int) -> dict[int, dict[int, float]]:
+    """Each trial's reported value per step (epoch)."""
+    steps: dict[int, dict[int, float]] = {}
+    for trial_id, step, value, kind in _per_trial(
+        conn,
+        "SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values",
+        study_id,
+    ):
+        steps.setdefault(trial_id, {})[int(step)] = _INFINITE.get(kind, value)
+    return steps
 
 
 def selection_of_attrs(attrs: dict[str, Any]) -> Selection:
