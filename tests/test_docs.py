@@ -10,7 +10,7 @@ plants study with the default identity):
   parse; train overrides compose on a real best.yaml; ``$ tuning ...`` lines in ``text`` blocks
   run, and the error printed under them must match;
 - python blocks run (a ``# NAME.py`` block is written as that module and imported), yaml
-  blocks parse, other tools' commands are checked where cheap (files, flags, extras).
+  blocks parse and match the conf/ file they copy, other tools' commands are checked where cheap (files, flags, extras).
 A block the test cannot run is marked before it: ``<!-- not run: why -->`` (then only cheap
 static checks) or ``<!-- output: what -->`` (printed output). Any other block fails.
 """
@@ -241,8 +241,12 @@ def test_code_blocks(page, folder, monkeypatch, capsys):
             assert lang in ("", "text"), body
             for words in commands("\n".join(x for x in body.splitlines() if x.startswith("$ "))):
                 check(resolved(compose("config", words[2:])))
-        elif lang == "yaml":
-            assert isinstance(yaml.safe_load(body), dict)
+        elif lang == "yaml":  # and a copy of a conf/ file says what the file says
+            shown = yaml.safe_load(body)
+            confs = [yaml.safe_load(f.read_text()) for f in (ROOT / "conf").rglob("*.yaml")]
+            assert isinstance(shown, dict) and all(
+                c == shown for c in confs if c and c.keys() == shown.keys()
+            )
         elif lang == "python":
             module = re.match(r"# (\w+)\.py", body)
             if mark:
