@@ -33,7 +33,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^(?P<indent> *)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
 MARK = re.compile(r"<!-- (not run|output): \S.*-->\s*$")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-TOOLS = {".", "tuning", "python", "python3", "pip", "ruff", "mlflow", "docker", "kubectl", "optuna-dashboard"}
+TOOLS = set(". tuning python python3 pip ruff mypy mlflow docker kubectl optuna-dashboard".split())
 
 
 def slug(heading: str) -> str:
@@ -182,6 +182,8 @@ class Page:
             command = mlflow_cli.get_command(click.Context(mlflow_cli), args[0])
             options = {o for p in command.params for o in p.opts}
             assert {a for a in args[1:] if a.startswith("--")} <= options, words
+        elif tool == "mypy":
+            assert find_spec("mypy") and args == ["tuning"], words
         elif tool == "ruff":
             assert find_spec("ruff") and args[0] in ("check", "format"), words
         else:
