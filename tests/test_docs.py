@@ -212,6 +212,7 @@ def default_plants() -> tuple[dict, dict]:
     return study_identity(plants), {**plants["engine"]}
 
 
+@pytest.mark.slow  # the folder fixture trains one trial
 def test_help_examples_run_in_order(folder, monkeypatch):
     """`tuning --help`'s examples, replayed in one folder like a page (issue 32: seed=7 was
     printed as a resume of plants, which the study refuses)."""
@@ -230,6 +231,7 @@ def test_help_examples_run_in_order(folder, monkeypatch):
             replay.run(words, folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_code_blocks(page, folder, monkeypatch, capsys):
     from tuning.commands.sweep import check
