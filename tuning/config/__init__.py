@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,19 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from tuning.config.model import model_builder, split_path
+from tuning.config.schema import (
+    Component,
+    FinalConfig,
+    SplitConfig,
+    StudyConfig,
+    TrackingConfig,
+    TrainingConfig,
+    check_bool,
+    check_int,
+)
 from tuning.config.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
+from tuning.search.selection import Selection, check_folds, parse_selection
 from tuning.search.space import SearchSpace
 from tuning.search.space_config import check_task, parse_space
 from tuning.search.storage import default_storage_url
@@ -153,73 +165,75 @@ def storage_url(study: Mapping[str, Any], study_dir: str | Path) -> str:
     return str(study.get("storage") or default_storage_url(study_dir))
 
 
-def check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
-    """An integer >= ``low`` (or null with ``allow_none``), else one ``ConfigError`` line."""
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        none = " or null" if allow_none else ""
-        raise ConfigError(key, f"{value!r}; must be an integer >= {low}{none}")
-
-
-def check_bool(key: str, value: Any) -> None:
-    """true or false, else one ``ConfigError`` line."""
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"{value!r}; must be true or false")
-
-
 ALL_METRICS = ["auto", *sorted({m for task in METRICS for m in monitored_metrics(task)})]
 
 
-def validate(cfg: Mapping[str, Any]) -> SearchSpace:
-    """Check everything that can be checked without the data; return the parsed search space.
+@dataclass(frozen=True)
+class Settings:
+    """The whole sweep's settings, checked: each function takes the part it needs.
+
+    ``raw`` is the resolved config as composed: what best.yaml, the study's stored config and
+    MLflow record (the config boundary), never read by key for a setting.
+    """
+
+    raw: Mapping[str, Any]
+    seed: int
+    workers: int
+    verbose: bool
+    split: SplitConfig
+    study: StudyConfig
+    training: TrainingConfig
+    tracking: TrackingConfig
+    final: FinalConfig
+    folds: int | None
+    engine: Component
+    sampler: Component
+    pruner: Component
+    selection: Selection
+    space: SearchSpace
+    paths_root: str
+    study_dir: str
+
+
+def parse(cfg: Mapping[str, Any]) -> Settings:
+    """Check everything that can be checked without the data, once, into typed parts.
 
     Raises:
         ConfigError: naming the key, the value found and what is allowed.
     """
-    cfg = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
-    check_int("seed", cfg.get("seed"), 0)
-    check_int("workers", cfg.get("workers", 1), 1)
-    study = cfg["study"]
-    check_int("study.n_trials", study.get("n_trials"), 1)
-    if study.get("direction") not in ("auto", "minimize", "maximize"):
-        raise ConfigError("study.direction", f"{study.get('direction')!r}; allowed: auto, minimize, maximize")
-    if study.get("metric") not in ALL_METRICS:
-        raise ConfigError("study.metric", f"{study.get('metric')!r}; allowed: {', '.join(ALL_METRICS)}")
-    timeout = study.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError("study.timeout", f"{timeout!r}; must be a positive number of seconds or null")
-    check_int("study.max_consecutive_failures", study.get("max_consecutive_failures", 0), 0)
-    if not re.fullmatch(r"[\w.-]+", str(study.get("name"))):
-        raise ConfigError("study.name", f"{study.get('name')!r}; use letters, digits, '.', '_' or '-'")
-    split = cfg.get("split", {})
-    for part in ("val", "test"):
-        value = split.get(part)
-        if not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ConfigError(f"split.{part}", f"{value!r}; must be a fraction in (0, 1)")
-    if split["val"] + split["test"] >= 1:
-        raise ConfigError(
-            "split", f"val + test = {split['val'] + split['test']}; must leave rows to train on (< 1)"
-        )
-    training = cfg["training"]
-    check_int("training.max_epochs", training.get("max_epochs"), 1, allow_none=True)
-    check_int("training.steps_per_execution", training.get("steps_per_execution", 1), 1)
-    check_int("training.threads", training.get("threads"), 1, allow_none=True)
-    for flag in ("deterministic", "graph_optimizations"):
-        check_bool(f"training.{flag}", training.get(flag, True))
-    stopping = training["early_stopping"]
-    check_int("training.early_stopping.patience", stopping.get("patience"), 0, allow_none=True)
-    if stopping.get("monitor") not in ALL_METRICS:
-        raise ConfigError(
-            "training.early_stopping.monitor",
-            f"{stopping.get('monitor')!r}; allowed: {', '.join(ALL_METRICS)}",
-        )
-    # Overfitting-aware selection and k-fold scores (tuning/search/selection.py).
-    from tuning.search.selection import check_folds, parse_selection
+    raw = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
+    check_int("seed", raw.get("seed"), 0)
+    check_int("workers", raw.get("workers", 1), 1)
+    check_bool("verbose", raw.get("verbose", False))
+    study = StudyConfig.parse(raw["study"], ALL_METRICS)
+    split = SplitConfig.parse(raw.get("split", {}))
+    training = TrainingConfig.parse(raw["training"], ALL_METRICS)
+    selection, folds = parse_selection(raw), check_folds(raw)
+    paths = raw.get("paths") or {}
+    return Settings(
+        raw=raw,
+        seed=int(raw["seed"]),
+        workers=int(raw.get("workers", 1)),
+        verbose=bool(raw.get("verbose", False)),
+        split=split,
+        study=study,
+        training=training,
+        tracking=TrackingConfig.parse(raw.get("tracking") or {}),
+        final=FinalConfig.parse(raw.get("final") or {}),
+        folds=folds,
+        engine=Component.parse("engine", raw.get("engine") or {}, "optuna"),
+        sampler=Component.parse("sampler", raw.get("sampler") or {}, "tpe"),
+        pruner=Component.parse("pruner", raw.get("pruner") or {}, "none"),
+        selection=selection,
+        space=parse_space(raw["search_space"], builder=model_builder(raw)),
+        paths_root=str(paths.get("root", "experiments")),
+        study_dir=str(paths.get("study_dir", f"experiments/{study.name}")),
+    )
 
-    parse_selection(cfg)
-    check_folds(cfg)
-    return parse_space(cfg["search_space"], builder=model_builder(cfg))
+
+def validate(cfg: Mapping[str, Any]) -> SearchSpace:
+    """``parse``'s checks; returns the parsed search space."""
+    return parse(cfg).space
 
 
 def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:

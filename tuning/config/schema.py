@@ -1,0 +1,228 @@
+"""The sweep's settings as frozen, typed parts, each checked once as it is read from the composed config.
+
+Why dataclasses filled from the composed config, not Hydra structured configs: several groups
+are open by design (a sampler's or pruner's keyword arguments go to Optuna as they are, a data
+source has its own options, a best.yaml adds keys), and Hydra's schema errors would have to be
+translated back into our one-line ``<key>: <value> is not one of: …`` form. Here Hydra composes,
+and each part's ``parse`` checks its own keys and gives that line. The defaults below are those
+of ``conf/``: ``tests/config/test_schema.py`` composes ``conf/`` and compares, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuning.errors import ConfigError
+
+DIRECTIONS = ("auto", "minimize", "maximize")
+PLOTLYJS = ("none", "embed")
+
+
+def check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
+    """An integer >= ``low`` (or null with ``allow_none``), else one ``ConfigError`` line."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        none = " or null" if allow_none else ""
+        raise ConfigError(key, f"{value!r}; must be an integer >= {low}{none}")
+
+
+def check_bool(key: str, value: Any) -> None:
+    """true or false, else one ``ConfigError`` line."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"{value!r}; must be true or false")
+
+
+def check_choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    """One of ``allowed``, else one ``ConfigError`` line listing them."""
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r}; allowed: {', '.join(allowed)}")
+    return str(value)
+
+
+def _number(key: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        what = "a positive number" if positive else "a number"
+        raise ConfigError(key, f"{value!r}; must be {what}" + (" or null" if allow_none else ""))
+    return float(value)
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"{value!r} is not a mapping of settings")
+    return value
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of all rows held out for validation and test; train gets the rest."""
+
+    val: float = 0.2
+    test: float = 0.2
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> SplitConfig:
+        for part in ("val", "test"):
+            value = raw.get(part)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
+                raise ConfigError(f"split.{part}", f"{value!r}; must be a fraction in (0, 1)")
+        if raw["val"] + raw["test"] >= 1:
+            raise ConfigError(
+                "split", f"val + test = {raw['val'] + raw['test']}; must leave rows to train on (< 1)"
+            )
+        return cls(float(raw["val"]), float(raw["test"]))
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Keras ``EarlyStopping``: the monitored metric (``auto``: the study's), patience, min_delta."""
+
+    monitor: str = "auto"
+    patience: int | None = 10
+    min_delta: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> EarlyStoppingConfig:
+        check_int("training.early_stopping.patience", raw.get("patience"), 0, allow_none=True)
+        monitor = check_choice("training.early_stopping.monitor", raw.get("monitor"), metrics)
+        delta = _number("training.early_stopping.min_delta", raw.get("min_delta", 0.0))
+        return cls(monitor, raw.get("patience"), float(delta or 0.0))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How every trial (and the final model) trains, apart from what the search space samples."""
+
+    max_epochs: int | None = None
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    steps_per_execution: int = 32
+    deterministic: bool = True
+    graph_optimizations: bool = False
+    threads: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> TrainingConfig:
+        check_int("training.max_epochs", raw.get("max_epochs"), 1, allow_none=True)
+        check_int("training.steps_per_execution", raw.get("steps_per_execution", cls.steps_per_execution), 1)
+        check_int("training.threads", raw.get("threads"), 1, allow_none=True)
+        for flag in ("deterministic", "graph_optimizations"):
+            check_bool(f"training.{flag}", raw.get(flag, getattr(cls, flag)))
+        return cls(
+            max_epochs=raw.get("max_epochs"),
+            early_stopping=EarlyStoppingConfig.parse(_section(raw, "early_stopping"), metrics),
+            steps_per_execution=int(raw.get("steps_per_execution", cls.steps_per_execution)),
+            deterministic=bool(raw.get("deterministic", cls.deterministic)),
+            graph_optimizations=bool(raw.get("graph_optimizations", cls.graph_optimizations)),
+            threads=raw.get("threads"),
+        )
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The study: its name and storage, how many trials, what ranks them, when to stop."""
+
+    name: str
+    n_trials: int = 50
+    metric: str = "auto"
+    direction: str = "auto"
+    storage: str | None = None
+    timeout: float | None = None
+    heartbeat_interval: int | None = 30
+    grace_period: int | None = 90
+    max_consecutive_failures: int = 5
+    top: int = 5
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> StudyConfig:
+        check_int("study.n_trials", raw.get("n_trials"), 1)
+        direction = check_choice("study.direction", raw.get("direction"), DIRECTIONS)
+        metric = check_choice("study.metric", raw.get("metric"), metrics)
+        timeout = raw.get("timeout")
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+        ):
+            raise ConfigError("study.timeout", f"{timeout!r}; must be a positive number of seconds or null")
+        for key in ("heartbeat_interval", "grace_period"):  # null: no heartbeat (RDB storages only)
+            check_int(f"study.{key}", raw.get(key), 1, allow_none=True)
+        check_int("study.top", raw.get("top", cls.top), 1)
+        check_int("study.max_consecutive_failures", raw.get("max_consecutive_failures", 0), 0)
+        if not re.fullmatch(r"[\w.-]+", str(raw.get("name"))):
+            raise ConfigError("study.name", f"{raw.get('name')!r}; use letters, digits, '.', '_' or '-'")
+        storage = raw.get("storage")
+        return cls(
+            name=str(raw["name"]),
+            n_trials=int(raw["n_trials"]),
+            metric=metric,
+            direction=direction,
+            storage=None if storage in (None, "") else str(storage),
+            timeout=None if timeout is None else float(timeout),
+            heartbeat_interval=raw.get("heartbeat_interval"),
+            grace_period=raw.get("grace_period"),
+            max_consecutive_failures=int(raw.get("max_consecutive_failures", 0)),
+            top=int(raw.get("top", cls.top)),
+        )
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: on or off, where, which experiment, and what the parent run draws."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = None
+    learning_curves: int = 4
+    plotlyjs: str = "none"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> TrackingConfig:
+        check_bool("tracking.enabled", raw.get("enabled", False))
+        check_int("tracking.learning_curves", raw.get("learning_curves", cls.learning_curves), 0)
+        plotlyjs = check_choice("tracking.plotlyjs", raw.get("plotlyjs", cls.plotlyjs), PLOTLYJS)
+        uri, experiment = raw.get("uri"), raw.get("experiment")
+        return cls(
+            enabled=bool(raw.get("enabled", False)),
+            uri=None if uri in (None, "") else str(uri),
+            experiment=None if experiment in (None, "") else str(experiment),
+            learning_curves=int(raw.get("learning_curves", cls.learning_curves)),
+            plotlyjs=plotlyjs,
+        )
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """`tuning train`: refit on train + validation, and for how many epochs (None: from the trial)."""
+
+    refit: bool = True
+    epochs: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> FinalConfig:
+        check_bool("final.refit", raw.get("refit", cls.refit))
+        check_int("final.epochs", raw.get("epochs"), 1, allow_none=True)
+        return cls(bool(raw.get("refit", cls.refit)), raw.get("epochs"))
+
+
+@dataclass(frozen=True)
+class Component:
+    """A chosen implementation (engine, sampler, pruner, data source): its name and its options,
+    which the component itself checks (an engine in its constructor, Optuna for a sampler)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, key: str, raw: Mapping[str, Any], default: str) -> Component:
+        name = raw.get("name", default)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}.name", f"{name!r}; must be a name")
+        return cls(name, {k: v for k, v in raw.items() if k != "name"})
