@@ -18,6 +18,10 @@ COMMANDS = {
         "tuning.commands.predict",
         "apply a final model to new raw rows (CSV/Parquet), write predictions",
     ),
+    "serve": (
+        "tuning.commands.serve",
+        "serve a study's champion model over HTTP with MLflow (raw rows in, predictions out)",
+    ),
 }
 
 USAGE = (
@@ -30,7 +34,8 @@ USAGE = (
         "  tuning sweep --cfg job                        # print the composed config, train nothing\n"
         "  tuning report plants\n"
         "  tuning train study=plants                     # final model: refit, test, save, register\n"
-        "  tuning predict model=experiments/plants/final/model.keras data.path=new_plants.csv\n\n"
+        "  tuning predict model=experiments/plants/final/model.keras data.path=new_plants.csv\n"
+        "  tuning serve study=plants                     # http://127.0.0.1:5001/invocations\n\n"
         "`tuning COMMAND --help` shows a command's own help."
     )
 )

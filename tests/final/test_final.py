@@ -174,7 +174,8 @@ def test_a_best_yaml_listing_other_columns_or_classes_is_refused(tmp_path):
 def test_predictions_have_the_tasks_columns(tmp_path, task, target):
     """An untrained real model and the real fitted preprocessing: output columns per task."""
     from tuning.data import load_dataset
-    from tuning.final.saved import SavedModel, predict_frame
+    from tuning.final.pipeline import features
+    from tuning.final.saved import SavedModel, pipeline_spec, predict_frame
     from tuning.search.trial import new_model
 
     rng = np.random.default_rng(0)
@@ -196,6 +197,11 @@ def test_predictions_have_the_tasks_columns(tmp_path, task, target):
     rows = table.drop(columns=[target]).head(5).assign(shop=["east", None, "north", "south", "west"])
     out = predict_frame(SavedModel(model, dataset.preprocessor, meta, tmp_path), rows)
     raw = model.predict(dataset.preprocessor.transform(rows), verbose=0)
+    # pipeline.json (what tuning predict and the MLflow model use) makes the very same features.
+    spec = json.loads(json.dumps(pipeline_spec(dataset)))
+    assert np.array_equal(features(spec, rows), dataset.preprocessor.transform(rows))
+    from_spec = predict_frame(SavedModel(model, dataset.preprocessor, meta, tmp_path, spec), rows)
+    pd.testing.assert_frame_equal(from_spec, out)
     if task == "regression":
         assert list(out.columns) == [*rows.columns, "predicted_price"]
         np.testing.assert_allclose(out["predicted_price"], raw[:, 0], rtol=1e-6)
@@ -302,10 +308,18 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
         "run_id": run.info.run_id,
         "model_uri": f"models:/plants/{version.version}",
         "alias": "champion",
+        "model_id": meta["mlflow"]["model_id"],
     }
+    assert client.get_logged_model(meta["mlflow"]["model_id"]).source_run_id == run.info.run_id
     mlflow.set_tracking_uri(store(swept))
-    inputs = mlflow.models.get_model_info("models:/plants@champion").signature.inputs.to_dict()
-    assert tuple(inputs[0]["tensor-spec"]["shape"]) == (-1, len(meta["feature_names"]))
+    # The registered model is the whole pipeline: raw columns in, tuning predict's columns out.
+    signature = mlflow.models.get_model_info("models:/plants@champion").signature
+    assert [(c["name"], c["type"]) for c in signature.inputs.to_dict()] == [
+        ("height", "double"),
+        ("branches", "double"),
+        ("soil", "string"),
+    ]
+    assert signature.outputs.input_names() == ["predicted_species", "probability_A", "probability_B"]
 
     # predict: an unseen category, missing values, an extra column (text in a number column is
     # refused: tests/faults/test_bad_rows_and_paths.py)

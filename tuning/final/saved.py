@@ -13,19 +13,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import joblib
-import numpy as np
 import pandas as pd
 
 from tuning.data import transform_features
 from tuning.errors import ConfigError, DataError
 from tuning.files import atomic_text
+from tuning.final import pipeline
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded, not for path checks
     import keras
 
+    from tuning.data import Dataset
     from tuning.final.refit import FinalModel
 
 MODEL_FILE, PREPROCESSING_FILE, META_FILE = "model.keras", "preprocessing.joblib", "meta.json"
+# The preprocessing as plain values, read by tuning.final.pipeline (here and in the MLflow model).
+PIPELINE_FILE = "pipeline.json"
 METRICS_FILE, HISTORY_FILE = "metrics.csv", "history.csv"
 META_FORMAT = 1
 
@@ -70,8 +73,61 @@ def meta(final: FinalModel) -> dict[str, Any]:
     }
 
 
+def pipeline_spec(data: Dataset) -> dict[str, Any]:
+    """``pipeline.json``: what :mod:`tuning.final.pipeline` needs to turn raw rows into predictions,
+    the fitted preprocessing as plain numbers and strings (read from the scikit-learn steps)."""
+    steps = data.preprocessor.transformer_.named_transformers_
+    numeric: dict[str, dict[str, float]] = {}
+    if "num" in steps:
+        impute, scale = steps["num"].named_steps["impute"], steps["num"].named_steps["scale"]
+        for i, name in enumerate(data.preprocessor.numeric):
+            numeric[str(name)] = {
+                "median": float(impute.statistics_[i]),
+                "mean": float(scale.mean_[i]),
+                "scale": float(scale.scale_[i]),
+            }
+    categorical: dict[str, dict[str, Any]] = {}
+    if "cat" in steps:
+        impute, onehot = steps["cat"].named_steps["impute"], steps["cat"].named_steps["onehot"]
+        for i, name in enumerate(data.preprocessor.categorical):
+            categorical[str(name)] = {
+                "mode": str(impute.statistics_[i]),
+                "categories": [str(c) for c in onehot.categories_[i]],
+            }
+    return {
+        "format": pipeline.PIPELINE_FORMAT,
+        "task": data.task,
+        "target": data.target,
+        "class_names": data.class_names,
+        "columns": list(data.columns),
+        "numeric": numeric,
+        "categorical": categorical,
+    }
+
+
+def serving_network(model: keras.Model) -> keras.Model:
+    """The trained network without its training configuration (optimizer, loss, metrics).
+
+    A new ``Sequential`` (or functional ``Model``) over the same trained layers, never compiled:
+    ``model.keras`` then names built-in Keras objects only (for the built-in MLP), and
+    ``keras.saving.load_model`` or MLflow load it in any process, without ``tuning``'s metric
+    classes. (``keras.models.clone_model`` would compile the copy again.) A subclassed custom
+    model is saved as it is: it needs its builder's module to load anyway.
+    """
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        layers = [keras.Input(shape=model.input_shape[1:]), *model.layers]
+        return keras.Sequential(layers, name=model.name)
+    try:
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    except (AttributeError, ValueError):  # subclassed: no graph of inputs and outputs to rebuild
+        return model
+
+
 def save_final(final: FinalModel, folder: str | Path) -> Path:
-    """Write model, preprocessing, meta, metrics table and history into ``folder``.
+    """Write model, preprocessing (pickled and as plain values), meta, metrics table and history
+    into ``folder``.
 
     Everything is written into a staging folder first and moved in place file by file,
     ``meta.json`` last: an interrupted save never leaves a new model with an old description.
@@ -79,15 +135,17 @@ def save_final(final: FinalModel, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    names = (MODEL_FILE, PREPROCESSING_FILE, PIPELINE_FILE, METRICS_FILE, HISTORY_FILE, META_FILE)
     try:
-        final.model.save(staging / MODEL_FILE)
+        serving_network(final.model).save(staging / MODEL_FILE)
         joblib.dump(final.dataset.preprocessor, staging / PREPROCESSING_FILE)
+        write_json(staging / PIPELINE_FILE, pipeline_spec(final.dataset))
         final.table.to_csv(staging / METRICS_FILE, index_label="metric")
         history = pd.DataFrame(final.result.history)
         history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
         history.to_csv(staging / HISTORY_FILE)
         write_json(staging / META_FILE, meta(final))
-        for name in (MODEL_FILE, PREPROCESSING_FILE, METRICS_FILE, HISTORY_FILE, META_FILE):
+        for name in names:
             os.replace(staging / name, folder / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -112,6 +170,8 @@ class SavedModel:
     preprocessor: Any
     meta: dict[str, Any]
     folder: Path
+    # pipeline.json; None in folders saved before it existed (the pickled preprocessing is used).
+    spec: dict[str, Any] | None = None
 
 
 def model_folder(path: str | Path) -> Path:
@@ -143,7 +203,26 @@ def load_final(path: str | Path) -> SavedModel:
         _import_builder_module(str(info["builder"]))
     model = _load_model(folder / MODEL_FILE)
     preprocessor = _load_preprocessing(folder / PREPROCESSING_FILE)
-    return SavedModel(model, preprocessor, info, folder)
+    return SavedModel(model, preprocessor, info, folder, _load_spec(folder / PIPELINE_FILE))
+
+
+def _load_spec(path: Path) -> dict[str, Any] | None:
+    """``pipeline.json``, checked for the keys prediction reads; None when the folder predates it."""
+    if not path.is_file():
+        return None
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"not readable JSON: {err}")) from None
+    keys = ("format", "task", "target", "class_names", "columns", "numeric", "categorical")
+    missing = [k for k in keys if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise ConfigError("model", f"{path} " + DAMAGED.format(f"no {', '.join(missing)}"))
+    if spec["format"] != pipeline.PIPELINE_FORMAT:
+        raise ConfigError(
+            "model", f"{path} " + DAMAGED.format(f"format {spec['format']!r}, this tuning reads 1")
+        )
+    return dict(spec)
 
 
 # Damaged, or written by library versions that cannot be read here: the way out is the same.
@@ -228,24 +307,24 @@ def _load_preprocessing(path: Path) -> Any:
 
 def predict_frame(saved: SavedModel, frame: pd.DataFrame, *, key: str = "data.path") -> pd.DataFrame:
     """``frame`` with the predictions appended: ``predicted_<target>``, and for classification
-    ``probability_<class>`` per class.
+    ``probability_<class>`` per class, from :func:`tuning.final.pipeline.predict_rows` (the
+    function the MLflow model serves with).
 
     Rows go through the training preprocessing: missing values imputed, unseen categories
-    encoded as none of the known ones; a missing column is a DataError under ``key``.
+    encoded as none of the known ones; rows it refuses are a DataError under ``key``.
     """
-    if frame.empty:
-        raise DataError(key, "no rows to predict")
-    info = saved.meta
-    x = transform_features(saved.preprocessor, info["columns"], frame, key=key)
-    raw = np.asarray(saved.model.predict(x, batch_size=1024, verbose=0), dtype=np.float64)
+    try:
+        if saved.spec is not None:
+            added = pipeline.predict_rows(saved.model, saved.spec, frame)
+        else:  # a folder saved before pipeline.json: the pickled preprocessing makes the features
+            if frame.empty:
+                raise pipeline.RowsError("no rows to predict")
+            x = transform_features(saved.preprocessor, saved.meta["columns"], frame, key=key)
+            raw = saved.model.predict(x, batch_size=1024, verbose=0)
+            added = pipeline.outputs(raw, saved.meta, index=frame.index)
+    except pipeline.RowsError as err:
+        raise DataError(key, str(err)) from None
     out = frame.copy()
-    label = f"predicted_{info['target']}"
-    if info["task"] == "regression":
-        out[label] = raw.reshape(-1)
-        return out
-    classes = list(info["class_names"])
-    probs = np.column_stack([1.0 - raw[:, 0], raw[:, 0]]) if info["task"] == "binary" else raw
-    out[label] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
-    for i, name in enumerate(classes):
-        out[f"probability_{name}"] = probs[:, i]
+    for name in added.columns:  # a column of that name in the rows is replaced, as before
+        out[name] = added[name]
     return out

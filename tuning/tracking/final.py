@@ -1,9 +1,12 @@
-"""The final model in MLflow: a run named ``final`` in the study's experiment, the Keras model
-logged with a signature, registered under the study's name with the alias ``champion``.
+"""The final model in MLflow: a run named ``final`` in the study's experiment, the whole pipeline
+(preprocessing, network, label names) logged as a pyfunc LoggedModel over the raw input columns,
+registered under the study's name with the alias ``champion``.
 
 The run is tagged ``tuning.study=<name>``, ``tuning.role=final``, and links to the sweep:
 ``tuning.sweep_run_id`` (the parent run the sweep tagged ``tuning.role=sweep``),
-``tuning.best_trial`` and, when the sweep logged it, ``tuning.best_trial_run_id``.
+``tuning.best_trial`` and, when the sweep logged it, ``tuning.best_trial_run_id``. The LoggedModel
+carries the same links as tags, the best trial's hyperparameters as params and the final
+metrics (``test_*`` among them), so ``mlflow.search_logged_models`` ranks final models by them.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ class FinalTracker:
 
         from tuning.final.saved import META_FILE, write_json
 
-        run = self.client.create_run(self.experiment_id, run_name="final", tags=self.tags(final))
+        tags = self.tags(final)
+        run = self.client.create_run(self.experiment_id, run_name="final", tags=tags)
         run_id = run.info.run_id
         try:
-            self._log_values(run_id, final)
+            values = self._log_values(run_id, final)
             for name in ARTIFACTS:
                 if (folder / name).is_file():
                     self.client.log_artifact(run_id, str(folder / name), artifact_path="final")
@@ -92,20 +96,20 @@ class FinalTracker:
             # MLflow prints "Successfully registered model ..." itself: into the log file; our
             # own line below says the same with the version and alias.
             with mlflow.start_run(run_id=run_id), stderr_to_log(logging.getLogger("mlflow")):
-                info = mlflow.keras.log_model(
-                    final.model,
-                    name="model",
-                    signature=signature(final),
-                    registered_model_name=self.study,
-                    pip_requirements=pip_requirements(),
-                    tags={STUDY_TAG: self.study, "tuning.best_trial": str(final.search["trial"])},
-                )
+                info = log_pipeline(final, folder, self.study, tags)
+                # The LoggedModel's own metrics: what search_logged_models filters and orders by.
+                mlflow.log_metrics(values, model_id=info.model_id, run_id=run_id)
         except BaseException:
             self.client.set_terminated(run_id, status="FAILED")
             raise
         version = str(info.registered_model_version)
         self.client.set_registered_model_alias(self.study, ALIAS, version)
-        ids = {"run_id": run_id, "model_uri": f"models:/{self.study}/{version}", "alias": ALIAS}
+        ids = {
+            "run_id": run_id,
+            "model_uri": f"models:/{self.study}/{version}",
+            "alias": ALIAS,
+            "model_id": info.model_id,
+        }
         meta_path = folder / META_FILE
         write_json(meta_path, {**json.loads(meta_path.read_text()), "mlflow": ids})
         log.info(
@@ -139,7 +143,8 @@ class FinalTracker:
             tags["tuning.best_trial_run_id"] = child.info.run_id
         return tags
 
-    def _log_values(self, run_id: str, final: FinalModel) -> None:
+    def _log_values(self, run_id: str, final: FinalModel) -> dict[str, float]:
+        """Params, final metrics and learning curves on the run; returns the final metrics."""
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
@@ -168,19 +173,71 @@ class FinalTracker:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for i in range(0, len(metrics), MAX_METRICS_PER_CALL):
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_CALL])
+        return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
 
 
-def signature(final: FinalModel) -> Any:
-    """Float32 feature matrix in, the output layer's values out (tensor specs, batch size free)."""
-    from mlflow.models import infer_signature
+def log_pipeline(final: FinalModel, folder: Path, study: str, tags: Mapping[str, str]) -> Any:
+    """Log the final folder as one pyfunc model (code: ``pyfunc_model.py`` and ``pipeline.py``;
+    artifacts: ``model.keras`` and ``pipeline.json``) in the active run, registered as ``study``.
 
-    x = final.dataset.x_test[:5]
-    return infer_signature(x, final.model.predict(x, verbose=0))
+    Returns MLflow's ``ModelInfo`` (``model_id``, ``registered_model_version``).
+    """
+    import mlflow
+
+    from tuning.final import pipeline, pyfunc_model
+    from tuning.final.saved import MODEL_FILE, PIPELINE_FILE
+
+    example = input_example(final)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=pyfunc_model.__file__,
+        code_paths=[pipeline.__file__],
+        artifacts={"network": str(folder / MODEL_FILE), "pipeline": str(folder / PIPELINE_FILE)},
+        signature=signature(final, example),
+        input_example=example,
+        registered_model_name=study,
+        pip_requirements=pip_requirements(),
+        params={k: str(v) for k, v in final.hp.as_params().items()},
+        tags={k: v for k, v in tags.items() if k != "mlflow.note.content"},
+        model_type="tuning-final",
+    )
+
+
+def input_example(final: FinalModel) -> Any:
+    """A few raw training rows (complete ones when there are any), numbers as float64."""
+    data = final.dataset
+    rows = data.dev_frame[list(data.columns)]
+    complete = rows.dropna()
+    rows = (complete if len(complete) else rows).head(3).reset_index(drop=True)
+    return rows.astype({name: "float64" for name in data.preprocessor.numeric})
+
+
+def signature(final: FinalModel, example: Any) -> Any:
+    """The raw input columns by name and type (numbers as double, so a missing value is allowed;
+    text as string; yes/no as boolean), and the prediction columns `tuning predict` writes."""
+    import pandas as pd
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    from tuning.final.pipeline import outputs
+    from tuning.final.saved import pipeline_spec
+
+    numeric = set(final.dataset.preprocessor.numeric)
+    columns = []
+    for name in final.dataset.columns:
+        kind = "double" if name in numeric else "string"
+        if name not in numeric and pd.api.types.is_bool_dtype(example[name]):
+            kind = "boolean"
+        columns.append(ColSpec(kind, name))
+    x = final.dataset.x_train[: len(example)]
+    predicted = outputs(final.model.predict(x, verbose=0), pipeline_spec(final.dataset))
+    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, predicted).outputs)
 
 
 def pip_requirements() -> list[str]:
     """Pinned here: MLflow would otherwise infer them by loading the model in a subprocess."""
     import keras
+    import pandas as pd
     import tensorflow as tf
 
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"pandas=={pd.__version__}"]
