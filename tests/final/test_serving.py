@@ -96,6 +96,18 @@ def test_serve_refuses_bad_arguments_in_one_line(in_tmp, capsys, args, message):
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
+def test_serve_without_a_champion_says_how_to_get_one(in_tmp, capsys):
+    from tuning.tracking.client import connect
+
+    connect("sqlite:///experiments/mlflow.db")  # an empty store
+    assert cli(["serve", "study=plants"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: study: no model 'plants' with alias 'champion' in sqlite:///{in_tmp}/experiments/mlflow.db; "
+        "train one: tuning train study=plants\n"
+    )
+
+
 # --- the served model -------------------------------------------------------------------------
 
 

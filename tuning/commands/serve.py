@@ -83,7 +83,9 @@ def champion(uri: str, study: str) -> str:
     client = connect(uri)
     try:
         return str(client.get_model_version_by_alias(study, ALIAS).version)
-    except MlflowException:  # no such model or alias: MLflow says RESOURCE_DOES_NOT_EXIST
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise  # the store failed otherwise (permissions, a server error): not bad input
         raise ConfigError(
             "study",
             f"no model '{study}' with alias '{ALIAS}' in {redact(uri)}; train one: tuning train study={study}",

@@ -114,10 +114,11 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
         + final.table.to_string(float_format=lambda v: f"{v:.4f}")
     )
     folder = save_final(final, best_path.parent / "final")
-    log.info(f"final model saved in {folder}/ (model.keras, preprocessing.joblib, meta.json)")
+    log.info(f"final model saved in {folder}/ (model.keras, pipeline.json, preprocessing.joblib, meta.json)")
+    log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")
     if tracker is not None:
         tracker.log(final, folder)
-    log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")
+        log.info(f"serve: tuning serve study={final.study} (docs/serving.md)")
     return final
 
 
