@@ -31,7 +31,7 @@ class FinalPipeline(PythonModel):
 
     # No type hints on predict: MLflow would read them as the input's schema; the logged
     # signature (the raw columns and their types) is the schema.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         """Predictions for a pandas frame of raw rows; refused rows are an invalid-parameter
         error (HTTP 400 from ``mlflow models serve``) with the reason `tuning predict` gives."""
         import pandas as pd

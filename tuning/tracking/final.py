@@ -217,13 +217,13 @@ def signature(final: FinalModel, example: Any) -> Any:
     text as string; yes/no as boolean), and the prediction columns `tuning predict` writes."""
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     from tuning.final.pipeline import outputs
     from tuning.final.saved import pipeline_spec
 
     numeric = set(final.dataset.preprocessor.numeric)
-    columns = []
+    columns: list[ColSpec | TensorSpec] = []
     for name in final.dataset.columns:
         kind = "double" if name in numeric else "string"
         if name not in numeric and pd.api.types.is_bool_dtype(example[name]):
