@@ -29,6 +29,10 @@ class TrialFailed(TuningError):
     """One trial failed (diverged, NaN): the trial ends FAIL, the study goes on."""
 
 
+class TrialPruned(TuningError):
+    """The engine stopped a trial early from its epoch values: the trial ends PRUNED, the study goes on."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, Docker, Kubernetes, SLURM): handled like Ctrl-C, exit code 143."""
 

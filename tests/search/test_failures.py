@@ -60,6 +60,7 @@ def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     from tuning.config import for_task, validate_for_task
     from tuning.data import load_dataset
     from tuning.search.engines import make_engine
+    from tuning.search.loop import Budget, run_search
     from tuning.search.runner import TrialRunner
 
     cfg = settings("study.n_trials=3")
@@ -71,7 +72,7 @@ def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     engine.open(space, user_attrs={"metric": "val_log_loss"}, identity={}, config={})
     runner = TrialRunner(data, cfg["training"], metric="val_log_loss", direction="minimize", seed=42)
     with pytest.raises(KeyError, match="units_7"):
-        engine.run(runner, n_trials=3, timeout=None, observers=[Broken()], max_consecutive_failures=5)
+        run_search(engine, runner, Budget(n_trials=3, max_consecutive_failures=5), [Broken()])
     assert [t.state.name for t in load().trials] == ["COMPLETE"]  # stopped after the first: not 3 trials
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, settings
 
+from tuning.config import parse_space  # config first: tuning.config <-> search.space_config import circle
 from tuning.errors import ConfigError
-from tuning.search.space_config import parse_space
 
 MLP = {
     "n_layers": {"type": "int", "low": 1, "high": 3},
@@ -145,13 +145,16 @@ def test_checking_a_keras_tuner_config_imports_neither_keras_tuner_nor_tensorflo
 
 
 def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt):
-    from tuning.search.engines.keras_tuner_search import only_worker
+    from tuning.results.keras_tuner_files import only_worker
+
+    def lock(e):
+        return only_worker(e.project, e.study_config["name"])
 
     first = engine()
-    with only_worker(first):
-        with pytest.raises(ConfigError) as err, only_worker(engine()):
+    with lock(first):
+        with pytest.raises(ConfigError) as err, lock(engine()):
             pass
         assert err.value.key == "study.name"
         assert err.value.message.startswith("'plants-keras_tuner' is being searched by another process")
-    with only_worker(engine()):  # released when the first ends
+    with lock(engine()):  # released when the first ends
         pass

@@ -168,14 +168,15 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
 
 def run_trials(engine: Engine, runner: Any, settings: Mapping[str, Any], observers: list[Any]) -> None:
     """The trial loop (a function of its own: a Ctrl-C inside it is told apart by its name)."""
+    from tuning.search.loop import Budget, run_search
+
     study_cfg = settings["study"]
-    engine.run(
-        runner,
+    budget = Budget(
         n_trials=int(study_cfg["n_trials"]),
         timeout=study_cfg.get("timeout"),
-        observers=observers,
         max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
     )
+    run_search(engine, runner, budget, observers)
 
 
 def _search(

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tuning.errors import ConfigError
 from tuning.files import atomic_text
 from tuning.results.summary import StudySummary, TrialSummary
 
@@ -121,3 +123,43 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def check_project(project: Path) -> None:
+    """Refuse, in one line, a study whose KerasTuner files are damaged (before TensorFlow loads)."""
+    for path in [project / "study.json", project / "oracle.json", *sorted(project.glob("trial_*/*.json"))]:
+        try:
+            if path.is_file():
+                json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(
+                "study.name",
+                f"{path}: not a readable KerasTuner file ({err}); nothing was written to the study; restore "
+                "it from a backup, or move the study's folder away to start it anew",
+            ) from None
+
+
+@contextmanager
+def only_worker(project: Path, study: str) -> Iterator[None]:
+    """Hold study ``study``'s lock file while trials run: KerasTuner's files are written by one
+    process, and a second one on the same study would overwrite the first's oracle state."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock, no check
+        yield
+        return
+    path = project / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "study.name",
+                f"'{study}' is being searched by another process; engine=keras_tuner "
+                "runs one worker per study (engine=optuna runs many): wait for it, or use another study.name",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

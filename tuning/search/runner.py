@@ -1,6 +1,7 @@
 """The engine-neutral trial runner: train one sampled point, check its value, classify a failure.
 
-Every engine calls it the same way, so a trial means the same thing whichever engine chose it:
+The search loop (``tuning.search.loop``) calls it for every engine, so a trial means the same
+thing whichever engine chose it:
 early stopping with the best weights restored, the NaN guard, the value and the gaps measured at
 the restored weights, and one rule for which errors end a trial and which stop the sweep.
 No TensorFlow at import (it is imported when a trial trains).
@@ -32,7 +33,7 @@ FAIL_ATTRS = ("fail_reason", "traceback", "interrupted")
 
 
 class TrialRunner:
-    """Trains trials for an engine and keeps each running trial's record until the engine reports it."""
+    """Trains the trials of a sweep: one record per trial, one failure policy."""
 
     def __init__(
         self,
@@ -51,15 +52,22 @@ class TrialRunner:
         self.metric = metric
         self.direction = direction
         self.seed = seed
-        self.records: dict[int, TrialRecord] = {}
         # Set by `noting_interrupts`: KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM).
         self.interrupted: KeyboardInterrupt | None = None
 
     def start(self, number: int, hp: Hyperparameters) -> TrialRecord:
         """The record of trial ``number``; its seed is ``seed + number``."""
-        record = TrialRecord(number, "RUNNING", hp, self.seed + number, start_time=time.time())
-        self.records[number] = record
-        return record
+        return TrialRecord(number, "RUNNING", hp, self.seed + number, start_time=time.time())
+
+    def build_once(self, builder: str, suggester: Suggester) -> None:
+        """Build custom model ``builder`` once, its hyperparameters drawn through ``suggester``
+        (how an engine learns a builder's names before its first trial); nothing trains."""
+        from tuning.model.fit import fresh_session
+        from tuning.search.trial import new_model
+
+        fresh_session()
+        new_model(replace(Hyperparameters(), builder=builder), self.dataset, suggester=suggester)
+        fresh_session()
 
     def describe(self, record: TrialRecord) -> dict[str, Any]:
         """Attributes an engine stores with the trial before it trains: what its value will mean
@@ -76,8 +84,8 @@ class TrialRunner:
     ) -> tuple[float, dict[str, Any]]:
         """Train the record's trial; returns its value and the attributes to store with it.
 
-        ``passthrough``: the engine's own "stop this trial" exceptions (e.g. Optuna's
-        ``TrialPruned``), re-raised as they are. A trial's own failure (NaN loss, a value that is
+        ``passthrough``: "stop this trial" exceptions of the callbacks (``TrialPruned``),
+        re-raised as they are. A trial's own failure (NaN loss, a value that is
         not finite, an error ``is_trial_failure`` accepts) raises ``TrialFailed`` with the reason
         in ``record.error``; any other error is re-raised (a bug of ours or a lost store). A
         Ctrl-C that TensorFlow's C++ layer turned into another error is raised as the interrupt.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -11,10 +11,26 @@ import numpy as np
 
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
+from tuning.errors import TrialPruned
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 from tuning.search.space import FixedParams, Hyperparameters, Suggester
 from tuning.search.space_config import CUSTOM_SETTINGS
+
+
+class EpochReports(keras.callbacks.Callback):
+    """Hands ``monitor`` after each epoch (numbered from 0) to ``report``; a True answer prunes
+    the trial (``TrialPruned``). An epoch whose logs lack ``monitor`` is not reported."""
+
+    def __init__(self, report: Callable[[int, float], bool], monitor: str) -> None:
+        super().__init__()
+        self.report = report
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self.report(epoch, float(value)):
+            raise TrialPruned(f"pruned at epoch {epoch + 1}")
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:

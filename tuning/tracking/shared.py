@@ -50,8 +50,9 @@ def ended(study: StudySummary) -> int:
 
 
 def still_running(study: StudySummary) -> list[int]:
-    """Trials another worker is training: while there are any, the parent run stays RUNNING."""
-    return [t.number for t in study.trials if t.state == "RUNNING"]
+    """Trials another worker is training: while there are any, the parent run stays RUNNING.
+    A trial a Ctrl-C stopped (``interrupted``; KerasTuner keeps it RUNNING for its re-run) is not."""
+    return [t.number for t in study.trials if t.state == "RUNNING" and not t.user_attrs.get("interrupted")]
 
 
 def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any:

@@ -1,23 +1,29 @@
-"""What every engine offers: a few methods around the engine-neutral trial runner.
+"""What every engine offers: propose points, learn from their results, list its trials.
 
-An engine owns one study (its storage, its algorithm) and nothing else: it samples points of the
-search space, has ``TrialRunner`` train them, and reports its trials as engine-neutral records
-(``StudySummary``). Progress, MLflow tracking, best.yaml, the report and the final model only
-ever see those records, so they work the same whichever engine ran the search.
+An engine owns one study (its storage, its algorithm) and nothing else: ``ask`` proposes the next
+trial's point, ``report`` hears each epoch's value (and may prune), ``tell`` learns how the trial
+ended, and ``summary`` lists the trials as engine-neutral records (``StudySummary``). The loop and
+each trial's life (training, child run, failures, interrupts, budgets) belong to the runner
+(``tuning.search.loop``), one for every engine, so a trial means the same whichever engine chose
+it. Progress, MLflow tracking, best.yaml, the report and the final model only ever see the records.
+
+Adding an engine: one module with an ``Engine`` subclass (its capabilities as class attributes),
+one line in ``tuning.search.engines.ENGINES``, one ``conf/engine/<name>.yaml``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from tuning.errors import StudyStopped
 from tuning.results.summary import StudySummary
 from tuning.search.record import TrialRecord
-from tuning.search.runner import TrialRunner
-from tuning.search.space import SearchSpace
+from tuning.search.space import Hyperparameters, SearchSpace, Suggester
 
 
 class TrialObserver(Protocol):
@@ -26,14 +32,55 @@ class TrialObserver(Protocol):
     def on_trial_end(self, study: StudySummary, record: TrialRecord) -> None: ...
 
 
+@dataclass
+class Proposal:
+    """A point the engine proposes: its trial number, its hyperparameters, and the ``suggester``
+    through which a custom model's builder draws its own values as it builds (None: an MLP).
+    ``trial`` is the engine's own handle on it (an Optuna trial, a KerasTuner trial)."""
+
+    number: int
+    hyperparameters: Hyperparameters
+    suggester: Suggester | None = None
+    trial: Any = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ended, for ``Engine.tell``.
+
+    ``state``: COMPLETE (``value`` is the objective), PRUNED or FAIL. ``attrs``: what the trial
+    measured or why it failed (stored with it). ``stopped``: the sweep stopped while it ran
+    (Ctrl-C, SIGTERM, an error of ours), so the trial did not end on its own; the engine keeps it
+    for a re-run on resume its own way. ``hyperparameters`` (a custom builder's values in
+    ``extra``), ``history`` (the objective per epoch), ``start_time`` and ``seconds``: what
+    trained, for engines that store the trial themselves.
+    """
+
+    state: str
+    value: float | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+    hyperparameters: Hyperparameters | None = None
+    history: Mapping[int, float] = field(default_factory=dict)
+    start_time: float | None = None
+    seconds: float | None = None
+
+
 class Engine(ABC):
     """One search algorithm and its study.
 
     Constructing an engine checks its settings (nothing is opened or written); ``open`` creates
-    the study or loads it to resume; ``run`` trains trials until ``n_trials`` are finished in it.
+    the study or loads it to resume; inside ``searching()`` the runner asks, reports and tells.
     """
 
     name: ClassVar[str]
+    # What the engine can do (README, "Engines"): several processes on one study, pruning from
+    # epoch values, a constrained study, two objectives, and the storages it keeps studies in.
+    supports_workers: ClassVar[bool] = False
+    supports_pruning: ClassVar[bool] = False
+    supports_constraints: ClassVar[bool] = False
+    supports_multi_objective: ClassVar[bool] = False
+    storages: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
@@ -54,23 +101,40 @@ class Engine(ABC):
         log lines about what opening found (stale trials failed, trials queued again).
         """
 
+    @contextmanager
+    def searching(self, build: Callable[[str, Suggester], None]) -> Iterator[None]:
+        """Hold what the engine needs while trials run (a lock, its algorithm's state).
+
+        ``build(builder, suggester)`` builds a custom model once, its values drawn through
+        ``suggester``: how an engine that must know a builder's names before its first trial
+        (KerasTuner's oracles) declares them.
+        """
+        yield
+
     @abstractmethod
-    def run(
-        self,
-        runner: TrialRunner,
-        *,
-        n_trials: int,
-        timeout: float | None,
-        observers: Sequence[TrialObserver],
-        max_consecutive_failures: int,
-    ) -> None:
-        """Run trials until ``n_trials`` are finished (COMPLETE or PRUNED); trials already in the
-        study count. A trial's own failure is that trial's FAIL; ``max_consecutive_failures`` in
-        a row (0: never) raise ``TooManyFailures``; any other error propagates."""
+    def ask(self) -> Proposal | None:
+        """The next trial's point, its trial started in the study (None: nothing left to propose)."""
+
+    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+        """Store ``attrs`` (seed, metric) with the trial before it trains."""
+        return None
+
+    def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
+        """Hear the objective after ``epoch`` (from 0); True: prune the trial now."""
+        return False
+
+    @abstractmethod
+    def tell(self, proposal: Proposal, outcome: Outcome) -> Outcome:
+        """Store how the trial ended and learn from it; returns what was stored (the engine may
+        fail a trial it cannot rank, and gives the stored value and duration)."""
 
     @abstractmethod
     def summary(self) -> StudySummary:
         """Every trial of the study as engine-neutral records, with the engine's best."""
+
+    def n_finished(self) -> int:
+        """Finished trials (COMPLETE or PRUNED) in the study, whichever worker ran them."""
+        return self.summary().finished_count()
 
     def check_resume(self, identity: Mapping[str, Any]) -> None:
         """Refuse, before anything is written, a resume the engine's stored study would refuse
@@ -92,26 +156,3 @@ class Engine(ABC):
 
 class TooManyFailures(StudyStopped):
     """Every recent trial failed: the configuration is likely broken, so the sweep stops."""
-
-
-class FailureStreak:
-    """Counts trials that failed in a row; any finished trial resets it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.last_error: str | None = None
-
-    def add(self, state: str, error: str | None) -> bool:
-        """Count one ended trial; True when the streak reached the limit (0: never)."""
-        if state == "FAIL":
-            self.count += 1
-            self.last_error = error
-        else:
-            self.count = 0
-        return bool(self.limit) and self.count >= self.limit
-
-    def check(self) -> None:
-        """Raise ``TooManyFailures`` when the search ended on a full streak."""
-        if self.limit and self.count >= self.limit:
-            raise TooManyFailures(f"{self.count} trials in a row failed; last error: {self.last_error}")

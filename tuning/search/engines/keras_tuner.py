@@ -1,117 +1,54 @@
-"""The KerasTuner engine: KerasTuner's random search, Bayesian optimization or Hyperband choose
-the points, our ``TrialRunner`` trains them, our files keep what they measured.
+"""The KerasTuner engine: the public ``Oracle`` of KerasTuner's random search, Bayesian
+optimization or Hyperband proposes the points (``create_trial``) and learns each one's value
+(``update_trial``, ``end_trial``); the shared runner trains them; our sidecar files keep what
+they measured. As in ``BaseTuner.search``, minus the Tuner: no subclass, no printing.
 
-Imports neither keras_tuner nor TensorFlow: ``import keras_tuner`` loads TensorFlow (~10 s), so
-the options are checked, the study file written and the study read without it; KerasTuner is
-imported when trials run (``keras_tuner_search``).
+Imports neither keras_tuner nor TensorFlow at import: ``import keras_tuner`` loads TensorFlow
+(~10 s), so the options are checked, the study file written and the study read without it;
+KerasTuner is imported when trials run (``searching``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from tuning.errors import ConfigError
-from tuning.redaction import redact
-from tuning.results.keras_tuner_files import project_folder, read_project, read_study_file, write_json
+from tuning.results.keras_tuner_files import (
+    check_project,
+    only_worker,
+    project_folder,
+    read_project,
+    read_study_file,
+    sidecar_path,
+    write_json,
+)
 from tuning.results.summary import StudySummary
-from tuning.search.engines.base import Engine, TrialObserver
+from tuning.search.engines.base import Engine, Outcome, Proposal
+from tuning.search.engines.keras_tuner_space import (
+    OPTIONS,
+    RESUMABLE,
+    KerasTunerSuggester,
+    check_options,
+    check_supported,
+    declare,
+    hyperband_max_epochs,
+    int_names,
+)
 from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, StudyMismatch, check_resume
-from tuning.search.runner import TrialRunner
-from tuning.search.space import SearchSpace
-from tuning.search.space_config import parse_space
+from tuning.search.space import Hyperparameters, SearchSpace, Suggester
 
-log = logging.getLogger("tuning.search.engines.keras_tuner")
-
-ALGORITHMS = ("bayesian", "hyperband", "random")
-# option -> (algorithm it belongs to, lowest allowed value, integer?, lowest value excluded?)
-OPTIONS: dict[str, tuple[str, float, bool, bool]] = {
-    "max_epochs": ("hyperband", 1, True, False),
-    "factor": ("hyperband", 2, True, False),
-    "hyperband_iterations": ("hyperband", 1, True, False),
-    "num_initial_points": ("bayesian", 1, True, False),
-    "alpha": ("bayesian", 0.0, False, True),
-    "beta": ("bayesian", 0.0, False, False),
-}
-# KerasTuner's documented defaults for options that may not be null.
-DEFAULTS = {"factor": 3, "alpha": 1e-4, "beta": 2.6}
-# An option that may change when the study resumes: it is not part of KerasTuner's saved state.
-RESUMABLE = ("hyperband_iterations",)
-DEFAULT_PRUNERS = ("successive_halving", "none")  # the config's default (ignored here) and "none"
-DEFAULT_SAMPLER = "tpe"
-
-
-def check_options(engine: Mapping[str, Any]) -> dict[str, Any]:
-    """The engine group's options, checked; one ConfigError line naming the key otherwise."""
-    allowed = ("name", "algorithm", *OPTIONS)
-    unknown = sorted(set(engine) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"engine.{unknown[0]}", f"not an option of engine=keras_tuner; allowed: {', '.join(allowed)}"
-        )
-    algorithm = engine.get("algorithm", "bayesian")
-    if algorithm not in ALGORITHMS:
-        raise ConfigError("engine.algorithm", f"{algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
-    options: dict[str, Any] = {"algorithm": algorithm}
-    for key, (_, low, integer, above) in OPTIONS.items():
-        value = engine.get(key, DEFAULTS.get(key))
-        if value is None and key not in DEFAULTS:
-            options[key] = None
-            continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or (integer and float(value) != int(value)) or value < low or (above and value == low):
-            kind = "an integer" if integer else "a number"
-            bound = f"{'>' if above else '>='} {int(low) if integer else low}"
-            null = "" if key in DEFAULTS else " or null"
-            raise ConfigError(f"engine.{key}", f"{value!r}; must be {kind} {bound}{null}")
-        options[key] = int(value) if integer else float(value)
-    return options
-
-
-def check_supported(settings: Mapping[str, Any]) -> None:
-    """Refuse, in one line, what KerasTuner cannot do (README, "Engines")."""
-    study = settings["study"]
-    if study.get("storage"):
-        raise ConfigError(
-            "study.storage",
-            f"{redact(str(study['storage']))!r}: engine=keras_tuner keeps its study in files under "
-            "experiments/<study>/keras_tuner/ (one worker, no database); leave study.storage=null, or use "
-            "engine=optuna for a shared storage and several workers",
-        )
-    pruner = str((settings.get("pruner") or {}).get("name", "none"))
-    if pruner not in DEFAULT_PRUNERS:
-        raise ConfigError(
-            "pruner",
-            f"'{pruner}': KerasTuner has no pruners; engine.algorithm=hyperband is its way to stop poor "
-            "trials early (allowed here: the default, or none), or use engine=optuna",
-        )
-    sampler = str((settings.get("sampler") or {}).get("name", DEFAULT_SAMPLER))
-    if sampler != DEFAULT_SAMPLER:
-        raise ConfigError(
-            "sampler",
-            f"'{sampler}' is an Optuna sampler; with engine=keras_tuner choose "
-            f"engine.algorithm={'|'.join(ALGORITHMS)}",
-        )
-
-
-def hyperband_max_epochs(options: Mapping[str, Any], settings: Mapping[str, Any]) -> int:
-    """Hyperband's largest budget: ``engine.max_epochs``, else the space's largest ``epochs``
-    (capped by ``training.max_epochs``, which caps every trial anyway)."""
-    if options.get("max_epochs"):
-        return int(options["max_epochs"])
-    space = parse_space(settings["search_space"])
-    dim = space.dimensions.get("epochs")
-    epochs = int(dim.high) if dim is not None else int(space.fixed.get("epochs", 50))  # type: ignore[arg-type]
-    cap = settings["training"].get("max_epochs")
-    return min(epochs, int(cap)) if cap else epochs
+TUNER_ID = "tuner0"  # the one worker's name in the oracle (KerasTuner's default)
 
 
 class KerasTunerEngine(Engine):
-    """KerasTuner's oracles (random, Bayesian, Hyperband) on our trial runner, one worker per study."""
+    """KerasTuner's oracles (random, Bayesian, Hyperband) behind ask/tell, one worker per study."""
 
     name: ClassVar[str] = "keras_tuner"
+    storages: ClassVar[tuple[str, ...]] = ("files",)  # experiments/<study>/keras_tuner/
 
     def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
         self.options = check_options(settings.get("engine") or {})
@@ -123,6 +60,7 @@ class KerasTunerEngine(Engine):
         self.project = project_folder(settings["paths"]["study_dir"])
         self.space: SearchSpace | None = None
         self._attrs: dict[str, Any] = {}
+        self.oracle: Any = None  # while searching
 
     def describe(self) -> str:
         algorithm = self.options["algorithm"]
@@ -136,7 +74,9 @@ class KerasTunerEngine(Engine):
 
     def check_resume(self, identity: Mapping[str, Any]) -> None:
         """Refuse a resume that changes the study (identity) or KerasTuner's algorithm and options,
-        reading study.json only (before anything is written or TensorFlow imported)."""
+        reading study.json only (before anything is written or TensorFlow imported); a damaged
+        study file is refused here too, in one line."""
+        check_project(self.project)
         stored = read_study_file(self.project)
         if stored is None:
             return
@@ -144,13 +84,8 @@ class KerasTunerEngine(Engine):
         attrs = stored.get("user_attrs") or {}
         widened = check_resume(name, attrs.get(IDENTITY_ATTR), identity)
         if widened:  # KerasTuner reloads the space it saved: a wider range would not be searched
-            raise StudyMismatch(
-                name,
-                [
-                    f"{line} (KerasTuner keeps the search space it started with; engine=optuna can widen)"
-                    for line in widened
-                ],
-            )
+            keeps = "KerasTuner keeps the search space it started with; engine=optuna can widen"
+            raise StudyMismatch(name, [f"{line} ({keeps})" for line in widened])
         old = {k: v for k, v in (stored.get("options") or {}).items() if k not in RESUMABLE}
         new = {k: v for k, v in self.options.items() if k not in RESUMABLE}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -185,38 +120,110 @@ class KerasTunerEngine(Engine):
             self._attrs = dict(stored.get("user_attrs") or {})
             return []
         self._attrs = {**user_attrs, CONFIG_ATTR: dict(config), IDENTITY_ATTR: dict(identity)}
+        study = {"name": str(self.study_config["name"]), "direction": str(self.study_config["direction"])}
         write_json(
             self.project / "study.json",
-            {
-                "name": str(self.study_config["name"]),
-                "direction": str(self.study_config["direction"]),
-                "engine": self.name,
-                "options": self.options,
-                "user_attrs": self._attrs,
-            },
+            {**study, "engine": self.name, "options": self.options, "user_attrs": self._attrs},
         )
         return []
 
-    def run(
-        self,
-        runner: TrialRunner,
-        *,
-        n_trials: int,
-        timeout: float | None,
-        observers: Sequence[TrialObserver],
-        max_consecutive_failures: int,
-    ) -> None:
-        if self.space is None:
-            raise RuntimeError("KerasTunerEngine.open() was not called")
-        from tuning.search.engines.keras_tuner_search import search
+    @contextmanager
+    def searching(self, build: Callable[[str, Suggester], None]) -> Iterator[None]:
+        """Hold the study's lock and its oracle, reloaded from its files on a resume."""
+        with only_worker(self.project, str(self.study_config["name"])):
+            self.oracle = open_oracle(self)
+            if self.space is not None and self.space.builder is not None:
+                # One build declares the builder's names, as KerasTuner's tuners do with a
+                # hypermodel: random and Bayesian search then sample them from trial 0 on.
+                hp = self.oracle.get_space()
+                build(self.space.builder, KerasTunerSuggester(hp, self.space))
+                self.oracle.update_space(hp)
+            try:
+                yield
+            finally:
+                self.oracle = None
 
-        search(
-            self,
-            runner,
-            n_trials=n_trials,
-            timeout=timeout,
-            observers=observers,
-            max_consecutive_failures=max_consecutive_failures,
+    def ask(self) -> Proposal | None:
+        """``oracle.create_trial``: a trial a stopped run left RUNNING first, then a new point."""
+        from keras_tuner.engine.trial import TrialStatus
+
+        if self.oracle is None or self.space is None:
+            raise RuntimeError("KerasTunerEngine.ask() outside searching()")
+        trial = self.oracle.create_trial(TUNER_ID)
+        if trial.status == TrialStatus.STOPPED:  # e.g. Hyperband's last iteration, a space tried out
+            return None
+        if trial.status != TrialStatus.RUNNING:  # IDLE: waits for another worker's trial; there is none
+            raise RuntimeError(f"KerasTuner's oracle answered {trial.status} to its only worker")
+        values = trial.hyperparameters
+        hp = self.space.suggest(KerasTunerSuggester(values, self.space))
+        budget = values.values.get("tuner/epochs")
+        if budget:
+            # Hyperband's budget caps the epochs (and the record says so, so best.yaml is what
+            # trained). A trial that continues an earlier one (`tuner/trial_id`) is trained again
+            # from scratch for the whole budget rather than from the earlier trial's weights:
+            # every trial then is a fresh model, early-stopped and measured at its restored best
+            # weights like every other, at the cost of the earlier trial's epochs trained again.
+            hp = dataclasses.replace(hp, epochs=min(hp.epochs, int(budget)))
+        # A custom model's builder draws its values from KerasTuner's trial as it builds.
+        suggester = KerasTunerSuggester(values, self.space) if self.space.builder is not None else None
+        return Proposal(int(trial.trial_id), hp, suggester=suggester, trial=trial)
+
+    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+        import time
+
+        self._write(proposal, proposal.hyperparameters, attrs, start_time=time.time())
+
+    def tell(self, proposal: Proposal, outcome: Outcome) -> Outcome:
+        """``update_trial`` with the trial's value, then ``end_trial``. KerasTuner's oracles rank a
+        trial by its best reported value: it gets one report, the value at the restored weights
+        (or the mean over folds), so KerasTuner and our records rank on the same number. A trial
+        the sweep stopped in stays RUNNING: KerasTuner's oracle runs it again on resume."""
+        from keras_tuner.engine.trial import TrialStatus
+
+        trial, attrs = proposal.trial, dict(outcome.attrs)
+        if self.space is not None and self.space.builder is not None:  # a name asked the first time
+            self.oracle.update_space(trial.hyperparameters)
+        if outcome.stopped:
+            self._write(proposal, outcome.hyperparameters, attrs, outcome)
+            return outcome
+        if outcome.state == "COMPLETE" and outcome.value is not None:
+            self.oracle.update_trial(trial.trial_id, {str(self.study_config["metric"]): outcome.value})
+            trial.status = TrialStatus.COMPLETED
+        else:  # FAIL (KerasTuner prunes nothing)
+            attrs["fail_reason"] = attrs.get("fail_reason") or "no value reported"
+            trial.status, trial.message = TrialStatus.FAILED, attrs["fail_reason"]
+        # Ours first: a kill between the two writes leaves trial.json RUNNING, so the trial runs again.
+        self._write(proposal, outcome.hyperparameters, attrs, outcome)
+        self.oracle.end_trial(trial)
+        self.oracle.save()  # as BaseTuner.on_trial_end: end_trial saved before it let go of the trial
+        done = trial.status == TrialStatus.COMPLETED
+        return dataclasses.replace(
+            outcome, state="COMPLETE" if done else "FAIL", value=outcome.value if done else None, attrs=attrs
+        )
+
+    def _write(
+        self,
+        proposal: Proposal,
+        hp: Hyperparameters | None,
+        attrs: Mapping[str, Any],
+        outcome: Outcome | None = None,
+        start_time: float | None = None,
+    ) -> None:
+        """The trial's sidecar: what KerasTuner's trial.json has no place for."""
+        hp = hp or proposal.hyperparameters
+        values = proposal.trial.hyperparameters.values
+        write_json(
+            sidecar_path(self.project, proposal.trial.trial_id),
+            {
+                "number": proposal.number,
+                "params": hp.as_params(),
+                "int_params": int_names(self.space, hp),  # type: ignore[arg-type]
+                "user_attrs": dict(attrs),
+                "start_time": outcome.start_time if outcome is not None else start_time,
+                "seconds": outcome.seconds if outcome is not None else None,
+                "intermediate_values": dict(outcome.history) if outcome is not None else {},
+                "hyperband": {k: v for k, v in values.items() if k.startswith("tuner/")},
+            },
         )
 
     def summary(self) -> StudySummary:
@@ -231,6 +238,50 @@ class KerasTunerEngine(Engine):
             )
         return summary
 
-    @property
-    def folder(self) -> Path:
-        return self.project
+
+def open_oracle(engine: KerasTunerEngine) -> Any:
+    """The algorithm's oracle over our space, ranking on ``study.metric``, its project folder set
+    and, on a resume, its state and trials read back from it."""
+    import keras_tuner as kt
+    from keras_tuner.engine.base_tuner import BaseTuner
+
+    hp = kt.HyperParameters()
+    declare(engine.space, hp)  # type: ignore[arg-type]
+    direction = "min" if engine.study_config["direction"] == "minimize" else "max"
+    common = {
+        "objective": kt.Objective(str(engine.study_config["metric"]), direction),
+        "hyperparameters": hp,
+        # Our space is declared whole: a new name would be a bug of ours. A custom model's
+        # builder declares its own names as it builds (the first build, then any new branch).
+        "allow_new_entries": engine.space is not None and engine.space.builder is not None,
+        "seed": engine.seed,
+        "max_retries_per_trial": 0,  # a failed trial is FAIL, as with Optuna
+        # The runner's failure streak (study.max_consecutive_failures) decides; KerasTuner's own
+        # check would raise a RuntimeError instead of our one-line stop (and 0 is not "never" there).
+        "max_consecutive_failed_trials": sys.maxsize,
+    }
+    options = engine.options
+    if options["algorithm"] == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(
+            max_epochs=options["max_epochs"],
+            factor=options["factor"],
+            hyperband_iterations=options["hyperband_iterations"],  # None: no limit (n_trials stops it)
+            **common,
+        )
+    elif options["algorithm"] == "bayesian":  # max_trials=None: the runner counts finished trials
+        oracle = kt.oracles.BayesianOptimizationOracle(
+            max_trials=None,
+            num_initial_points=options["num_initial_points"],
+            alpha=options["alpha"],
+            beta=options["beta"],
+            **common,
+        )
+    else:
+        oracle = kt.oracles.RandomSearchOracle(max_trials=None, **common)
+    oracle.verbose = 0  # our progress line reports each trial
+    # A Tuner's constructor is KerasTuner's public way to give an oracle its project folder (it
+    # also reloads the study of an earlier version of this engine, which saved a tuner0.json).
+    tuner = BaseTuner(oracle, directory=str(engine.project.parent), project_name=engine.project.name)
+    if (engine.project / "oracle.json").is_file() and not (engine.project / f"{TUNER_ID}.json").is_file():
+        tuner.oracle.reload()
+    return tuner.oracle

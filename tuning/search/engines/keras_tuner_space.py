@@ -1,23 +1,108 @@
-"""Our search space as KerasTuner hyperparameters: a ``Suggester`` over KerasTuner's ``hp``.
+"""Our config as KerasTuner's: the engine group's options, checked, and our search space as
+KerasTuner hyperparameters (a ``Suggester`` over KerasTuner's ``hp``). No keras_tuner import.
 
 ``SearchSpace.suggest`` asks for each value by name; this adapter answers with KerasTuner's
 ``hp.Int`` / ``hp.Float`` / ``hp.Choice``, which declare the dimension the first time and return
 the oracle's value after. ``units_i`` (i >= 1) exists only when ``n_layers > i``, so it is
 declared inside ``hp.conditional_scope("n_layers", [...])``: KerasTuner then neither samples
-nor stores a width for a layer the model does not have. Takes the ``hp`` object it is given
-(no keras_tuner import here).
+nor stores a width for a layer the model does not have. Takes the ``hp`` object it is given.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+from tuning.errors import ConfigError
+from tuning.redaction import redact
 from tuning.search.space import Hyperparameters, SearchSpace
+from tuning.search.space_config import parse_space
 
 _UNITS = re.compile(r"units_(\d+)")
+
+ALGORITHMS = ("bayesian", "hyperband", "random")
+# option -> (algorithm it belongs to, lowest allowed value, integer?, lowest value excluded?)
+OPTIONS: dict[str, tuple[str, float, bool, bool]] = {
+    "max_epochs": ("hyperband", 1, True, False),
+    "factor": ("hyperband", 2, True, False),
+    "hyperband_iterations": ("hyperband", 1, True, False),
+    "num_initial_points": ("bayesian", 1, True, False),
+    "alpha": ("bayesian", 0.0, False, True),
+    "beta": ("bayesian", 0.0, False, False),
+}
+# KerasTuner's documented defaults for options that may not be null.
+DEFAULTS = {"factor": 3, "alpha": 1e-4, "beta": 2.6}
+# An option that may change when the study resumes: it is not part of KerasTuner's saved state.
+RESUMABLE = ("hyperband_iterations",)
+DEFAULT_PRUNERS = ("successive_halving", "none")  # the config's default (ignored here) and "none"
+DEFAULT_SAMPLER = "tpe"
+
+
+def check_options(engine: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine group's options, checked; one ConfigError line naming the key otherwise."""
+    allowed = ("name", "algorithm", *OPTIONS)
+    unknown = sorted(set(engine) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"engine.{unknown[0]}", f"not an option of engine=keras_tuner; allowed: {', '.join(allowed)}"
+        )
+    algorithm = engine.get("algorithm", "bayesian")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError("engine.algorithm", f"{algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
+    options: dict[str, Any] = {"algorithm": algorithm}
+    for key, (_, low, integer, above) in OPTIONS.items():
+        value = engine.get(key, DEFAULTS.get(key))
+        if value is None and key not in DEFAULTS:
+            options[key] = None
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (integer and float(value) != int(value)) or value < low or (above and value == low):
+            kind = "an integer" if integer else "a number"
+            bound = f"{'>' if above else '>='} {int(low) if integer else low}"
+            null = "" if key in DEFAULTS else " or null"
+            raise ConfigError(f"engine.{key}", f"{value!r}; must be {kind} {bound}{null}")
+        options[key] = int(value) if integer else float(value)
+    return options
+
+
+def check_supported(settings: Mapping[str, Any]) -> None:
+    """Refuse, in one line, what KerasTuner cannot do (README, "Engines")."""
+    study = settings["study"]
+    if study.get("storage"):
+        raise ConfigError(
+            "study.storage",
+            f"{redact(str(study['storage']))!r}: engine=keras_tuner keeps its study in files under "
+            "experiments/<study>/keras_tuner/ (one worker, no database); leave study.storage=null, or use "
+            "engine=optuna for a shared storage and several workers",
+        )
+    pruner = str((settings.get("pruner") or {}).get("name", "none"))
+    if pruner not in DEFAULT_PRUNERS:
+        raise ConfigError(
+            "pruner",
+            f"'{pruner}': KerasTuner has no pruners; engine.algorithm=hyperband is its way to stop poor "
+            "trials early (allowed here: the default, or none), or use engine=optuna",
+        )
+    sampler = str((settings.get("sampler") or {}).get("name", DEFAULT_SAMPLER))
+    if sampler != DEFAULT_SAMPLER:
+        raise ConfigError(
+            "sampler",
+            f"'{sampler}' is an Optuna sampler; with engine=keras_tuner choose "
+            f"engine.algorithm={'|'.join(ALGORITHMS)}",
+        )
+
+
+def hyperband_max_epochs(options: Mapping[str, Any], settings: Mapping[str, Any]) -> int:
+    """Hyperband's largest budget: ``engine.max_epochs``, else the space's largest ``epochs``
+    (capped by ``training.max_epochs``, which caps every trial anyway)."""
+    if options.get("max_epochs"):
+        return int(options["max_epochs"])
+    space = parse_space(settings["search_space"])
+    dim = space.dimensions.get("epochs")
+    epochs = int(dim.high) if dim is not None else int(space.fixed.get("epochs", 50))  # type: ignore[arg-type]
+    cap = settings["training"].get("max_epochs")
+    return min(epochs, int(cap)) if cap else epochs
 
 
 def layer_counts(space: SearchSpace) -> list[int]:

@@ -1,38 +1,38 @@
-"""The Optuna engine: study, sampler, pruner and storage around the engine-neutral trial runner."""
+"""The Optuna engine: a study (sampler, pruner, any Optuna storage) behind ``study.ask()`` / ``tell()``."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import optuna
 from hydra.utils import instantiate
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from tuning.errors import ConfigError, TrialFailed
+from tuning.errors import ConfigError
 from tuning.results.summary import StudySummary
-from tuning.search.engines.base import Engine, FailureStreak, TrialObserver
+from tuning.search.engines.base import Engine, Outcome, Proposal
 from tuning.search.engines.optuna_stale import (
     PIDNS_ATTR,
     WORKER_ATTR,
+    Heartbeat,
     fail_stale_trials,
     pid_namespace,
     requeue_interrupted,
     worker_id,
 )
 from tuning.search.engines.optuna_storage import study_lock
-from tuning.search.engines.optuna_study import open_study, summarize
-from tuning.search.runner import FAIL_ATTRS, TrialRunner, noting_interrupts
-from tuning.search.selection import Selection, gap_key, overfit, parse_selection
-from tuning.search.space import SearchSpace
+from tuning.search.engines.optuna_study import connect, open_study, summarize
+from tuning.search.runner import FAIL_ATTRS
+from tuning.search.selection import gap_key, overfit, parse_selection
+from tuning.search.space import SearchSpace, Suggester
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -105,115 +105,15 @@ def reseed_on_resume(
     return stream
 
 
-class Objective:
-    """Samples a trial's hyperparameters, has the runner train it, stores what it measured."""
-
-    def __init__(
-        self,
-        space: SearchSpace | None,
-        runner: TrialRunner,
-        selection: Selection | None = None,
-        stream: int | None = None,
-    ) -> None:
-        if space is None:
-            raise RuntimeError("OptunaEngine.open() was not called")
-        self.space = space
-        self.runner = runner
-        self.selection = selection or Selection()
-        self.stream = stream  # this worker's sampler seed, kept on its trials
-
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        # Imported here: the engine module itself must stay importable without TensorFlow.
-        from optuna_integration import KerasPruningCallback
-
-        trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
-        trial.set_user_attr(PIDNS_ATTR, pid_namespace())
-        if self.stream is not None:
-            trial.set_user_attr(STREAM_ATTR, self.stream)
-        for inherited in FAIL_ATTRS:  # copied by Optuna's retry of a stale trial
-            if trial.user_attrs.get(inherited) is not None:
-                trial.set_user_attr(inherited, None)
-        try:
-            hp = self.space.suggest(trial)
-        except KeyboardInterrupt:  # Ctrl-C before training began: still retried on resume
-            trial.set_user_attr("interrupted", True)
-            raise
-        record = self.runner.start(trial.number, hp)
-        for key, value in self.runner.describe(record).items():
-            trial.set_user_attr(key, value)
-        # Optuna cannot prune a multi-objective trial (Trial.report refuses): pareto trains each
-        # trial to its own early stop.
-        pareto = self.selection.mode == "pareto"
-        pruning = [] if pareto else [KerasPruningCallback(trial, self.runner.metric)]
-        try:
-            value, attrs = self.runner.train(
-                record,
-                callbacks=pruning,
-                passthrough=(optuna.TrialPruned,),
-                suggester=trial,  # a custom model's builder draws its values as it builds
-            )
-        except optuna.TrialPruned:
-            trial.set_user_attr("epochs_trained", len(record.history.get("loss", [])))
-            raise
-        except BaseException as err:
-            for key, v in self.runner.failure_attrs(record, err).items():
-                trial.set_user_attr(key, v)
-            raise  # TrialFailed: Optuna records FAIL and goes on; anything else stops the sweep
-        for key, v in attrs.items():
-            trial.set_user_attr(key, v)
-        return self._objectives(trial, value, attrs)
-
-    def _objectives(
-        self, trial: optuna.Trial, value: float, attrs: Mapping[str, Any]
-    ) -> float | tuple[float, float]:
-        """constrained: the gap's excess over ``max_gap`` as Optuna's constraint (TPE, GP and
-        NSGA-II steer toward feasible trials; <= 0 is feasible). pareto: (value, overfit gap)."""
-        gap = attrs.get(gap_key(self.runner.metric))
-        if self.selection.mode == "constrained" and gap is not None and self.selection.max_gap is not None:
-            trial.set_constraint("gap", float(gap) - self.selection.max_gap)
-        if self.selection.mode == "pareto":
-            if gap is None:  # a metric with no training twin: no gap to trade against
-                reason = f"no {gap_key(self.runner.metric)} measured for selection=pareto"
-                trial.set_user_attr("fail_reason", reason)
-                raise TrialFailed(reason)
-            return value, overfit(float(gap))
-        return value
-
-
-class _Finish:
-    """Study callback: hands each finished trial's record to the observers; stops on repeated failures."""
-
-    def __init__(
-        self, runner: TrialRunner, observers: Sequence[TrialObserver], streak: FailureStreak
-    ) -> None:
-        self.runner = runner
-        self.observers = observers
-        self.streak = streak
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        record = self.runner.records.pop(trial.number, None)
-        if record is None:
-            return
-        record.state = trial.state.name
-        record.value = trial.values[0] if trial.values else None  # pareto: [value, gap]
-        if trial.duration is not None:  # one duration everywhere: the study's (report, MLflow, progress)
-            record.seconds = trial.duration.total_seconds()
-        if trial.state == TrialState.FAIL:
-            record.error = (
-                record.error or trial.user_attrs.get("fail_reason") or "objective returned no finite value"
-            )
-        stop = self.streak.add(record.state, record.error)
-        summary = summarize(study)
-        for observer in self.observers:
-            observer.on_trial_end(summary, record)
-        if stop:
-            study.stop()
-
-
 class OptunaEngine(Engine):
     """Optuna's samplers and pruners, on any Optuna storage (SQLite, PostgreSQL/MySQL, journal file)."""
 
     name: ClassVar[str] = "optuna"
+    supports_workers: ClassVar[bool] = True
+    supports_pruning: ClassVar[bool] = True
+    supports_constraints: ClassVar[bool] = True
+    supports_multi_objective: ClassVar[bool] = True
+    storages: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "mysql", "journal")
 
     def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
         self.sampler_config = dict(settings["sampler"])
@@ -222,10 +122,13 @@ class OptunaEngine(Engine):
         self.sampler = make_sampler(self.sampler_config)
         self.pruner = make_pruner(self.pruner_config)
         self.selection = parse_selection(settings)
+        self.runner_metric = str(settings["study"]["metric"])  # what trials report (their value)
         self.url = storage_url
         self._study: optuna.Study | None = None
+        self.storage: optuna.storages.BaseStorage | None = None
         self.space: SearchSpace | None = None
         self.stream: int | None = None
+        self.heartbeats: dict[int, Heartbeat] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -260,8 +163,10 @@ class OptunaEngine(Engine):
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.space = space
+        self.storage = connect(self.study_config, self.url)
         self._study, created = open_study(
             self.study_config,
+            self.storage,
             self.url,
             self.sampler,
             self.pruner,
@@ -275,7 +180,7 @@ class OptunaEngine(Engine):
         n_trials = int(self.study_config["n_trials"])
         # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
         with study_lock(self.url, study.study_name):  # workers starting together: failed once
-            stale = fail_stale_trials(study)
+            stale = fail_stale_trials(study, self.storage)
         if stale:
             done = len(study.get_trials(deepcopy=False, states=FINISHED))
             notes.append(
@@ -288,49 +193,104 @@ class OptunaEngine(Engine):
             log.debug(f"sampler seed {self.stream}: this worker's own stream, not a replay")
         return notes
 
-    def run(
-        self,
-        runner: TrialRunner,
-        *,
-        n_trials: int,
-        timeout: float | None,
-        observers: Sequence[TrialObserver],
-        max_consecutive_failures: int,
-    ) -> None:
+    @contextmanager
+    def searching(self, build: Callable[[str, Suggester], None]) -> Iterator[None]:
+        """Queue once more, before the first trial, the points of trials a Ctrl-C stopped."""
         study = self.study
-        remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
-        if remaining <= 0:
-            return
         with study_lock(self.url, study.study_name):  # once, however many workers start together
             requeued = requeue_interrupted(study)
         if requeued:
             log.info(f"re-running interrupted trial(s) {requeued} with the same parameters")
-        streak = FailureStreak(max_consecutive_failures)
+        yield
+
+    def ask(self) -> Proposal:
+        """``study.ask()`` (an enqueued point first), its point drawn from our space."""
+        study = self.study
+        if self.space is None or self.storage is None:
+            raise RuntimeError("OptunaEngine.open() was not called")
+        if isinstance(self.storage, optuna.storages.RDBStorage) and self.storage.get_heartbeat_interval():
+            optuna.storages.fail_stale_trials(study)  # as optimize() does before each trial
+        with warnings.catch_warnings():  # the heartbeat this engine records itself (Heartbeat)
+            warnings.filterwarnings(
+                "ignore", "Heartbeat of storage is supposed to be used with Study.optimize"
+            )
+            trial = study.ask()
         try:
-            with noting_interrupts(runner):
-                study.optimize(
-                    Objective(self.space, runner, self.selection, self.stream),
-                    n_trials=remaining,
-                    timeout=timeout,
-                    catch=(TrialFailed,),
-                    callbacks=[
-                        _Finish(runner, observers, streak),
-                        optuna.study.MaxTrialsCallback(n_trials, states=FINISHED),
-                    ],
-                    gc_after_trial=False,
-                )
-        except KeyboardInterrupt:
-            # Optuna has marked the running trial FAIL; tell observers so its run is closed too.
-            records = list(runner.records.values())
-            runner.records.clear()
-            summary = summarize(study)
-            for record in records:
-                record.state = "FAIL"
-                record.error = "interrupted"
-                for observer in observers:
-                    observer.on_trial_end(summary, record)
+            trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
+            trial.set_user_attr(PIDNS_ATTR, pid_namespace())
+            if self.stream is not None:
+                trial.set_user_attr(STREAM_ATTR, self.stream)
+            for inherited in FAIL_ATTRS:  # copied by Optuna's retry of a stale trial
+                if trial.user_attrs.get(inherited) is not None:
+                    trial.set_user_attr(inherited, None)
+            hp = self.space.suggest(trial)
+        except BaseException as err:  # Ctrl-C (retried on resume) or an error of ours, before training
+            attrs = {"interrupted": True} if isinstance(err, KeyboardInterrupt) else {"fail_reason": str(err)}
+            self._store(trial, attrs, None, TrialState.FAIL)
             raise
-        streak.check()
+        heartbeat = Heartbeat(self.storage, study, trial.number)
+        heartbeat.start()
+        self.heartbeats[trial.number] = heartbeat
+        # A custom model's builder draws its values from the trial as it builds.
+        return Proposal(trial.number, hp, suggester=trial, trial=trial)
+
+    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+        for key, value in attrs.items():
+            proposal.trial.set_user_attr(key, value)
+
+    def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
+        """Optuna's ``trial.report`` / ``should_prune`` (a two-objective study does not prune:
+        selection=pareto trains each trial to its own early stop)."""
+        if self.selection.mode == "pareto":
+            return False
+        proposal.trial.report(value, step=epoch)
+        return bool(proposal.trial.should_prune())
+
+    def tell(self, proposal: Proposal, outcome: Outcome) -> Outcome:
+        heartbeat = self.heartbeats.pop(proposal.number, None)
+        if heartbeat is not None:
+            heartbeat.stop()
+        trial, attrs = proposal.trial, dict(outcome.attrs)
+        values: float | list[float] | None = None
+        state = TrialState[outcome.state]
+        if state == TrialState.COMPLETE and outcome.value is not None:
+            values, reason = self._objectives(trial, outcome.value, attrs)
+            if reason is not None:
+                attrs["fail_reason"] = reason
+                state, values = TrialState.FAIL, None
+        frozen = self._store(trial, attrs, values, state)
+        return replace(
+            outcome,
+            state=frozen.state.name,
+            value=frozen.values[0] if frozen.values else None,  # pareto: [value, gap]
+            attrs=attrs,
+            seconds=frozen.duration.total_seconds() if frozen.duration is not None else None,
+        )
+
+    def _store(
+        self, trial: optuna.Trial, attrs: Mapping[str, Any], values: Any, state: TrialState
+    ) -> optuna.trial.FrozenTrial:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return self.study.tell(trial, values, state=state)
+
+    def _objectives(
+        self, trial: optuna.Trial, value: float, attrs: Mapping[str, Any]
+    ) -> tuple[float | list[float], str | None]:
+        """constrained: the gap's excess over ``max_gap`` as Optuna's constraint (TPE, GP and
+        NSGA-II steer toward feasible trials; <= 0 is feasible). pareto: (value, overfit gap);
+        a metric with no training twin has no gap to trade against: the trial fails (reason)."""
+        gap = attrs.get(gap_key(self.runner_metric))
+        if self.selection.mode == "constrained" and gap is not None and self.selection.max_gap is not None:
+            trial.set_constraint("gap", float(gap) - self.selection.max_gap)
+        if self.selection.mode == "pareto":
+            if gap is None:
+                return value, f"no {gap_key(self.runner_metric)} measured for selection=pareto"
+            return [value, overfit(float(gap))], None
+        return value, None
+
+    def n_finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
 
     def summary(self) -> StudySummary:
         return summarize(self.study)

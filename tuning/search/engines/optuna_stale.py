@@ -1,11 +1,12 @@
 """Trials a stopped worker left behind: find them (dead process on this host, or no heartbeat),
-fail them, and queue their parameters once more."""
+fail them, and queue their parameters once more; and the heartbeat of this worker's own trial."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 import optuna
@@ -55,7 +56,7 @@ def _dead_worker(worker: Any, namespace: Any) -> bool:
     return False
 
 
-def fail_stale_trials(study: optuna.Study) -> list[int]:
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
     """Mark FAIL the trials a stopped worker left RUNNING; returns their numbers.
 
     Two signs that a worker stopped: its process is gone from this host (the trial's
@@ -63,25 +64,66 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     heartbeat is older than ``grace_period`` (RDB storages; a worker on another machine). A
     trial failed by the first is tagged ``interrupted`` and re-run once by ``requeue_interrupted``
     when the study still needs trials; Optuna's retry callback re-queues those of the second.
-    Every run calls this, including one that finds nothing left to train.
+    Every run calls this, including one that finds nothing left to train. ``storage``: the one
+    the study was opened on.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    storage = study._storage  # as optuna.storages.fail_stale_trials does
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in running:
         worker = t.user_attrs.get(WORKER_ATTR)
         if not _dead_worker(worker, t.user_attrs.get(PIDNS_ATTR)):
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
             storage.set_trial_user_attr(
-                t._trial_id, "fail_reason", f"worker {worker} stopped while the trial ran (killed or crashed)"
+                trial_id, "fail_reason", f"worker {worker} stopped while the trial ran (killed or crashed)"
             )
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker failed it first
     optuna.storages.fail_stale_trials(study)  # does nothing without heartbeats
     numbers = {t.number for t in running}
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     return sorted(t.number for t in failed if t.number in numbers)
+
+
+class Heartbeat:
+    """This worker's running trial, marked alive every ``heartbeat_interval`` seconds in a thread
+    (RDB storages with heartbeats; others: nothing), as Optuna's ``optimize`` does for its trials:
+    a worker that dies stops beating, and the next worker fails and re-queues its trial."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> None:
+        self.storage = storage
+        interval = (
+            storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+        )
+        self.interval = interval
+        self.trial_id = (
+            storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(study.study_name), number
+            )
+            if interval
+            else None
+        )
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval and self.trial_id is not None:
+            self.thread = threading.Thread(target=self._beat, daemon=True, name="tuning-heartbeat")
+            self.thread.start()
+
+    def _beat(self) -> None:
+        assert isinstance(self.storage, optuna.storages.RDBStorage) and self.trial_id is not None
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stopped.wait(timeout=self.interval):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()

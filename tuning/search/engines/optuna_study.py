@@ -19,8 +19,24 @@ from tuning.search.selection import apply as apply_selection
 log = logging.getLogger("tuning.search.engines.optuna")
 
 
+def connect(study_config: Mapping[str, Any], storage_url: str) -> optuna.storages.BaseStorage:
+    """The storage of ``storage_url``, with the study's heartbeat settings (RDB storages)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        storage: optuna.storages.BaseStorage = open_storage(
+            storage_url,
+            heartbeat_interval=study_config.get("heartbeat_interval"),
+            grace_period=study_config.get("grace_period"),
+        )
+    except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
+        raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
+    return storage
+
+
 def open_study(
     study_config: Mapping[str, Any],
+    storage: optuna.storages.BaseStorage,
     storage_url: str,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
@@ -30,7 +46,8 @@ def open_study(
     config: Mapping[str, Any] | None = None,
     two_objectives: bool = False,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study with its identity, or load it to resume; True when this call made it.
+    """Create the study in ``storage`` (opened by ``connect``; ``storage_url`` names it in
+    messages) with its identity, or load it to resume; True when this call made it.
 
     A resume whose ``identity`` differs from the stored one is refused (``StudyMismatch``),
     except numeric ranges that only widen, which become the study's. A study without a stored
@@ -43,11 +60,6 @@ def open_study(
     name = str(study_config["name"])
     direction = str(study_config["direction"])
     try:
-        storage = open_storage(
-            storage_url,
-            heartbeat_interval=study_config.get("heartbeat_interval"),
-            grace_period=study_config.get("grace_period"),
-        )
         # `create_study(load_if_exists=True)` spelled out: one insert decides who made the study
         # (no load-then-create window for workers starting together), and we learn whether it
         # was this worker (its sampler stream, see reseed_on_resume).

@@ -1,0 +1,197 @@
+"""The search loop, one for every engine: ask for a point, train it, report, classify, tell.
+
+An engine only proposes and learns (``Engine.ask / report / tell``); this module owns each
+trial's life: its record and seed, the per-epoch reports that may prune it, the failure policy (a
+trial's own failure is that trial's FAIL and the study goes on; an error of ours stops the sweep),
+Ctrl-C and SIGTERM (the trial is told as stopped and its observers see it KILLED, then the
+interrupt goes on up), the observers (progress, MLflow child runs), the failure streak and the
+budgets (``study.n_trials``, ``study.timeout``, this run's attempts). No TensorFlow at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuning.errors import TrialFailed, TrialPruned
+from tuning.redaction import redact
+from tuning.search.engines.base import Engine, Outcome, Proposal, TooManyFailures, TrialObserver
+from tuning.search.record import TrialRecord
+from tuning.search.runner import TrialRunner, noting_interrupts
+
+log = logging.getLogger("tuning")
+
+
+class FailureStreak:
+    """Counts trials that failed in a row; any finished trial resets it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.last_error: str | None = None
+
+    def add(self, state: str, error: str | None) -> bool:
+        """Count one ended trial; True when the streak reached the limit (0: never)."""
+        if state == "FAIL":
+            self.count += 1
+            self.last_error = error
+        else:
+            self.count = 0
+        return self.full()
+
+    def full(self) -> bool:
+        return bool(self.limit) and self.count >= self.limit
+
+    def check(self) -> None:
+        """Raise ``TooManyFailures`` when the search ended on a full streak."""
+        if self.full():
+            raise TooManyFailures(f"{self.count} trials in a row failed; last error: {self.last_error}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When the search stops: ``n_trials`` finished in the study (COMPLETE or PRUNED, whichever
+    worker ran them), ``timeout`` seconds of this run (None: no limit), or
+    ``max_consecutive_failures`` failed trials in a row (0: never)."""
+
+    n_trials: int
+    timeout: float | None = None
+    max_consecutive_failures: int = 0
+
+
+def run_search(
+    engine: Engine, runner: TrialRunner, budget: Budget, observers: Sequence[TrialObserver]
+) -> None:
+    """Run trials until the budget is spent; trials already in the study count.
+
+    This run tries at most as many trials as were missing when it began (a failed trial uses one
+    up, as in Optuna's ``optimize``): a study whose every trial fails ends with exit 3, not a loop.
+
+    Raises:
+        TooManyFailures: the search ended on ``max_consecutive_failures`` failed trials in a row.
+        KeyboardInterrupt / Terminated: Ctrl-C / SIGTERM, after the running trial was told.
+    """
+    streak = FailureStreak(budget.max_consecutive_failures)
+    deadline = time.monotonic() + budget.timeout if budget.timeout else None
+    attempts = budget.n_trials - engine.n_finished()
+    with engine.searching(runner.build_once), noting_interrupts(runner):
+        while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            proposal = engine.ask()
+            if proposal is None:
+                log.info(f"{engine.describe()}: the algorithm has no further point to propose")
+                break
+            attempts -= 1
+            record = run_trial(engine, runner, proposal, observers)
+            streak.add(record.state, record.error)
+    streak.check()
+
+
+def run_trial(
+    engine: Engine, runner: TrialRunner, proposal: Proposal, observers: Sequence[TrialObserver]
+) -> TrialRecord:
+    """One trial's life: start its record, train it, tell the engine, then the observers."""
+    record: TrialRecord | None = None
+    try:
+        record = runner.start(proposal.number, proposal.hyperparameters)
+        described = runner.describe(record)
+        engine.begin(proposal, described)
+        outcome = _train(engine, runner, proposal, record, described)
+    except BaseException as err:  # Ctrl-C, SIGTERM or an error of ours: the sweep stops
+        _stop(engine, runner, proposal, record, err, observers)
+        raise
+    told = engine.tell(proposal, outcome)
+    record.state = told.state
+    record.value = told.value
+    if told.seconds is not None:  # one duration everywhere: the study's (report, MLflow, progress)
+        record.seconds = told.seconds
+    if told.state == "FAIL":
+        record.error = record.error or told.attrs.get("fail_reason") or "objective returned no finite value"
+    _notify(engine, record, observers)
+    return record
+
+
+def _train(
+    engine: Engine,
+    runner: TrialRunner,
+    proposal: Proposal,
+    record: TrialRecord,
+    described: dict[str, Any],
+) -> Outcome:
+    """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
+    callbacks = []
+    if engine.supports_pruning:
+        from tuning.search.trial import EpochReports
+
+        callbacks.append(EpochReports(lambda e, v: engine.report(proposal, e, v), runner.metric))
+    try:
+        value, attrs = runner.train(
+            record, callbacks=callbacks, passthrough=(TrialPruned,), suggester=proposal.suggester
+        )
+    except TrialPruned:
+        pruned = {**described, "epochs_trained": len(record.history.get("loss", []))}
+        return _outcome(runner, record, "PRUNED", None, pruned)
+    except TrialFailed as err:
+        return _outcome(runner, record, "FAIL", None, {**described, **runner.failure_attrs(record, err)})
+    return _outcome(runner, record, "COMPLETE", value, {**described, **attrs})
+
+
+def _outcome(
+    runner: TrialRunner,
+    record: TrialRecord,
+    state: str,
+    value: float | None,
+    attrs: dict[str, Any],
+    stopped: bool = False,
+) -> Outcome:
+    return Outcome(
+        state,
+        value,
+        attrs,
+        stopped=stopped,
+        hyperparameters=record.hyperparameters,
+        history=dict(enumerate(record.history.get(runner.metric, []))),
+        start_time=record.start_time,
+        seconds=record.seconds or None,
+    )
+
+
+def _stop(
+    engine: Engine,
+    runner: TrialRunner,
+    proposal: Proposal,
+    record: TrialRecord | None,
+    err: BaseException,
+    observers: Sequence[TrialObserver],
+) -> None:
+    """Tell the engine the trial stopped with the sweep; an interrupted one is also handed to
+    the observers (its MLflow run ends KILLED). An error of ours is logged by the command; the
+    next run back-fills that trial's child run."""
+    interrupted = isinstance(err, KeyboardInterrupt) or runner.interrupted is not None
+    if record is None:
+        attrs: dict[str, Any] = (
+            {"interrupted": True}
+            if interrupted
+            else {"fail_reason": (redact(f"{type(err).__name__}: {err}") or "")[:2000]}
+        )
+        engine.tell(proposal, Outcome("FAIL", attrs=attrs, stopped=True))
+        return
+    if interrupted:
+        record.error = "interrupted"
+    attrs = {**runner.describe(record), **runner.failure_attrs(record, err)}
+    engine.tell(proposal, _outcome(runner, record, "FAIL", None, attrs, stopped=True))
+    if interrupted:
+        record.state = "FAIL"
+        _notify(engine, record, observers)
+
+
+def _notify(engine: Engine, record: TrialRecord, observers: Sequence[TrialObserver]) -> None:
+    if not observers:
+        return
+    summary = engine.summary()
+    for observer in observers:
+        observer.on_trial_end(summary, record)
