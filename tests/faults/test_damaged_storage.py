@@ -95,3 +95,21 @@ def test_a_damaged_sqlite_study_file_is_one_line_and_left_as_it_is(in_tmp, capsy
         "error: study.storage: experiments/plants/optuna.db: not a readable SQLite database"
     )
     assert "restore it from a backup, or move it away to start the study anew" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["oracle.json", "trial_0000/trial.json", "study.json"])
+def test_a_damaged_keras_tuner_file_is_one_line_and_left_as_it_is(in_tmp, capsys, name):
+    args = [*TINY, "engine=keras_tuner", "engine.algorithm=random"]
+    assert cli(["sweep", *args, "study.n_trials=1"]) == 0
+    project = in_tmp / "experiments" / "plants-keras_tuner"
+    path = project / "keras_tuner" / name
+    path.write_bytes(path.read_bytes()[:-7])  # a write cut short
+    before = files_under(project)
+    capsys.readouterr()
+    assert cli(["sweep", *args, "study.n_trials=2"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: study.name: {Path('experiments/plants-keras_tuner/keras_tuner') / name}: ")
+    assert "not a readable KerasTuner file" in err and "restore it from a backup" in err
+    assert files_under(project) == before, "nothing written, the damaged file byte for byte"
