@@ -103,7 +103,7 @@ class Page:
     def sweep(self, args: list[str]) -> None:
         from tuning.commands.sweep import check
         from tuning.config import compose, resolved
-        from tuning.search.identity import check_resume, study_identity
+        from tuning.study.identity import check_resume, study_identity
 
         if any(a.startswith("-") for a in args):  # --cfg job, --help: cheap, run them
             assert cli(["sweep", *args]) == 0, args
@@ -206,7 +206,7 @@ def folder(tmp_path_factory):
 def default_plants() -> tuple[dict, dict]:
     """What the README's first command makes: the identity and engine options of plants."""
     from tuning.config import compose, resolved
-    from tuning.search.identity import study_identity
+    from tuning.study.identity import study_identity
 
     plants = resolved(compose("config", []))
     return study_identity(plants), {**plants["engine"]}

@@ -68,10 +68,10 @@ EPOCHS_SEEN: list[int] = []  # epochs per KerasTuner fit; module-level: KerasTun
 def internals() -> SimpleNamespace:
     """Every ``tuning`` internal this benchmark uses, imported in one place (the package layout moves)."""
     import tuning.commands.sweep
+    from tuning.config.space_config import parse_space
     from tuning.config.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
     from tuning.model.build import task_metrics
     from tuning.search.engines.optuna import _Finish
-    from tuning.search.space_config import parse_space
     from tuning.search.trial import run_trial, targets
 
     return SimpleNamespace(

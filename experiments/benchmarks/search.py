@@ -49,7 +49,7 @@ def _data_overrides(job: dict[str, Any]) -> list[str]:
 
 def tuning(params: dict[str, Any]) -> common.Job:
     import tuning.commands.sweep
-    from tuning.search.space_config import parse_space
+    from tuning.config.space_config import parse_space
     from tuning.search.trial import run_trial
 
     common.quiet_tuning_logs()

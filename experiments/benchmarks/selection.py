@@ -11,7 +11,7 @@ For each small real table (bundled scikit-learn sets) and seed, at the same tria
 - cv5          cv.folds=5: a sweep of its own, each trial scored as the mean over 5 folds of
                train+validation; its best mean wins.
 
-best, constrained and pareto apply their rule (tuning.search.selection.pick, as the sweep does)
+best, constrained and pareto apply their rule (tuning.study.selection.pick, as the sweep does)
 to ONE pool of trials: one TPE sweep, so a difference between them comes from the rule alone,
 not from one sweep's sampling luck. The steering of the sampler by the constraint (TPE) or the
 two objectives is therefore not part of this measurement. cv5 spends the same number of trials
@@ -86,14 +86,15 @@ def validate_space(settings: dict[str, Any]) -> Any:
 
 
 def fixed(params: dict[str, Any]) -> Any:
-    from tuning.search.space import FixedParams
+    from tuning.config.space import FixedParams
 
     return FixedParams(params)
 
 
 def run_seed(data: str, seed: int, n_trials: int, epochs: int) -> dict[str, dict[str, Any]]:
     """The four picks of one (data set, seed) and their test scores."""
-    from tuning.search.selection import Selection, gap_of, pick
+    from tuning.config.selection import Selection
+    from tuning.study.selection import gap_of, pick
 
     gap_limit = GAP_BY_DATA.get(data, MAX_GAP)
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import yaml
 
 from tuning.commands.sweep import check
 from tuning.config import compose, resolved
-from tuning.search.storage import check_storage
+from tuning.config.storage import check_storage
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 YAML_FILES = sorted([DEPLOY / "compose.yaml", *DEPLOY.glob("kubernetes*/*.yaml")])

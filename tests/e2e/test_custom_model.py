@@ -251,7 +251,7 @@ def test_config_mistakes_are_caught_before_anything_starts(in_tmp, capsys, args,
 def test_the_same_builder_runs_under_the_keras_tuner_engine(in_tmp):
     """engine=keras_tuner: KerasTuner's own trials feed the builder (declared by one build, as
     KerasTuner's tuners do), trials are trained by our runner, best.yaml rebuilds the winner."""
-    from tuning.results.keras_tuner_files import read_project
+    from tuning.study.keras_tuner_files import read_project
 
     write_module("kt_engine_models", KT_FUNCTION)
     args = [*TINY, "engine=keras_tuner", "engine.algorithm=random", "model=custom"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import TINY, cli, settings
 
-from tuning.results.keras_tuner_files import read_project
+from tuning.study.keras_tuner_files import read_project
 
 pytestmark = pytest.mark.slow
 

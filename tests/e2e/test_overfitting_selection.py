@@ -65,8 +65,9 @@ def test_constrained_picks_the_best_feasible_trial_everywhere(in_tmp, capsys):
     assert f"picked trial {expected}: " in out
 
     # With a limit no trial meets, the same trials fall back to the smallest violation.
+    from tuning.config.selection import Selection
     from tuning.results.optuna_sqlite import read_study
-    from tuning.search.selection import Selection, pick
+    from tuning.study.selection import pick
 
     summary = read_study("experiments/plants/optuna.db", "plants")
     chosen, reason = pick(summary, Selection("constrained", min(gaps.values()) - 1.0))

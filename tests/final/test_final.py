@@ -14,10 +14,10 @@ import pytest
 import yaml
 from conftest import cli, settings
 
+from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError
 from tuning.final.best import best_config, read_best, write_yaml
 from tuning.final.refit import refit_epochs
-from tuning.search.space import Hyperparameters
 
 # --- fast: the epoch rule, best.yaml checks, command-line errors ------------------------------
 

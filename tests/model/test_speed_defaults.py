@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import settings
 
+from tuning.config.space import Hyperparameters
 from tuning.data import load_dataset
 from tuning.model.build import build_model, task_metrics
 from tuning.model.fit import fit_model, fresh_session, seed_everything
-from tuning.search.space import Hyperparameters
 from tuning.search.trial import run_trial, targets
 
 pytestmark = pytest.mark.slow

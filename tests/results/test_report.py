@@ -13,9 +13,9 @@ import optuna
 from conftest import cli
 
 from tuning.results import optuna_sqlite as study_file
-from tuning.results.summary import counts_line
 from tuning.results.table import format_table, trials_table, write_csv
 from tuning.search.engines.optuna_study import summarize as from_study
+from tuning.study.summary import counts_line
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

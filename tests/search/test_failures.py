@@ -168,7 +168,7 @@ def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp
 
     from tuning.config import validate, validate_for_task
     from tuning.search.engines.optuna_study import summarize
-    from tuning.search.record import TrialRecord
+    from tuning.study.record import TrialRecord
     from tuning.tracking.client import connect_tracking
     from tuning.tracking.sweep import start_sweep_tracking
 

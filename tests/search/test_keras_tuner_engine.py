@@ -145,7 +145,7 @@ def test_checking_a_keras_tuner_config_imports_neither_keras_tuner_nor_tensorflo
 
 
 def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt):
-    from tuning.results.keras_tuner_files import only_worker
+    from tuning.study.keras_tuner_files import only_worker
 
     def lock(e):
         return only_worker(e.project, e.study_config["name"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, cli
 
-from tuning.results.summary import StudySummary
+from tuning.study.summary import StudySummary
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ class EngineCase:
             from tuning.search.engines.optuna_study import load_summary
 
             return load_summary(f"sqlite:///{study_dir.resolve()}/optuna.db", self.study)
-        from tuning.results.keras_tuner_files import read_project
+        from tuning.study.keras_tuner_files import read_project
 
         summary = read_project(study_dir / "keras_tuner", self.study)
         assert summary is not None

@@ -165,7 +165,7 @@ def test_kill_9_right_after_the_study_row_is_written(tmp_path):
     next run, which stores the command's identity (logged as adopted) and runs as usual."""
     from conftest import settings
 
-    from tuning.search.identity import study_identity
+    from tuning.study.identity import study_identity
 
     db = tmp_path / "experiments" / "plants" / "optuna.db"
     proc = subprocess.Popen(

@@ -9,7 +9,7 @@ import time
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tuning.results.summary import StudySummary, TrialSummary
+from tuning.study.summary import StudySummary, TrialSummary
 from tuning.tracking import shared
 from tuning.tracking.client import connect
 

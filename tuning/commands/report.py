@@ -8,14 +8,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuning.config.storage import check_storage, default_storage_url, local_path
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
-from tuning.results import keras_tuner_files
 from tuning.results import optuna_sqlite as study_file
-from tuning.results.summary import StudySummary, counts_line
 from tuning.results.table import failure_lines, format_table, trials_table, write_csv
-from tuning.search.selection import pick_reason, selection_of
-from tuning.search.storage import check_storage, default_storage_url, local_path
+from tuning.study import keras_tuner_files
+from tuning.study.selection import pick_reason, selection_of
+from tuning.study.summary import StudySummary, counts_line
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -31,15 +31,15 @@ from tuning.config import (
     validate,
     validate_for_task,
 )
+from tuning.config.space import SearchSpace
+from tuning.config.storage import check_storage
 from tuning.config.tasks import TASKS
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
 from tuning.logs import quiet_terminal
 from tuning.model.backend import start_tensorflow
-from tuning.results.summary import StudySummary
 from tuning.search.engines.base import Engine
-from tuning.search.space import SearchSpace
-from tuning.search.storage import check_storage
+from tuning.study.summary import StudySummary
 from tuning.tracking.client import check_tracking, connect_tracking
 
 log = logging.getLogger("tuning")
@@ -60,7 +60,7 @@ def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[S
         space = validate_for_task(settings, space, task)
     if reach_server:
         check_identity(settings)
-        from tuning.search.identity import study_identity
+        from tuning.study.identity import study_identity
 
         engine.check_resume(study_identity(settings))
     return space, engine
@@ -75,9 +75,9 @@ def check_identity(settings: Mapping[str, Any]) -> None:
     Raises:
         StudyMismatch: one line per difference, and the way out.
     """
+    from tuning.config.storage import local_path
     from tuning.results.optuna_sqlite import read_study
-    from tuning.search.identity import IDENTITY_ATTR, check_resume, study_identity
-    from tuning.search.storage import local_path
+    from tuning.study.identity import IDENTITY_ATTR, check_resume, study_identity
 
     url = storage_url(settings["study"], settings["paths"]["study_dir"])
     path = local_path(url)
@@ -98,8 +98,8 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
     """
     from tuning.data import load_dataset
     from tuning.search.engines import make_engine
-    from tuning.search.identity import stored_config, study_identity
-    from tuning.search.selection import study_attrs
+    from tuning.study.identity import stored_config, study_identity
+    from tuning.study.selection import study_attrs
 
     space, _ = check(settings)
     tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
@@ -185,11 +185,11 @@ def _search(
     """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
     Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
     from tuning.final.best import export_best
-    from tuning.results.summary import counts_line
     from tuning.results.table import failure_lines, format_table, trials_table
     from tuning.search.progress import Progress
     from tuning.search.runner import TrialRunner
-    from tuning.search.selection import pick_reason
+    from tuning.study.selection import pick_reason
+    from tuning.study.summary import counts_line
 
     study_cfg = dict(settings["study"])
     n_trials = int(study_cfg["n_trials"])

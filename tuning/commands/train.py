@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 
 from tuning.commands.support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
 from tuning.config import check_bool, check_int, compose, conf_dir, group_options, resolved, validate
+from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError
 from tuning.files import check_writable_folder
 from tuning.final.best import check_best, read_best
 from tuning.logs import quiet_terminal
-from tuning.search.space import Hyperparameters
 from tuning.tracking.client import check_tracking
 
 log = logging.getLogger("tuning")

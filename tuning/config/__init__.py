@@ -22,12 +22,12 @@ from tuning.config.schema import (
     check_bool,
     check_int,
 )
+from tuning.config.selection import Selection, check_folds, parse_selection
+from tuning.config.space import SearchSpace
+from tuning.config.space_config import check_task, parse_space
+from tuning.config.storage import default_storage_url
 from tuning.config.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
-from tuning.search.selection import Selection, check_folds, parse_selection
-from tuning.search.space import SearchSpace
-from tuning.search.space_config import check_task, parse_space
-from tuning.search.storage import default_storage_url
 
 
 def dataset_name(data: Mapping[str, Any]) -> str:

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tuning.config.space import Hyperparameters, SearchSpace
+from tuning.config.space_config import hyperparameters_from_config
 from tuning.config.tasks import resolve_loss
 from tuning.errors import ConfigError
 from tuning.files import atomic_text
 from tuning.redaction import redact
-from tuning.results.summary import StudySummary, TrialSummary
-from tuning.search.identity import CONFIG_ATTR
-from tuning.search.selection import pick_reason, selection_of
-from tuning.search.space import Hyperparameters, SearchSpace
-from tuning.search.space_config import hyperparameters_from_config
+from tuning.study.identity import CONFIG_ATTR
+from tuning.study.selection import pick_reason, selection_of
+from tuning.study.summary import StudySummary, TrialSummary
 
 if TYPE_CHECKING:  # pandas/scikit-learn: not needed to read a best.yaml
     from tuning.data import Dataset

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from tuning.config import for_task, validate, validate_for_task
+from tuning.config.space import Hyperparameters
 from tuning.config.tasks import METRICS
 from tuning.data import Dataset, load_dataset
 from tuning.errors import ConfigError, DataError
 from tuning.model.metrics import gap
-from tuning.search.space import Hyperparameters
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is built or loaded, not for path checks
     import keras

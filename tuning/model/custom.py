@@ -20,7 +20,7 @@ from tuning.model.builder import Builder, DatasetInfo
 
 if TYPE_CHECKING:
     from tuning.data import Dataset
-    from tuning.search.hp import HyperParameters
+    from tuning.model.hp import HyperParameters
 
 # What the last layer's activation may be called, by task (a Softmax layer is "softmax").
 ACTIVATIONS_OK = {

@@ -18,9 +18,9 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from tuning.results.summary import StudySummary, TrialSummary
-from tuning.search.selection import SELECTION_ATTR, Selection
-from tuning.search.selection import apply as apply_selection
+from tuning.config.selection import SELECTION_ATTR, Selection
+from tuning.study.selection import apply as apply_selection
+from tuning.study.summary import StudySummary, TrialSummary
 
 # alembic revisions of Optuna's RDB schema whose tables this module reads (Optuna 3.2 - 5.x).
 KNOWN_SCHEMAS = frozenset({"v3.2.0.a"})

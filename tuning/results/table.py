@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.files import atomic_text
-from tuning.results.summary import StudySummary
-from tuning.search.selection import trial_marks
+from tuning.study.selection import trial_marks
+from tuning.study.summary import StudySummary
 
 MISSING = "-"
 

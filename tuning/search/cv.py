@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from tuning.config.space import Hyperparameters, Suggester
 from tuning.data import Dataset
 from tuning.errors import TrialFailed
 from tuning.model.fit import EpochLog, FitResult
-from tuning.search.space import Hyperparameters, Suggester
 from tuning.search.trial import objective_value, run_trial
 
 

@@ -19,8 +19,8 @@ from typing import Any
 from tuning.errors import TrialFailed, TrialPruned
 from tuning.redaction import redact
 from tuning.search.engines.base import Engine, Outcome, Proposal, TooManyFailures, TrialObserver
-from tuning.search.record import TrialRecord
 from tuning.search.runner import TrialRunner, noting_interrupts
+from tuning.study.record import TrialRecord
 
 log = logging.getLogger("tuning")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import math
 
-from tuning.results.summary import StudySummary
-from tuning.search.record import TrialRecord
+from tuning.study.record import TrialRecord
+from tuning.study.summary import StudySummary
 
 log = logging.getLogger("tuning")
 

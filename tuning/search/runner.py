@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from tuning.config.space import Hyperparameters, Suggester
 from tuning.errors import Terminated, TrialFailed
 from tuning.redaction import redact
 from tuning.search.failures import is_trial_failure
-from tuning.search.record import TrialRecord
-from tuning.search.space import Hyperparameters, Suggester
+from tuning.study.record import TrialRecord
 
 if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
     from tuning.data import Dataset

@@ -9,13 +9,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from tuning.config.space import FixedParams, Hyperparameters, Suggester
+from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
 from tuning.errors import TrialPruned
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
-from tuning.search.space import FixedParams, Hyperparameters, Suggester
-from tuning.search.space_config import CUSTOM_SETTINGS
 
 
 class EpochReports(keras.callbacks.Callback):
@@ -73,7 +73,7 @@ def new_model(
     if hp.builder is not None:
         from tuning.model.builder import load_builder
         from tuning.model.custom import build_custom
-        from tuning.search.hp import HyperParameters
+        from tuning.model.hp import HyperParameters
 
         values = HyperParameters(
             suggester if suggester is not None else FixedParams(hp.extra),
@@ -107,7 +107,7 @@ def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) 
     from tuning.errors import ConfigError, TrialFailed
     from tuning.model.builder import load_builder
     from tuning.model.custom import build_custom
-    from tuning.search.hp import HyperParameters
+    from tuning.model.hp import HyperParameters
 
     loaded = load_builder(builder)
     values = HyperParameters(None, builder=builder, reserved=CUSTOM_SETTINGS)

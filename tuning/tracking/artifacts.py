@@ -10,7 +10,7 @@ from typing import Any
 
 from tuning.final.best import SECRET_KEYS, write_yaml
 from tuning.redaction import redact
-from tuning.results.summary import StudySummary
+from tuning.study.summary import StudySummary
 
 log = logging.getLogger("tuning")
 
@@ -109,7 +109,7 @@ def write_history_plot(summary: StudySummary, path: Path) -> Path | None:
 def write_selection_plot(study: StudySummary, path: Path) -> Path | None:
     """Validation score vs overfitting gap of the complete trials (selection=constrained or
     pareto): the Pareto front joined, the gap limit dashed, the picked trial circled."""
-    from tuning.search.selection import gap_key, gap_of, pareto_ranks, selection_of
+    from tuning.study.selection import gap_key, gap_of, pareto_ranks, selection_of
 
     selection = selection_of(study)
     points: list[tuple[Any, float]] = []

@@ -20,10 +20,10 @@ from mlflow.utils.validation import (
 
 from tuning.model.metrics import epoch_gaps
 from tuning.redaction import redact
-from tuning.results.summary import StudySummary
+from tuning.study.summary import StudySummary
 
 if TYPE_CHECKING:
-    from tuning.search.record import TrialRecord
+    from tuning.study.record import TrialRecord
 
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
 PARENT_TAG = "mlflow.parentRunId"

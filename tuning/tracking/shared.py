@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
 
-from tuning.results.summary import StudySummary
+from tuning.study.summary import StudySummary
 from tuning.tracking.content import ROLE_TAG, STUDY_TAG, TRACKING_ERRORS, TRIAL_TAG
 
 log = logging.getLogger("tuning")

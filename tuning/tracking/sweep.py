@@ -25,8 +25,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from tuning.redaction import first_line, redact
-from tuning.results.summary import StudySummary, TrialSummary, state_counts
-from tuning.search.selection import trial_marks
+from tuning.study.selection import trial_marks
+from tuning.study.summary import StudySummary, TrialSummary, state_counts
 from tuning.tracking.client import (
     Tracking,
     artifact_location,
@@ -73,7 +73,7 @@ from tuning.tracking.shared import (
 from tuning.tracking.sweep_artifacts import log_sweep_artifacts
 
 if TYPE_CHECKING:
-    from tuning.search.record import TrialRecord
+    from tuning.study.record import TrialRecord
 
 log = logging.getLogger("tuning")
 
@@ -204,7 +204,7 @@ class MlflowSweepTracker:
     def backfill(self, study: StudySummary, space: Any) -> list[int]:
         """Child runs for ended trials that have none (the sweep stopped before logging them, or
         tracking was off); then the parent's counts and best. Returns the trial numbers."""
-        from tuning.search.record import TrialRecord
+        from tuning.study.record import TrialRecord
 
         done = []
         for t in study.trials:

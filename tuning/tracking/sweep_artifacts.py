@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tuning.results.summary import StudySummary
 from tuning.results.table import Table, trials_table, write_csv
+from tuning.study.summary import StudySummary
 from tuning.tracking.artifacts import (
     write_config,
     write_history_plot,

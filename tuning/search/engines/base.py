@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
-from tuning.results.summary import StudySummary
-from tuning.search.record import TrialRecord
-from tuning.search.space import Hyperparameters, SearchSpace, Suggester
+from tuning.study.record import TrialRecord
+from tuning.study.summary import StudySummary
 
 
 class TrialObserver(Protocol):

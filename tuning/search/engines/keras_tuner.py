@@ -16,17 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import ConfigError
-from tuning.results.keras_tuner_files import (
-    check_project,
-    only_worker,
-    project_folder,
-    read_project,
-    read_study_file,
-    sidecar_path,
-    write_json,
-)
-from tuning.results.summary import StudySummary
 from tuning.search.engines.base import Engine, Outcome, Proposal
 from tuning.search.engines.keras_tuner_space import (
     OPTIONS,
@@ -38,8 +29,17 @@ from tuning.search.engines.keras_tuner_space import (
     hyperband_max_epochs,
     int_names,
 )
-from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, StudyMismatch, check_resume
-from tuning.search.space import Hyperparameters, SearchSpace, Suggester
+from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR, StudyMismatch, check_resume
+from tuning.study.keras_tuner_files import (
+    check_project,
+    only_worker,
+    project_folder,
+    read_project,
+    read_study_file,
+    sidecar_path,
+    write_json,
+)
+from tuning.study.summary import StudySummary
 
 TUNER_ID = "tuner0"  # the one worker's name in the oracle (KerasTuner's default)
 

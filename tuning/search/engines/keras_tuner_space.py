@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+from tuning.config.space import Hyperparameters, SearchSpace
+from tuning.config.space_config import parse_space
 from tuning.errors import ConfigError
 from tuning.redaction import redact
-from tuning.search.space import Hyperparameters, SearchSpace
-from tuning.search.space_config import parse_space
 
 _UNITS = re.compile(r"units_(\d+)")
 

@@ -15,8 +15,9 @@ import optuna
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
+from tuning.config.selection import parse_selection
+from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
-from tuning.results.summary import StudySummary
 from tuning.search.engines.base import Engine, Outcome, Proposal
 from tuning.search.engines.optuna_stale import (
     PIDNS_ATTR,
@@ -30,9 +31,9 @@ from tuning.search.engines.optuna_stale import (
 from tuning.search.engines.optuna_storage import study_lock
 from tuning.search.engines.optuna_study import connect, open_study, summarize
 from tuning.search.runner import FAIL_ATTRS
-from tuning.search.selection import gap_key, overfit, parse_selection
-from tuning.search.space import SearchSpace, Suggester
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
+from tuning.study.selection import gap_key, overfit
+from tuning.study.summary import StudySummary
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from tuning.search.storage import CREATE_ATTEMPTS, check_journal, is_journal, local_path
+from tuning.config.storage import CREATE_ATTEMPTS, check_journal, is_journal, local_path
 
 
 def open_storage(

@@ -11,10 +11,10 @@ import optuna
 
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
-from tuning.results.summary import StudySummary, TrialSummary
 from tuning.search.engines.optuna_storage import open_storage
-from tuning.search.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
-from tuning.search.selection import apply as apply_selection
+from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
+from tuning.study.selection import apply as apply_selection
+from tuning.study.summary import StudySummary, TrialSummary
 
 log = logging.getLogger("tuning.search.engines.optuna")
 

@@ -36,7 +36,7 @@ class TrialSummary:
 @dataclass(frozen=True)
 class StudySummary:
     """A study and all its trials. ``best_number`` is the engine's own pick when it has one
-    (the selection's pick: tuning.search.selection); otherwise the best complete value wins."""
+    (the selection's pick: tuning.study.selection); otherwise the best complete value wins."""
 
     name: str
     direction: str  # "minimize" or "maximize"

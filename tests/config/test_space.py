@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from tuning.config.space import Hyperparameters
+from tuning.config.space_config import hyperparameters_from_config, parse_space
 from tuning.errors import ConfigError
-from tuning.search.space import Hyperparameters
-from tuning.search.space_config import hyperparameters_from_config, parse_space
 
 
 def sample(space, params):

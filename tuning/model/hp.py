@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from tuning.config.space import Suggester
 from tuning.errors import ConfigError
-from tuning.search.space import Suggester
 
 SAMPLINGS = ("linear", "log")
 

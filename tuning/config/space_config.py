@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tuning.config.space import Dimension, Hyperparameters, SearchSpace
 from tuning.config.tasks import ACTIVATIONS, LOSSES, OPTIMIZERS, loss_fits
 from tuning.errors import ConfigError
-from tuning.search.space import Dimension, Hyperparameters, SearchSpace
 
 # --- settings: what each name means and which values are allowed -------------------------
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from conftest import TINY, cli, settings
 
-from tuning.search.identity import (
+from tuning.study.identity import (
     IDENTITY_ATTR,
     StudyMismatch,
     check_resume,

@@ -4,7 +4,7 @@ Each entry of ``search_space`` is either a dimension (a mapping with ``type``: `
 ``float`` or ``categorical``) or a fixed value. A setting left out takes its default.
 ``units`` is sampled once per hidden layer (``units_0``, ``units_1``, ...).
 With ``model=custom`` the space holds only the training settings (``space_config.CUSTOM_SETTINGS``): the
-user's builder draws the model's own hyperparameters while it builds (``tuning.search.hp``).
+user's builder draws the model's own hyperparameters while it builds (``tuning.model.hp``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import keras_tuner
 import optuna
 import pytest
 
-from tuning.search.hp import HpError, HyperParameters
-from tuning.search.space import FixedParams
+from tuning.config.space import FixedParams
+from tuning.model.hp import HpError, HyperParameters
 
 
 def draw_all(hp) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tuning.search.space import Hyperparameters
+from tuning.config.space import Hyperparameters
 
 if TYPE_CHECKING:
     from tuning.model.fit import FitResult

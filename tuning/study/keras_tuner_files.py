@@ -19,7 +19,7 @@ from typing import Any
 
 from tuning.errors import ConfigError
 from tuning.files import atomic_text
-from tuning.results.summary import StudySummary, TrialSummary
+from tuning.study.summary import StudySummary, TrialSummary
 
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside experiments/<study>/
 STUDY_FILE, SIDECAR = "study.json", "tuning.json"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY, cli, settings
 
+from tuning.config.selection import Selection, parse_selection
 from tuning.errors import ConfigError
-from tuning.results.summary import StudySummary, TrialSummary
-from tuning.search.selection import Selection, pareto_ranks, parse_selection, pick, trial_marks
+from tuning.study.selection import pareto_ranks, pick, trial_marks
+from tuning.study.summary import StudySummary, TrialSummary
 
 
 def study(
@@ -106,7 +107,7 @@ def test_selection_other_than_best_needs_the_optuna_engine():
 
 
 def test_default_selection_and_folds_leave_the_identity_unchanged():
-    from tuning.search.identity import study_identity
+    from tuning.study.identity import study_identity
 
     plain = study_identity(settings())
     assert not any(k.startswith(("selection.", "cv.")) for k in plain)

@@ -1,0 +1,1 @@
+"""Engine-neutral study records: trials, the study's identity, which trial it picks, its summary."""
