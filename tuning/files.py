@@ -1,5 +1,5 @@
 """Where and how files are written: folders checked up front, files written atomically (a crash
-never leaves a half-written file in place of a good one)."""
+never leaves a half-written file in place of a good one), lock files held by one process at a time."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from filelock import FileLock
 
 from tuning.errors import ConfigError
 
@@ -26,6 +28,20 @@ def atomic_text(path: str | Path, *, newline: str | None = None) -> Iterator[Tex
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the lock file ``path`` (made if missing) for the block: one process at a time.
+
+    The ``filelock`` package does the locking (``flock`` on POSIX, ``msvcrt`` on Windows; the OS
+    releases it when the process dies). ``wait=False``: a lock held elsewhere raises
+    ``TimeoutError`` at once instead of waiting.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path, blocking=wait):
+        yield
 
 
 def check_writable_folder(folder: str | Path, key: str) -> None:

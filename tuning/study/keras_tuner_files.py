@@ -3,8 +3,8 @@
 KerasTuner keeps each trial in ``<project>/trial_<id>/trial.json`` (status, values, score) but
 has nowhere for what our trials measure (train/validation metrics, gaps, seed, fail reason):
 those go to ``trial_<id>/tuning.json`` next to it, and the study's own attributes (metric, task,
-identity, config) to ``<project>/study.json``. Standard library only: `tuning report` and the
-resume check read a KerasTuner study without importing TensorFlow or keras_tuner, and the engine
+identity, config) to ``<project>/study.json``. Neither TensorFlow nor keras_tuner is imported: `tuning
+report` and the resume check read a KerasTuner study without them, and the engine
 builds its ``StudySummary`` with the same reader, so the sweep and the report agree.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
-from tuning.files import atomic_text
+from tuning.files import atomic_text, file_lock
 from tuning.study.summary import StudySummary, TrialSummary
 
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside experiments/<study>/
@@ -143,23 +143,13 @@ def check_project(project: Path) -> None:
 def only_worker(project: Path, study: str) -> Iterator[None]:
     """Hold study ``study``'s lock file while trials run: KerasTuner's files are written by one
     process, and a second one on the same study would overwrite the first's oracle state."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock, no check
-        yield
-        return
-    path = project / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            held.enter_context(file_lock(project / ".lock", wait=False))
+        except TimeoutError:
             raise ConfigError(
                 "study.name",
                 f"'{study}' is being searched by another process; engine=keras_tuner "
                 "runs one worker per study (engine=optuna runs many): wait for it, or use another study.name",
             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield

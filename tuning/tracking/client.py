@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
+from tuning.files import file_lock
 from tuning.redaction import first_line, redact
 
 # tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
@@ -101,30 +102,12 @@ def connect(uri: str, timeout: int = 10) -> Any:
         # Workers started together on a new SQLite store would all create its tables, and
         # MLflow's migrations run concurrently leave it broken ("table _alembic_tmp_tags
         # already exists"): one worker at a time opens it.
-        with _exclusive(lock):
+        with file_lock(lock) if lock is not None else nullcontext():
             return _answering_client(target)
     except Exception as err:
         raise ConfigError(
             "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {first_line(err)[:200]}"
         ) from None
-
-
-@contextmanager
-def _exclusive(lock: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``lock`` (POSIX ``flock``; nothing elsewhere or for None)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        fcntl = None  # type: ignore[assignment]
-    if lock is None or fcntl is None:
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _answering_client(uri: str) -> Any:

@@ -6,12 +6,12 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import optuna
 
 from tuning.config.storage import CREATE_ATTEMPTS, check_journal, is_journal, local_path
+from tuning.files import file_lock
 
 
 def open_storage(
@@ -71,13 +71,13 @@ def study_lock(url: str, name: str) -> Iterator[None]:
     """Hold a lock on study ``name`` for a few storage writes that must happen once among
     workers that start together (re-queueing the trials a stopped worker left).
 
-    A local file (SQLite, journal) is locked with ``flock`` on ``<file>.lock``; PostgreSQL with
+    A local file (SQLite, journal) is locked through ``<file>.lock`` (``tuning.files.file_lock``); PostgreSQL with
     an advisory lock and MySQL with ``GET_LOCK``, both released with the connection if this
     worker dies. Other storages: no lock.
     """
     path = local_path(url)
     if path is not None:
-        with _file_lock(path.with_name(path.name + ".lock")):
+        with file_lock(path.with_name(path.name + ".lock")):
             yield
         return
     key = int.from_bytes(hashlib.sha256(f"tuning:{name}".encode()).digest()[:8], "big", signed=True)
@@ -102,19 +102,3 @@ def study_lock(url: str, name: str) -> Iterator[None]:
                 connection.execute(text(release), {"k": key})
     finally:
         engine.dispose()
-
-
-@contextmanager
-def _file_lock(lock: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        yield
-        return
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
