@@ -4,11 +4,11 @@ parent's state read from the store, and who may close it."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from tuning.study.summary import StudySummary
 from tuning.tracking.content import ROLE_TAG, STUDY_TAG, TRACKING_ERRORS, TRIAL_TAG
@@ -29,18 +29,25 @@ ENDED_METRIC = "n_ended"  # the parent's count of ended trials: also the step of
 def retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``call(*args, **kwargs)``, tried again through a passing outage (the server restarting, a
     locked database); the last error is raised for the caller to report."""
-    delay = FIRST_DELAY
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return call(*args, **kwargs)
-        except TRACKING_ERRORS as err:
-            permanent = isinstance(err, MlflowException) and err.error_code in PERMANENT
-            if permanent or attempt == ATTEMPTS:
-                raise
-            log.debug(f"MLflow: attempt {attempt} failed ({err}); retrying in {delay:.0f} s")
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+    return Retrying(
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential(multiplier=FIRST_DELAY),  # read at each call: tests shorten it
+        retry=retry_if_exception(_passing),
+        before_sleep=_log_retry,
+        reraise=True,
+    )(call, *args, **kwargs)
+
+
+def _passing(err: BaseException) -> bool:
+    """An MLflow failure that another try may not meet."""
+    permanent = isinstance(err, MlflowException) and err.error_code in PERMANENT
+    return isinstance(err, TRACKING_ERRORS) and not permanent
+
+
+def _log_retry(state: RetryCallState) -> None:
+    err = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.debug(f"MLflow: attempt {state.attempt_number} failed ({err}); retrying in {wait:.0f} s")
 
 
 def ended(study: StudySummary) -> int:

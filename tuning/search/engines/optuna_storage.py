@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import optuna
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from tuning.config.storage import CREATE_ATTEMPTS, check_journal, is_journal, local_path
 from tuning.files import file_lock
@@ -55,15 +55,14 @@ def open_storage(
             heartbeat_stale_trial_callback=retry,
         )
 
-    for attempt in range(1, CREATE_ATTEMPTS):
-        try:
-            return create()
-        except (IntegrityError, OperationalError):
-            # Workers started together on a new database all create its tables; the losers of
-            # that race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find
-            # the tables made.
-            time.sleep(0.5 * attempt)
-    return create()
+    # Workers started together on a new database all create its tables; the losers of that
+    # race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find them made.
+    return Retrying(
+        stop=stop_after_attempt(CREATE_ATTEMPTS),
+        wait=wait_incrementing(start=0.5, increment=0.5),
+        retry=retry_if_exception_type((IntegrityError, OperationalError)),
+        reraise=True,
+    )(create)
 
 
 @contextmanager
@@ -71,9 +70,10 @@ def study_lock(url: str, name: str) -> Iterator[None]:
     """Hold a lock on study ``name`` for a few storage writes that must happen once among
     workers that start together (re-queueing the trials a stopped worker left).
 
-    A local file (SQLite, journal) is locked through ``<file>.lock`` (``tuning.files.file_lock``); PostgreSQL with
-    an advisory lock and MySQL with ``GET_LOCK``, both released with the connection if this
-    worker dies. Other storages: no lock.
+    One context manager, the lock chosen by storage kind: a local file (SQLite, journal) is
+    locked through ``<file>.lock`` (``tuning.files.file_lock``); PostgreSQL with an advisory
+    lock and MySQL with ``GET_LOCK`` (no lock file can reach every machine of a server's
+    workers), both released with the connection if this worker dies. Other storages: no lock.
     """
     path = local_path(url)
     if path is not None:
