@@ -54,3 +54,28 @@ def test_the_parent_step_only_grows_and_running_trials_keep_it_open():
     assert shared.ended(study("COMPLETE", "RUNNING", "PRUNED")) == 2
     assert shared.ended(study("COMPLETE", "FAIL", "PRUNED", "WAITING")) == 3
     assert shared.still_running(study("COMPLETE", "RUNNING", "PRUNED")) == [1]
+
+
+def test_workers_opening_the_parent_together_under_its_lock_make_one(tmp_path):
+    """Four workers (threads, each its own lock handle) find-or-create the parent at once: one
+    creates it, the others find it; nothing is made and then deleted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tuning.tracking.client import experiment_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = connect(uri)
+    exp = experiment_id(client, "race")
+    tags = {"tuning.role": "sweep", "tuning.study": "race"}
+
+    def open_parent(_: int) -> tuple[str, bool]:
+        run, found = shared.ParentRun(client, exp, "race").open(tags, shared.parent_lock(uri, "", "race"))
+        return run.info.run_id, found
+
+    with ThreadPoolExecutor(4) as pool:
+        opened = list(pool.map(open_parent, range(4)))
+    assert len({run_id for run_id, _ in opened}) == 1
+    assert sorted(found for _, found in opened) == [False, True, True, True]
+    every = client.search_runs([exp], "", run_view_type=3)  # ViewType.ALL: deleted ones too
+    assert [r.info.run_id for r in every] == [opened[0][0]]
+    assert client.get_run(opened[0][0]).info.status == "RUNNING"

@@ -700,7 +700,7 @@ def test_two_workers_started_together_share_one_experiment_and_one_parent_run(tm
 def test_workers_that_each_created_a_parent_run_all_keep_the_first(tmp_path):
     """The narrow race the lock does not close: two workers both found no parent and made one."""
     from tuning.tracking.client import connect, experiment_id
-    from tuning.tracking.sweep import _own_or_first_parent
+    from tuning.tracking.shared import _own_or_first_parent
 
     client = connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = experiment_id(client, "race")

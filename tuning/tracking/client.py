@@ -91,13 +91,11 @@ def connect(uri: str, timeout: int = 10) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
     # MLflow prints each run's URL, credentials included; the sweep prints its own, redacted.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    target, lock = uri, None
-    if uri.startswith("sqlite:///") and "?" not in uri:
-        path = Path(uri.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+    target, lock = uri, store_lock(uri)
+    if lock is not None:
+        lock.parent.mkdir(parents=True, exist_ok=True)
         # MLflow caches stores by URI: a relative one would follow the working folder around.
-        target = f"sqlite:///{path.resolve()}"
-        lock = path.with_name(path.name + ".lock")
+        target = f"sqlite:///{lock.with_suffix('').resolve()}"
     try:
         # Workers started together on a new SQLite store would all create its tables, and
         # MLflow's migrations run concurrently leave it broken ("table _alembic_tmp_tags
@@ -108,6 +106,14 @@ def connect(uri: str, timeout: int = 10) -> Any:
         raise ConfigError(
             "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {first_line(err)[:200]}"
         ) from None
+
+
+def store_lock(uri: str) -> Path | None:
+    """The lock file beside an embedded SQLite store (``mlflow.db.lock``); None for a server."""
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        path = Path(uri.removeprefix("sqlite:///"))
+        return path.with_name(path.name + ".lock")
+    return None
 
 
 def _answering_client(uri: str) -> Any:

@@ -1,16 +1,19 @@
-"""The parent run shared by every worker on a study: calls retried through an outage, the
-parent's state read from the store, and who may close it."""
+"""The parent run shared by every worker on a study: one object finds or creates it, calls are
+retried through an outage, the parent's state is read from the store, and who may close it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from tuning.files import file_lock
 from tuning.study.summary import StudySummary
+from tuning.tracking.client import store_lock
 from tuning.tracking.content import ROLE_TAG, STUDY_TAG, TRACKING_ERRORS, TRIAL_TAG
 
 log = logging.getLogger("tuning")
@@ -60,6 +63,43 @@ def still_running(study: StudySummary) -> list[int]:
     """Trials another worker is training: while there are any, the parent run stays RUNNING.
     A trial a Ctrl-C stopped (``interrupted``; KerasTuner keeps it RUNNING for its re-run) is not."""
     return [t.number for t in study.trials if t.state == "RUNNING" and not t.user_attrs.get("interrupted")]
+
+
+class ParentRun:
+    """The study's MLflow parent run, one for every worker: the only code that finds or creates it.
+
+    Find-then-create runs under one lock among the study's workers (``parent_lock``), so the
+    first worker creates the run and every later one finds it. Where no lock reaches (a
+    storage with none), workers that both created one keep the first made (``_own_or_first_parent``).
+    """
+
+    def __init__(self, client: Any, experiment_id: str, study_name: str) -> None:
+        self.client, self.experiment_id = client, experiment_id
+        self.where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{study_name}'"
+
+    def open(self, tags: Mapping[str, str], lock: AbstractContextManager[Any]) -> tuple[Any, bool]:
+        """The parent run (a found one set RUNNING again) and whether it was found (a resume)."""
+        with lock:
+            found = self.client.search_runs(
+                [self.experiment_id], self.where, max_results=1, order_by=["attributes.start_time ASC"]
+            )
+            if found:
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0], True
+            created = self.client.create_run(self.experiment_id, run_name="sweep", tags=dict(tags))
+        return _own_or_first_parent(self.client, self.experiment_id, self.where, created), False
+
+
+def parent_lock(tracking_uri: str, storage_url: str, study: str) -> AbstractContextManager[Any]:
+    """The lock the study's workers find or create its parent run under: the embedded MLflow
+    store's lock file (its workers all share that file), else the study's own lock
+    (``study_lock``: an advisory lock on PostgreSQL reaches every machine's workers)."""
+    lock = store_lock(tracking_uri)
+    if lock is not None:
+        return file_lock(lock)
+    from tuning.search.engines.optuna_storage import study_lock
+
+    return study_lock(storage_url, study)
 
 
 def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any:

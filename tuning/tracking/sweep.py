@@ -40,7 +40,6 @@ from tuning.tracking.content import (
     BEST_TAG,
     MAX_TAG_TEXT,
     PARENT_TAG,
-    ROLE_TAG,
     RUN_PREFIX,
     STATUS,
     STUDY_TAG,
@@ -64,9 +63,10 @@ from tuning.tracking.content import (
 from tuning.tracking.shared import (
     ATTEMPTS,
     ENDED_METRIC,
+    ParentRun,
     _child_runs,
-    _own_or_first_parent,
     ended,
+    parent_lock,
     retrying,
     still_running,
 )
@@ -129,21 +129,15 @@ class MlflowSweepTracker:
         client, name = tracking.client, study.name
         experiment = experiment_name(tracking.options, name)
         exp = experiment_id(client, experiment, artifact_location(tracking.uri))
-        where = f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{STUDY_TAG}` = '{name}'"
-        found = client.search_runs([exp], where, max_results=1, order_by=["attributes.start_time ASC"])
         tags = parent_tags(settings, study, storage_url)
         params = parent_params(settings, study)
-        if found:
-            run = found[0]
-            client.update_run(run.info.run_id, status="RUNNING")
+        parent = ParentRun(client, exp, name)
+        run, resumed = parent.open(tags, parent_lock(tracking.uri, storage_url, name))
+        if resumed:
             params = {k: v for k, v in params.items() if k not in run.data.params}  # params never change
             # What the study was made with stays; this command is recorded as its own entry below.
             tags = {k: v for k, v in tags.items() if k not in run.data.tags}
             log.info(f"MLflow: resuming sweep run {run.info.run_id} in experiment '{experiment}'")
-        else:
-            run = _own_or_first_parent(
-                client, exp, where, client.create_run(exp, run_name="sweep", tags=tags)
-            )
         best_tags = {k for k in run.data.tags if k.startswith(BEST_PREFIX)}
         tracker = cls(
             tracking,
