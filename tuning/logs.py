@@ -14,7 +14,9 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 OURS = "tuning"
@@ -65,52 +67,30 @@ def stderr_to_log(logger: logging.Logger) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def host_logging_kept() -> Iterator[None]:
-    """Run a Hydra app in-process and leave the host's logging as it found it.
+def job_logging(log_file: Path, config: Mapping[Any, Any], verbose: bool = False) -> Iterator[None]:
+    """Hydra's ``job_logging`` for one job: its ``simple`` format to the terminal (our own lines
+    unless ``verbose``) and to ``log_file``, the root logger at its level; all taken off after.
 
-    For each run Hydra sets up logging with ``logging.config.dictConfig``, which closes every
-    handler alive in the process, the host's included, and puts its own handlers (a console one
-    bound to the ``sys.stdout`` of the moment, the run's log file) on the root logger, where they
-    stay. Closing a handler can close its stream: absl's, created when TensorFlow is imported,
-    closes the stderr of that moment unless it is still the current ``sys.stderr``. A host that
-    redirected stderr since (pytest's capture, ``contextlib.redirect_stderr``) lost that stream,
-    and later lines went to a console handler whose stream the host had closed.
-
-    So the host's handlers are out of Hydra's reach for the run (out of the list of live
-    handlers that ``dictConfig`` closes), and afterwards the handlers Hydra put on the root logger
-    are closed (the log file complete) and the root logger gets back its handlers, their filters
-    (:func:`quiet_terminal`) and its level, and every logger its ``disabled`` flag. From the
-    command line this changes nothing: the process ends with the run.
+    Not through ``logging.config.dictConfig``, as Hydra applies it: that closes every handler
+    alive in the process, a host's too (a notebook's, pytest's, absl's on a stream it owns), so a
+    command run in-process would leave its host's logging broken.
     """
-    live: Any = getattr(logging, "_handlerList", None)  # weak references: what dictConfig closes
-    named: Any = getattr(logging, "_handlers", None)  # handlers by name, which dictConfig clears
-    lock = getattr(logging, "_lock", None) or contextlib.nullcontext()
+    simple = (config.get("formatters") or {}).get("simple") or {}
+    formatter = logging.Formatter(simple.get("format"), simple.get("datefmt"))
+    console = logging.StreamHandler(sys.stdout)
+    if not verbose:
+        console.addFilter(OwnLinesOnly())
+    handlers: list[logging.Handler] = [console, logging.FileHandler(log_file)]
     root = logging.getLogger()
-    with lock:
-        handlers, level = root.handlers[:], root.level
-        filters = {handler: handler.filters[:] for handler in handlers}
-        loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-        disabled = {lg: lg.disabled for lg in [root, *loggers]}
-        hidden = live[:] if isinstance(live, list) else []
-        names = dict(named) if isinstance(named, dict) else {}
-        if hidden:
-            del live[: len(hidden)]
+    level = root.level
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel((config.get("root") or {}).get("level") or "INFO")
     try:
         yield
     finally:
-        with lock:
-            for handler in root.handlers[:]:
-                if handler not in filters:
-                    root.removeHandler(handler)
-                    handler.close()
-            for handler in handlers:
-                if handler not in root.handlers:
-                    root.addHandler(handler)
-                handler.filters[:] = filters[handler]
-            root.setLevel(level)
-            for lg, was in disabled.items():
-                lg.disabled = was
-            if hidden:
-                live[:0] = hidden
-            for name, handler in names.items():
-                named.setdefault(name, handler)
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)

@@ -1,4 +1,4 @@
-"""Helpers shared by the command entry points: one-line errors, handing argv to a Hydra app."""
+"""Helpers shared by the command entry points: one-line errors, running a composed job or Hydra."""
 
 from __future__ import annotations
 
@@ -9,17 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tuning.errors import ConfigError
+from omegaconf import DictConfig, OmegaConf
 
-# Hydra flags after which we do not pre-compose: Hydra handles them (help, print config,
-# multirun, extra config dirs) and validation then runs inside the job.
-HYDRA_PASSTHROUGH = frozenset(
-    {
-        "--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-        "--multirun", "-m", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
-        "--package", "-p", "--resolve", "--version", "--run", "-r", "--experimental-rerun",
-    }
-)  # fmt: skip
+from tuning.errors import ConfigError
 
 
 def fail(err: ConfigError) -> NoReturn:
@@ -67,44 +59,99 @@ def report_crash(err: BaseException, command: str) -> None:
     )
 
 
-def run_hydra_app(app: Callable[[], None], prog: str, args: Sequence[str]) -> int:
-    """Run a ``@hydra.main`` function with ``args`` as its command line.
+def hydra_flags(args: Sequence[str]) -> bool:
+    """Whether ``args`` hold a flag of Hydra's (``--cfg job``, ``-m``, ``--hydra-help``...): an
+    override never starts with ``-`` in Hydra's grammar, so no list of flags is kept here."""
+    return any(arg.startswith("-") for arg in args)
 
-    ``sys.argv`` and the process's logging are as they were afterwards, however the app ends
-    (:func:`tuning.logs.host_logging_kept`): called in-process, a command leaves its host's
-    handlers and streams alone.
+
+def run_job(cfg: DictConfig, job: Callable[[DictConfig], None]) -> None:
+    """Run ``job`` on a config composed ``with_hydra`` (:func:`tuning.config.compose`), as Hydra
+    runs one: in ``hydra.run.dir`` (made now: nothing is written before), ``HydraConfig`` set,
+    ``hydra.job_logging``'s format to ``<hydra.job.name>.log`` there, and the config saved
+    without credentials (:func:`save_run_config`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from tuning.logs import job_logging
+
+    HydraConfig.instance().set_config(cfg)  # before reading hydra.run.dir: it may use ${hydra:...}
+    run_dir = Path(str(cfg.hydra.run.dir)).resolve()
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    task = without_hydra(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logging_cfg = OmegaConf.to_container(cfg.hydra.job_logging, resolve=True)
+    assert isinstance(logging_cfg, dict)
+    with job_logging(run_dir / f"{cfg.hydra.job.name}.log", logging_cfg, bool(task.get("verbose"))):
+        save_run_config(task)
+        job(task)
+
+
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """``cfg`` less its ``hydra`` node: the job's own config."""
+    from omegaconf import open_dict
+
+    task = cfg.copy()
+    with open_dict(task):
+        task.pop("hydra", None)
+    return task
+
+
+def run_hydra(
+    job: Callable[[DictConfig], None], config_dir: Path, config_name: str, args: Sequence[str]
+) -> None:
+    """Hand ``args`` to Hydra's own command line, for its flags (``--cfg``, ``-m``, ``--info``...).
+
+    What ``@hydra.main`` does with ``sys.argv`` (hydra/main.py), with ``args`` instead; Hydra
+    composes, makes the run folders and configures logging. ``hydra.output_subdir=null``: Hydra
+    saves no config of its own (credentials and all); each job saves one, redacted.
     """
-    from tuning.logs import host_logging_kept
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
 
-    saved = sys.argv
-    sys.argv = [prog, *args]
+    from tuning.logs import quiet_terminal
+
+    def task(cfg: DictConfig) -> None:
+        quiet_terminal(bool(cfg.get("verbose", False)))
+        save_run_config(cfg)
+        job(cfg)
+
+    version.setbase("1.3")
+    parser = get_args_parser()
+    GlobalHydra.instance().clear()
     try:
-        with host_logging_kept():
-            app()
+        _run_hydra(
+            # Intermixed: overrides may stand on both sides of a flag (`study=x --cfg job k=v`).
+            args=parser.parse_intermixed_args([*args, "hydra.output_subdir=null"]),
+            args_parser=parser,
+            task_function=task,
+            config_path=str(config_dir),
+            config_name=config_name,
+        )
     finally:
-        sys.argv = saved
-    return 0
+        GlobalHydra.instance().clear()
 
 
-def redact_hydra_files() -> None:
-    """Hide credentials in the files Hydra saved for this job (``.hydra/*.yaml``).
-
-    Hydra writes the composed config, its own config and the command-line overrides verbatim
-    before the job starts, and has no hook to filter them, so a password inside a storage or
-    tracking URL would sit there in plain text: rewrite them, line by line, through ``redact``.
-    Call it first thing in a ``@hydra.main`` function.
-    """
+def save_run_config(task: DictConfig) -> None:
+    """Write the job's config, Hydra's and the overrides to ``<run folder>/.hydra/``, credentials
+    hidden (:func:`tuning.redaction.redact`): what Hydra saves there, minus the passwords."""
     from hydra.core.hydra_config import HydraConfig
 
     from tuning.files import atomic_text
     from tuning.redaction import redact
 
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.output_subdir is None:
-        return
-    for path in (Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir).glob("*.yaml"):
-        text = path.read_text()
-        clean = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
-        if clean != text:
-            with atomic_text(path) as out:
-                out.write(clean)
+    folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": task,
+        "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+        "overrides.yaml": hydra_cfg.overrides.task,
+    }
+    for name, node in files.items():
+        text = OmegaConf.to_yaml(node)
+        with atomic_text(folder / name) as out:
+            out.write("".join(redact(line) or "" for line in text.splitlines(keepends=True)))

@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from tuning.commands.support import (
-    HYDRA_PASSTHROUGH,
     crash,
     fail,
-    redact_hydra_files,
+    hydra_flags,
     report_crash,
-    run_hydra_app,
+    run_hydra,
+    run_job,
+    without_hydra,
 )
 from tuning.commands.workers import check_workers
-from tuning.config import (
-    compose,
-    conf_dir,
-    for_task,
-    resolved,
-    storage_url,
-    validate,
-    validate_for_task,
-)
-from tuning.config.space import SearchSpace
+from tuning.config import Settings, compose, conf_dir, parse, resolved, with_task
+from tuning.config.schema import StudyConfig
 from tuning.config.storage import check_storage
-from tuning.config.tasks import TASKS
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
-from tuning.logs import quiet_terminal
 from tuning.model.backend import start_tensorflow
 from tuning.search.engines.base import Engine
 from tuning.study.summary import StudySummary
@@ -45,28 +36,27 @@ from tuning.tracking.client import check_tracking, connect_tracking
 log = logging.getLogger("tuning")
 
 
-def check(settings: Mapping[str, Any], *, reach_server: bool = False) -> tuple[SearchSpace, Engine]:
+def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settings, Engine]:
     """Every check that needs no data: config values, the engine's options (sampler, pruner...),
     the storage URL (with ``reach_server``, that its database answers), and the losses and
-    metric against the task when ``data.task`` is set. Returns the space and the engine."""
-    space = validate(settings)  # before importing an engine: most mistakes are caught here, fast
+    metric against the task when ``data.task`` is set. Returns the settings and the engine."""
+    settings = parse(raw)  # before importing an engine: most mistakes are caught here, fast
     from tuning.search.engines import make_engine
 
-    url = storage_url(settings["study"], settings["paths"]["study_dir"])
-    engine = make_engine(settings, url)
-    check_storage(url, reach_server=reach_server)
-    task = settings["data"].get("task")
-    if task in TASKS:
-        space = validate_for_task(settings, space, task)
+    engine = make_engine(settings, settings.storage_url)
+    check_storage(settings.storage_url, reach_server=reach_server)
+    if settings.task is not None:
+        settings = with_task(settings, settings.task)
     if reach_server:
-        check_identity(settings)
         from tuning.study.identity import study_identity
 
-        engine.check_resume(study_identity(settings))
-    return space, engine
+        identity = study_identity(raw)  # what the command asked (`auto` kept), as the study stores it
+        check_identity(settings, identity)
+        engine.check_resume(identity)
+    return settings, engine
 
 
-def check_identity(settings: Mapping[str, Any]) -> None:
+def check_identity(settings: Settings, identity: Mapping[str, Any]) -> None:
     """Refuse a resume that changes what the study's trials are, before Hydra writes anything.
 
     Reads the default SQLite file directly (no Optuna, no TensorFlow; nothing created). Other
@@ -77,19 +67,18 @@ def check_identity(settings: Mapping[str, Any]) -> None:
     """
     from tuning.config.storage import local_path
     from tuning.results.optuna_sqlite import read_study
-    from tuning.study.identity import IDENTITY_ATTR, check_resume, study_identity
+    from tuning.study.identity import IDENTITY_ATTR, check_resume
 
-    url = storage_url(settings["study"], settings["paths"]["study_dir"])
+    url = settings.storage_url
     path = local_path(url)
     if path is None or not url.startswith("sqlite") or not path.is_file():
         return
-    name = str(settings["study"]["name"])
-    summary = read_study(path, name)
+    summary = read_study(path, settings.study.name)
     if summary is not None:
-        check_resume(name, summary.user_attrs.get(IDENTITY_ATTR), study_identity(settings))
+        check_resume(settings.study.name, summary.user_attrs.get(IDENTITY_ATTR), identity)
 
 
-def run(settings: Mapping[str, Any]) -> StudySummary:
+def run(raw: Mapping[str, Any]) -> StudySummary:
     """Run (or resume) the sweep described by a resolved config; returns the study's records.
 
     Raises ``StudyMismatch`` (a resume that changes the study's identity) before any trial,
@@ -97,157 +86,171 @@ def run(settings: Mapping[str, Any]) -> StudySummary:
     Ctrl-C / SIGTERM, and any other error (a bug or a lost store) as it is.
     """
     from tuning.data import load_dataset
-    from tuning.search.engines import make_engine
-    from tuning.study.identity import stored_config, study_identity
-    from tuning.study.selection import study_attrs
+    from tuning.study.identity import study_identity
 
-    space, _ = check(settings)
-    tracking = connect_tracking(settings)  # before the data: an unreachable MLflow store stops here
-    dataset = load_dataset(settings["data"], settings["split"], int(settings["seed"]))
-    space = validate_for_task(settings, space, dataset.task)
-    if space.builder is not None:  # one build with the defaults: a broken builder stops before any study
-        start_tensorflow(settings["training"])  # before Keras: quietly, with its threads
-        from tuning.search.trial import probe_builder
-
-        probe_builder(space.builder, dataset, int(settings["training"].get("steps_per_execution", 1)))
-    folds = (settings.get("cv") or {}).get("folds")
-    if folds:  # more folds than the smallest class has rows: one line, before anything is written
-        from tuning.data.folds import check_fold_count
-
-        check_fold_count(dataset, int(folds))
+    settings, _ = check(raw)
     # The identity keeps what the command asked (`study.metric: auto`), so the next command that
     # asks the same matches it before any data is read; what `auto` means for this task is
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
-    identity = study_identity(settings)
-    settings = for_task(settings, dataset.task)
-    url = storage_url(settings["study"], settings["paths"]["study_dir"])
-    engine = make_engine(settings, url)  # again: `auto` metric and direction are now this task's
-    for note in engine.open(
-        space,
-        user_attrs={
-            "metric": settings["study"]["metric"],
-            "task": dataset.task,
-            "data": dataset.name,
-            "class_names": dataset.class_names,
-            "engine": engine.name,
-            **study_attrs(settings),
-        },
-        identity=identity,
-        config=stored_config(settings),
-    ):
-        log.info(note)
+    identity = study_identity(raw)
+    tracking = connect_tracking(settings.raw)  # before the data: an unreachable MLflow store stops here
+    dataset = load_dataset(settings.data, settings.split, settings.seed)
+    settings = with_task(settings, dataset.task)
+    _probe(settings, dataset)
+    engine = _open(settings, dataset, identity)
     tracker = None
     if tracking is not None:  # mlflow is imported only when tracking is on
         from tuning.tracking.sweep import start_sweep_tracking
 
-        tracker = start_sweep_tracking(tracking, settings, engine.summary(), url)
+        tracker = start_sweep_tracking(tracking, settings.raw, engine.summary(), settings.storage_url)
     try:
-        stopped = _search(engine, space, dataset, settings, tracker, url)
+        stopped = _search(engine, dataset, settings, tracker)
     except BaseException as err:
         # The parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error; wherever it lands
         # (back-fill, trials, export), the next run finishes what is missing.
         if tracker is not None:
-            tracker.finish(engine.summary(), "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            with stage("export"):
+                tracker.finish(engine.summary(), "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             log.info(tracker.ui_hint())
         raise
     summary = engine.summary()
     _finish_tracking(tracker, engine, summary, "FAILED" if stopped else "FINISHED")
     if stopped is not None:
         raise stopped
-    done = summary.finished_count()
-    n_trials = int(settings["study"]["n_trials"])
-    if done < n_trials:
-        timeout = settings["study"].get("timeout")
-        budget = f" within study.timeout={timeout} s" if timeout else ""
-        log.warning(
-            f"study '{summary.name}' has {done} of study.n_trials={n_trials} finished trials{budget}; "
-            "run the same command to add the rest"
-        )
+    _warn_short(summary, settings.study)
     return summary
 
 
-def run_trials(engine: Engine, runner: Any, settings: Mapping[str, Any], observers: list[Any]) -> None:
+def _probe(settings: Settings, dataset: Any) -> None:
+    """Checks that need the data, before anything is written: one build of a custom model with
+    its defaults (a broken builder stops before any study), and the folds against the classes."""
+    if settings.space.builder is not None:
+        start_tensorflow(settings.training)  # before Keras: quietly, with its threads
+        from tuning.search.trial import probe_builder
+
+        probe_builder(settings.space.builder, dataset, settings.training.steps_per_execution)
+    if settings.folds:  # more folds than the smallest class has rows: one line
+        from tuning.data.folds import check_fold_count
+
+        check_fold_count(dataset, settings.folds)
+
+
+def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engine:
+    """The engine, with ``auto`` metric and direction now this task's, its study created or resumed."""
+    from tuning.search.engines import make_engine
+    from tuning.study.identity import stored_config
+    from tuning.study.selection import study_attrs
+
+    engine = make_engine(settings, settings.storage_url)
+    user_attrs = {
+        "metric": settings.study.metric,
+        "task": dataset.task,
+        "data": dataset.name,
+        "class_names": dataset.class_names,
+        "engine": engine.name,
+        **study_attrs(settings.raw),
+    }
+    for note in engine.open(
+        settings.space, user_attrs=user_attrs, identity=identity, config=stored_config(settings.raw)
+    ):
+        log.info(note)
+    return engine
+
+
+def _warn_short(summary: StudySummary, study: StudyConfig) -> None:
+    done = summary.finished_count()
+    if done < study.n_trials:
+        budget = f" within study.timeout={study.timeout:g} s" if study.timeout else ""
+        log.warning(
+            f"study '{summary.name}' has {done} of study.n_trials={study.n_trials} finished trials{budget}; "
+            "run the same command to add the rest"
+        )
+
+
+def run_trials(engine: Engine, runner: Any, study: StudyConfig, observers: list[Any]) -> None:
     """The trial loop (a function of its own: a Ctrl-C inside it is told apart by its name)."""
     from tuning.search.loop import Budget, run_search
 
-    study_cfg = settings["study"]
     budget = Budget(
-        n_trials=int(study_cfg["n_trials"]),
-        timeout=study_cfg.get("timeout"),
-        max_consecutive_failures=int(study_cfg.get("max_consecutive_failures") or 0),
+        n_trials=study.n_trials,
+        timeout=study.timeout,
+        max_consecutive_failures=study.max_consecutive_failures,
     )
-    run_search(engine, runner, budget, observers)
+    with stage("trials"):
+        run_search(engine, runner, budget, observers)
 
 
-def _search(
-    engine: Engine, space: SearchSpace, dataset: Any, settings: Mapping[str, Any], tracker: Any, url: str
-) -> StudyStopped | None:
+def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> StudyStopped | None:
     """Back-fill MLflow, run the trials still needed, print the table, export best.yaml.
     Returns the reason the study stopped itself, if it did (best.yaml is written all the same)."""
-    from tuning.final.best import export_best
-    from tuning.results.table import failure_lines, format_table, trials_table
     from tuning.search.progress import Progress
     from tuning.search.runner import TrialRunner
-    from tuning.study.selection import pick_reason
-    from tuning.study.summary import counts_line
 
-    study_cfg = dict(settings["study"])
-    n_trials = int(study_cfg["n_trials"])
+    study, space = settings.study, settings.space
     summary = engine.summary()
     if tracker is not None:
         tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
     done = summary.finished_count()
     log.info(dataset.summary())
-    log.info(f"study '{summary.name}' in {engine.location()}: {done}/{n_trials} trials finished")
+    log.info(f"study '{summary.name}' in {engine.location()}: {done}/{study.n_trials} trials finished")
     log.info(
-        f"{summary.direction} {study_cfg['metric']}; {engine.describe()}; search space: "
+        f"{summary.direction} {study.metric}; {engine.describe()}; search space: "
         + "; ".join(space.describe())
     )
     stopped: StudyStopped | None = None
-    if done >= n_trials:
+    if done >= study.n_trials:
         log.info(
-            f"study '{summary.name}' already has {done} finished trials (n_trials={n_trials}); nothing to run"
+            f"study '{summary.name}' already has {done} finished trials (n_trials={study.n_trials}); nothing to run"
         )
     else:
-        start_tensorflow(settings["training"])
+        start_tensorflow(settings.training)
         runner = TrialRunner(
             dataset,
-            settings["training"],
-            metric=study_cfg["metric"],
+            settings.training,
+            metric=study.metric,
             direction=summary.direction,
-            seed=int(settings["seed"]),
-            folds=(settings.get("cv") or {}).get("folds"),
+            seed=settings.seed,
+            folds=settings.folds,
         )
-        observers = [Progress(n_trials, study_cfg["metric"]), *([tracker] if tracker else [])]
+        observers = [Progress(study.n_trials, study.metric), *([tracker] if tracker else [])]
         try:
-            run_trials(engine, runner, settings, observers)
+            run_trials(engine, runner, study, observers)
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
+    _summarise(engine.summary(), dataset, settings)
+    return stopped
 
-    summary = engine.summary()
-    table = trials_table(summary)
+
+def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
+    """The counts, the top trials, the failures, the pick and its reason; best.yaml exported."""
+    from tuning.final.best import export_best
+    from tuning.results.table import failure_lines, format_table, trials_table
+    from tuning.study.selection import pick_reason
+    from tuning.study.summary import counts_line
+
     log.info(counts_line(t.state for t in summary.trials))
-    log.info("top trials:\n" + format_table(table, int(study_cfg.get("top", 5))))
+    log.info("top trials:\n" + format_table(trials_table(summary), settings.study.top))
     failures = failure_lines(summary)
     if failures:
         log.info("failed trials:\n" + "\n".join(failures))
     best = summary.best()
     if best is None:
         log.warning("no trial completed: no best.yaml written")
-        return stopped
+        return
     log.info(f"picked trial {best.number}: {pick_reason(summary)}")
-    export_best(summary, best, space, dataset, settings, Path(settings["paths"]["study_dir"]))
-    return stopped
+    with stage("export"):
+        export_best(summary, best, settings.space, dataset, settings.raw, Path(settings.study_dir))
 
 
 def _finish_tracking(tracker: Any, engine: Engine, summary: StudySummary, status: str = "FINISHED") -> None:
     """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
     if tracker is not None:
-        tracker.finish(summary, status, plots=engine.write_plots)
+        with stage("export"):
+            tracker.finish(summary, status, plots=engine.write_plots)
         log.info(tracker.ui_hint())
 
 
-# What Ctrl-C cost, by where it landed (see _interrupted_in).
+# What Ctrl-C cost, by the stage it landed in (see stage).
 INTERRUPTED = {
     "trials": "the running trial is marked FAIL; run the same command to resume (its parameters run first)",
     "export": "every finished trial is stored, but best.yaml or the MLflow summary may be missing; "
@@ -256,19 +259,23 @@ INTERRUPTED = {
 }
 
 
-def _interrupted_in(err: BaseException) -> str:
-    """``trials``, ``export`` or ``start``: where in ``run`` a KeyboardInterrupt was raised,
-    read from its traceback (the trial loop and the export are functions of their own)."""
-    names = set()
-    tb = err.__traceback__
-    while tb is not None:
-        names.add(tb.tb_frame.f_code.co_name)
-        tb = tb.tb_next
-    if "run_trials" in names:
-        return "trials"
-    if names & {"export_best", "write_yaml", "_finish_tracking", "finish"}:
-        return "export"
-    return "start"
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the stage of the sweep it landed in (a key of INTERRUPTED)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Name the stage a Ctrl-C inside lands in; the innermost stage wins."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise Interrupted(name) from err
 
 
 # Exit codes of `tuning sweep` (README, "Exit codes").
@@ -303,7 +310,8 @@ def execute(settings: Mapping[str, Any]) -> int:
         )
         return EXIT_TERMINATED
     except KeyboardInterrupt as err:
-        print(f"\ninterrupted: {INTERRUPTED[_interrupted_in(err)]}", file=sys.stderr)
+        where = err.stage if isinstance(err, Interrupted) else "start"
+        print(f"\ninterrupted: {INTERRUPTED[where]}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConfigError:
         raise
@@ -325,10 +333,8 @@ def execute(settings: Mapping[str, Any]) -> int:
     return EXIT_OK
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def _app(cfg: DictConfig) -> None:
-    redact_hydra_files()
-    quiet_terminal(bool(cfg.get("verbose", False)))
+def _job(cfg: DictConfig) -> None:
+    """The sweep as a job: its exit code, one line for bad input or a crash."""
     try:
         code = execute(resolved(cfg))
     except ConfigError as err:
@@ -340,34 +346,45 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main(args: Sequence[str]) -> int:
-    """``tuning sweep [overrides...]``: pre-validate (nothing written on bad input), then run Hydra."""
+    """``tuning sweep [overrides...]``: compose once, check (nothing written on bad input), run.
+
+    With a flag of Hydra's (``--cfg job``, ``-m``...), Hydra's own command line runs instead and
+    each job checks its config as it starts."""
     from tuning.search.workers import run_suffix
 
     # A Kubernetes indexed Job or a SLURM array worker: its own run folder (conf: hydra.run.dir).
     suffix = run_suffix()
     if suffix and "TUNING_RUN_SUFFIX" not in os.environ:
         os.environ["TUNING_RUN_SUFFIX"] = suffix
-    if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in args):
+    if hydra_flags(args):
         try:
-            settings = resolved(compose("config", [a for a in args if not a.startswith("-")]))
-            # An unreachable database or tracking server: one line, nothing written.
-            check(settings, reach_server=True)
-            check_tracking(settings)
-            check_workers(settings)
-            paths = settings["paths"]
-            under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
-            check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
-        except ConfigError as err:
-            fail(err)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
+            run_hydra(_job, conf_dir(), "config", args)
+        except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before _job runs
+            print(f"\ninterrupted: {INTERRUPTED['start']}", file=sys.stderr)
             sys.exit(130)
-        if int(settings.get("workers") or 1) > 1:  # checked once here; each worker is this command
-            from tuning.commands.workers import launch
-
-            return launch(args, settings)
+        return 0
     try:
-        return run_hydra_app(_app, "tuning sweep", args)
-    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before _app runs
+        cfg = compose("config", args, with_hydra=True)
+        settings = resolved(without_hydra(cfg))
+        # An unreachable database or tracking server: one line, nothing written.
+        check(settings, reach_server=True)
+        check_tracking(settings)
+        check_workers(settings)
+        paths = settings["paths"]
+        under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
+        check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
+    except ConfigError as err:
+        fail(err)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
+        sys.exit(130)
+    if int(settings.get("workers") or 1) > 1:  # checked once here; each worker is this command
+        from tuning.commands.workers import launch
+
+        return launch(args, settings)
+    try:
+        run_job(cfg, _job)
+    except KeyboardInterrupt:  # while the run folder and its log are set up, before _job runs
         print(f"\ninterrupted: {INTERRUPTED['start']}", file=sys.stderr)
         sys.exit(130)
+    return 0

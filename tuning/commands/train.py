@@ -9,16 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from tuning.commands.support import HYDRA_PASSTHROUGH, crash, fail, redact_hydra_files, run_hydra_app
-from tuning.config import check_bool, check_int, compose, conf_dir, group_options, resolved, validate
+from tuning.commands.support import crash, fail, hydra_flags, run_hydra, run_job, without_hydra
+from tuning.config import Settings, compose, conf_dir, group_options, parse, resolved
 from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError
 from tuning.files import check_writable_folder
 from tuning.final.best import check_best, read_best
-from tuning.logs import quiet_terminal
 from tuning.tracking.client import check_tracking
 
 log = logging.getLogger("tuning")
@@ -50,28 +48,27 @@ FINAL_DEFAULTS: dict[str, Any] = {"refit": True, "epochs": None}
 SWITCHABLE_GROUPS = ("tracking",)
 
 
-def check(settings: Mapping[str, Any], source: str, *, reach_server: bool = False) -> Hyperparameters:
-    """Every check that needs no data; returns the fixed hyperparameters.
+def check(
+    raw: Mapping[str, Any], source: str, *, reach_server: bool = False
+) -> tuple[Settings, Hyperparameters]:
+    """Every check that needs no data; returns the settings and the fixed hyperparameters.
 
     ``reach_server``: ask a tracking server to answer now (before Hydra writes anything).
     """
-    hp = check_best(settings, source)
-    validate(settings)
-    final = settings.get("final") or {}
-    check_bool("final.refit", final.get("refit", True))
-    check_int("final.epochs", final.get("epochs"), 1, allow_none=True)
-    uri = check_tracking(settings, reach_server=False)
+    hp = check_best(raw, source)
+    settings = parse(raw)
+    uri = check_tracking(raw, reach_server=False)
     if uri is not None and "***" in uri:
         raise ConfigError(
             "tracking.uri",
             f"{uri} is redacted in {source} (credentials are never written); give it again: tracking.uri=URL",
         )
     if reach_server:
-        check_tracking(settings, reach_server=True)
-    return hp
+        check_tracking(raw, reach_server=True)
+    return settings, hp
 
 
-def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
+def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
     """Train, report, save and register the final model described by a resolved config."""
     from tuning.final.refit import train_final
     from tuning.final.saved import save_final
@@ -79,27 +76,25 @@ def run(settings: Mapping[str, Any], best_path: str | Path) -> Any:
     from tuning.tracking.final import open_final_tracking
 
     best_path = Path(best_path)
-    hp = check(settings, str(best_path))
-    tracker = open_final_tracking(settings)  # before training: an unreachable store fails now
-    best = settings["best"]
+    settings, hp = check(raw, str(best_path))
+    tracker = open_final_tracking(raw)  # before training: an unreachable store fails now
+    best = raw["best"]  # the best trial's record, as best.yaml keeps it
     # The sweep seeded trial n with seed + n and recorded it as best.seed.
-    sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else int(settings["seed"])
-    if int(settings["seed"]) != sweep_seed:
+    sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else settings.seed
+    if settings.seed != sweep_seed:
         log.warning(
-            f"seed {settings['seed']} is not the sweep's ({sweep_seed}): the data and its test split are "
+            f"seed {settings.seed} is not the sweep's ({sweep_seed}): the data and its test split are "
             "drawn anew, so test rows may be rows the search trained or validated on"
         )
-    log.info(
-        f"final model of study '{settings['study']['name']}' from {best_path} (best trial {best['trial']})"
-    )
-    start_tensorflow(settings["training"])
+    log.info(f"final model of study '{settings.study.name}' from {best_path} (best trial {best['trial']})")
+    start_tensorflow(settings.training)
     final = train_final(settings, hp, source=str(best_path))
     data = final.dataset
     log.info(data.summary())
     if final.refit:
         why = (
             "set by final.epochs"
-            if (settings.get("final") or {}).get("epochs")
+            if settings.final.epochs
             else f"as many weight updates as the best trial's {best['best_epoch']} epochs on "
             f"{best.get('cv_train_rows') or len(data.y_train)} rows (batch size {hp.batch_size})"
             + (f"; the mean of its {best['cv_folds']} folds" if best.get("cv_folds") else "")
@@ -199,13 +194,13 @@ def main(args: Sequence[str]) -> int:
         check_writable_folder(best_path.parent / "final", "best" if "best=" in " ".join(args) else "study")
         raw = read_best(best_path)
         # Hydra's flags stay where they are (``--cfg job``); they are no overrides of ours.
-        args = overrides_for(raw, rest)
-        if not HYDRA_PASSTHROUGH.intersection(a.split("=")[0] for a in rest):
-            overrides = [a for a in args if not a.startswith("-")]
-            settings = resolved(compose(best_path.stem, overrides, best_path.parent.resolve()))
+        args = [*_hydra_settings(best_path), *overrides_for(raw, rest)]
+        cfg = None
+        if not hydra_flags(rest):
+            cfg = compose(best_path.stem, args, best_path.parent.resolve(), with_hydra=True)
             given = [a for a in rest if not a.startswith("-")]
             check(
-                settings,
+                resolved(without_hydra(cfg)),
                 f"{best_path} with {' '.join(given)}" if given else str(best_path),
                 reach_server=True,
             )
@@ -213,8 +208,6 @@ def main(args: Sequence[str]) -> int:
         fail(err)
 
     def job(cfg: DictConfig) -> None:
-        redact_hydra_files()
-        quiet_terminal(bool(cfg.get("verbose", False)))
         try:
             run(resolved(cfg), best_path)
         except ConfigError as err:
@@ -228,18 +221,23 @@ def main(args: Sequence[str]) -> int:
         except Exception as err:  # reported, not hidden: one redacted line, the traceback in train.log
             crash(err, "tuning train")
 
-    hydra_settings = [
+    try:
+        if cfg is None:
+            run_hydra(job, best_path.parent.resolve(), best_path.stem, args)
+        else:
+            run_job(cfg, job)
+    except KeyboardInterrupt:  # while the run folder and its log are set up, before job runs
+        print("\ninterrupted before training started: final/ is as it was", file=sys.stderr)
+        sys.exit(130)
+    return 0
+
+
+def _hydra_settings(best_path: Path) -> list[str]:
+    """Hydra's run folder, job name and log format for a final training beside ``best_path``."""
+    return [
         "hydra.run.dir=" + _value(f"{best_path.parent / 'final' / 'runs'}/${{now:%Y-%m-%d_%H-%M-%S}}"),
         "hydra.job.name=train",
         "hydra.job.chdir=false",
         "hydra.job_logging.formatters.simple.format='[%(asctime)s] %(message)s'",
         "+hydra.job_logging.formatters.simple.datefmt='%H:%M:%S'",
     ]
-    app = hydra.main(
-        version_base="1.3", config_path=str(best_path.parent.resolve()), config_name=best_path.stem
-    )(job)
-    try:
-        return run_hydra_app(app, "tuning train", [*hydra_settings, *args])
-    except KeyboardInterrupt:  # in Hydra's own start-up (run folder, logging), before job runs
-        print("\ninterrupted before training started: final/ is as it was", file=sys.stderr)
-        sys.exit(130)

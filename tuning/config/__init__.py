@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from tuning.config.composition import compose as compose
+from tuning.config.composition import conf_dir as conf_dir
+from tuning.config.composition import group_options as group_options
+from tuning.config.composition import hydra_error as hydra_error
 from tuning.config.model import model_builder, split_path
 from tuning.config.schema import (
     Component,
@@ -26,7 +29,7 @@ from tuning.config.selection import Selection, check_folds, parse_selection
 from tuning.config.space import SearchSpace
 from tuning.config.space_config import check_task, parse_space
 from tuning.config.storage import default_storage_url
-from tuning.config.tasks import METRICS, direction_of, monitored_metrics, resolve_loss, resolve_metric
+from tuning.config.tasks import METRICS, TASKS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
 
 
@@ -82,66 +85,6 @@ if not OmegaConf.has_resolver("study_name"):
     OmegaConf.register_new_resolver("study_name", study_name)
 
 
-def conf_dir() -> Path:
-    """``conf/`` shipped inside the wheel (``tuning/conf``), else the checkout's top-level one."""
-    package = Path(__file__).resolve().parents[1]  # tuning/
-    packaged = package / "conf"
-    return packaged if packaged.is_dir() else package.parent / "conf"
-
-
-def group_options(group: str, root: Path | None = None) -> list[str]:
-    """The names a config group offers (``sampler`` -> ``cmaes, gp, qmc, random, tpe``)."""
-    folder = (root or conf_dir()) / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def compose(config_name: str, overrides: Sequence[str], config_dir: Path | None = None) -> DictConfig:
-    """Compose a config the way the Hydra app will, turning Hydra's errors into ConfigError."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(config_dir or conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=False)
-    except Exception as err:
-        raise hydra_error(err, config_dir) from None
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def hydra_error(err: Exception, config_dir: Path | None = None) -> ConfigError:
-    """One line out of Hydra's multi-line composition errors."""
-    text = str(err).strip()
-    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
-    if missing:
-        group, name = missing.groups()
-        options = ", ".join(group_options(group, config_dir)) or "none"
-        return ConfigError(group.replace("/", "."), f"'{name}' is not one of: {options}")
-    unknown = re.search(r"Key '([^']+)' is not in struct", text)
-    if unknown:
-        full = re.search(r"full_key: (\S+)", text)
-        key = full.group(1) if full else unknown.group(1)
-        return ConfigError(key, "unknown key (prefix the override with + to add a new key)")
-    no_match = re.search(r"Could not override '([^']+)'", text)
-    if no_match:
-        key = no_match.group(1)
-        return ConfigError(
-            key, f"is not a config group or key of this config; to add it as a new key: +{key}=VALUE"
-        )
-    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
-    override = getattr(err, "override", None)  # Hydra's OverrideParseException: the value's syntax
-    if isinstance(override, str) and "=" in override:
-        key = override.split("=", 1)[0].lstrip("+~")
-        return ConfigError(
-            key,
-            f"cannot parse the value ({first}); quote a value holding '=', spaces or brackets: "
-            f"""'{key}="..."'""",
-        )
-    return ConfigError("", f"invalid configuration: {first}")
-
-
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain containers, interpolations resolved (bad ones become ConfigError)."""
     try:
@@ -191,8 +134,20 @@ class Settings:
     pruner: Component
     selection: Selection
     space: SearchSpace
+    data: Mapping[str, Any]  # an open group: each source checks its own options as it loads
     paths_root: str
     study_dir: str
+
+    @property
+    def storage_url(self) -> str:
+        """``study.storage``, else the study's own SQLite file (embedded, no server)."""
+        return self.study.storage or default_storage_url(self.study_dir)
+
+    @property
+    def task(self) -> str | None:
+        """``data.task`` when the config sets it (else the data decides)."""
+        task = self.data.get("task")
+        return str(task) if task in TASKS else None
 
 
 def parse(cfg: Mapping[str, Any]) -> Settings:
@@ -226,6 +181,7 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
         pruner=Component.parse("pruner", raw.get("pruner") or {}, "none"),
         selection=selection,
         space=parse_space(raw["search_space"], builder=model_builder(raw)),
+        data=raw.get("data") or {},
         paths_root=str(paths.get("root", "experiments")),
         study_dir=str(paths.get("study_dir", f"experiments/{study.name}")),
     )
@@ -234,6 +190,18 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
 def validate(cfg: Mapping[str, Any]) -> SearchSpace:
     """``parse``'s checks; returns the parsed search space."""
     return parse(cfg).space
+
+
+def with_task(settings: Settings, task: str) -> Settings:
+    """``settings`` for the data's task: the checks that need it (losses, metrics against the
+    task), and ``auto`` resolved (the study's metric and direction, the early-stopping monitor)."""
+    space = validate_for_task(settings.raw, settings.space, task)
+    raw = for_task(settings.raw, task)
+    study = replace(settings.study, metric=raw["study"]["metric"], direction=raw["study"]["direction"])
+    monitor = str(raw["training"]["early_stopping"]["monitor"])
+    stopping = replace(settings.training.early_stopping, monitor=monitor)
+    training = replace(settings.training, early_stopping=stopping)
+    return replace(settings, raw=raw, study=study, training=training, space=space)
 
 
 def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
