@@ -146,7 +146,7 @@ def tuning_arm(overrides: list[str]) -> common.Job:
         dataset = common.dataset(_data_overrides(job))
         space = T.parse_space(cfg["search_space"], dataset.task)
         hp = space.suggest(FixedTrial(best.params))
-        model, result = T.run_trial(hp, dataset, cfg["training"], seed=int(best.user_attrs["seed"]))
+        model, result = T.run_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
         name = T.resolve_metric("auto", dataset.task).removeprefix("val_")
         test = model.evaluate(
             dataset.x_test, T.targets(dataset.y_test, hp, dataset), verbose=0, return_dict=True

@@ -26,6 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tuning.config.schema import SplitConfig
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter, not its results
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's "creating tables" notes
 
@@ -260,12 +262,19 @@ def settings(overrides: Sequence[str]) -> dict[str, Any]:
     return resolved(compose("config", list(overrides)))
 
 
+def training(cfg: Mapping[str, Any] | None = None) -> Any:
+    """The typed ``training`` part of a resolved config (default: the default sweep's)."""
+    from tuning.config import parse
+
+    return parse(settings([]) if cfg is None else cfg).training
+
+
 def dataset(overrides: Sequence[str] = ()) -> Any:
     """The splits ``tuning sweep`` would train on for ``overrides`` (same seed, same rows)."""
     from tuning.data import load_dataset
 
     s = settings(overrides)
-    return load_dataset(s["data"], s["split"], int(s["seed"]))
+    return load_dataset(s["data"], SplitConfig.parse(s["split"]), int(s["seed"]))
 
 
 def quiet_tuning_logs() -> None:

@@ -40,8 +40,8 @@ METHODS = ("plain", "tuning", "kerastuner", "tuning-tfopt")
 DATA = ["data=plants"]
 LENGTHS = (1, 5)  # epochs per trial: the fixed cost per trial is solved from the two
 
-TRAINING = common.settings([])["training"]
-STEPS_PER_EXECUTION = int(TRAINING["steps_per_execution"])
+TRAINING = common.training()
+STEPS_PER_EXECUTION = TRAINING.steps_per_execution
 
 
 def same_tensorflow_settings() -> None:
@@ -217,7 +217,7 @@ def main() -> None:
         f"{n_trials} trials x {repeats} repeats per method and length ({' and '.join(map(str, LENGTHS))} "
         f"epochs); plants (2 features, 1800 train rows), MLP 2x{common.FIXED_MLP['units']} relu, adam 1e-3, "
         f"batch {common.FIXED_MLP['batch_size']}; steps_per_execution {STEPS_PER_EXECUTION} and "
-        f"graph_optimizations={TRAINING['graph_optimizations']} for every arm but tuning-tfopt; "
+        f"graph_optimizations={TRAINING.graph_optimizations} for every arm but tuning-tfopt; "
         "one worker process per method\n",
         flush=True,
     )

@@ -97,7 +97,7 @@ def tuning(params: dict[str, Any]) -> common.Job:
         from optuna.trial import FixedTrial
 
         hp = space.suggest(FixedTrial(best.params))
-        model, result = run_trial(hp, dataset, cfg["training"], seed=int(best.user_attrs["seed"]))
+        model, result = run_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
         test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
         return {
             "used": used,

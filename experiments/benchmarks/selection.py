@@ -65,6 +65,7 @@ def sweep(data: str, seed: int, n_trials: int, epochs: int, extra: list[str]) ->
 
 def test_score(settings: dict[str, Any], study: Any, number: int) -> float:
     """Trial ``number``'s final model (as `tuning train` makes it) scored once on test."""
+    from tuning.config import parse
     from tuning.final.best import check_best, read_best
     from tuning.final.refit import train_final
 
@@ -75,7 +76,7 @@ def test_score(settings: dict[str, Any], study: Any, number: int) -> float:
     cfg = {**cfg, "search_space": hp.as_config(), "tracking": {"name": "none"}}
     cfg["best"] = {**cfg["best"], **trial.user_attrs, "trial": number}
     check_best(cfg, "benchmark")
-    final = train_final(cfg, hp)
+    final = train_final(parse(cfg), hp)
     return float(final.test[study.metric.removeprefix("val_")])
 
 

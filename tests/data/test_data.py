@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from tuning.config.schema import SplitConfig
 from tuning.data import dataset_name, load_dataset, transform_features
 from tuning.data.plants import load_plants
 from tuning.data.prepare import infer_task
@@ -24,7 +25,7 @@ from tuning.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf" / "data"
-SPLIT = {"val": 0.2, "test": 0.2}
+SPLIT = SplitConfig(0.2, 0.2)
 
 
 def customers(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -151,8 +152,8 @@ def test_dataset_name_needs_no_loading() -> None:
 
 def test_data_layer_does_not_import_tensorflow() -> None:
     code = (
-        "import sys; from tuning.data import load_dataset; "
-        "load_dataset({'source': 'moons', 'name': 'm'}, {'val': 0.2, 'test': 0.2}, 0); "
+        "import sys; from tuning.config.schema import SplitConfig; from tuning.data import load_dataset; "
+        "load_dataset({'source': 'moons', 'name': 'm'}, SplitConfig(0.2, 0.2), 0); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
         "assert not bad, bad"
     )
@@ -319,7 +320,7 @@ def test_splits_are_seeded(tmp_path: Path) -> None:
 
 def test_split_fractions_are_configurable(tmp_path: Path) -> None:
     data = csv_config(write(customers(), tmp_path / "c.csv"))
-    ds = load_dataset(data, {"val": 0.1, "test": 0.3}, seed=0)
+    ds = load_dataset(data, SplitConfig(0.1, 0.3), seed=0)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (120, 20, 60)
 
 
@@ -328,7 +329,7 @@ def test_fixed_test_file(tmp_path: Path) -> None:
     main, test = table.iloc[:200], table.iloc[200:].copy()
     test.loc[test.index[:5], "plan"] = "enterprise"  # a category the training rows never saw
     data = csv_config(write(main, tmp_path / "main.csv"), test_path=str(write(test, tmp_path / "test.csv")))
-    ds = load_dataset(data, {"val": 0.25, "test": 0.9}, seed=0)  # split.test is ignored
+    ds = load_dataset(data, SplitConfig(0.25, 0.9), seed=0)  # split.test is ignored
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (150, 50, 50)
     expected = np.where(test["churned"] == "yes", 1, 0)
     np.testing.assert_array_equal(ds.y_test, expected)
@@ -528,8 +529,9 @@ def test_fixed_test_file_errors(tmp_path: Path) -> None:
     ],
 )
 def test_split_fractions_are_validated(split: dict[str, Any], key: str) -> None:
-    err = error(ConfigError, {"source": "moons", "name": "m"}, split)
-    assert err.key == key
+    with pytest.raises(ConfigError) as info:
+        SplitConfig.parse(split)
+    assert info.value.key == key and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

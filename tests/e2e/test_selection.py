@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from conftest import TINY, cli, settings
 
+from tuning.config.schema import SplitConfig
 from tuning.errors import ConfigError
 
 # --- fast: what ranks trials, and what is refused -------------------------------------------
@@ -62,15 +63,16 @@ def rerun(study: optuna.Study, number: int, cfg: dict):
     """Train trial ``number`` again, exactly as the sweep did (same parameters, same seed)."""
     from optuna.trial import FixedTrial
 
-    from tuning.config import for_task, validate
+    from tuning.config import parse, with_task
     from tuning.data import load_dataset
     from tuning.search.trial import run_trial
 
     trial = study.trials[number]
-    dataset = load_dataset(cfg["data"], cfg["split"], int(cfg["seed"]))
-    cfg = for_task(cfg, dataset.task)
-    hp = validate(cfg).suggest(FixedTrial(trial.params))
-    model, _ = run_trial(hp, dataset, cfg["training"], seed=trial.user_attrs["seed"])
+    parsed = parse(cfg)
+    dataset = load_dataset(parsed.data, parsed.split, parsed.seed)
+    parsed = with_task(parsed, dataset.task)
+    hp = parsed.space.suggest(FixedTrial(trial.params))
+    model, _ = run_trial(hp, dataset, parsed.training, seed=trial.user_attrs["seed"])
     return model, dataset, hp
 
 
@@ -123,7 +125,7 @@ def test_regression_in_thousands_trains_with_mse_and_sgd_and_reports_its_units(i
     from tuning.final.saved import load_final
 
     saved = load_final("experiments/prices/final")
-    dataset = load_dataset(settings(*args, tiny=False)["data"], settings()["split"], 42)
+    dataset = load_dataset(settings(*args, tiny=False)["data"], SplitConfig.parse(settings()["split"]), 42)
     pred = saved.model.predict(dataset.x_val, verbose=0).reshape(-1).astype("float64")
     assert best.value == pytest.approx(math.sqrt(np.mean((pred - dataset.y_val) ** 2)), rel=1e-3)
     meta = json.loads(Path("experiments/prices/final/meta.json").read_text())

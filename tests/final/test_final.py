@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import cli, settings
 
+from tuning.config.schema import SplitConfig
 from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError
 from tuning.final.best import best_config, read_best, write_yaml
@@ -160,7 +161,7 @@ def test_a_best_yaml_listing_other_columns_or_classes_is_refused(tmp_path):
     from tuning.final.refit import check_columns
 
     cfg = settings()
-    dataset = load_dataset(cfg["data"], cfg["split"], 42)
+    dataset = load_dataset(cfg["data"], SplitConfig.parse(cfg["split"]), 42)
     hp = Hyperparameters(units=(8,))
     with pytest.raises(DataError, match="made for the columns height, width; this data has height, branches"):
         check_columns(dataset, hp, {"columns": ["height", "width"]}, "best.yaml")
@@ -191,7 +192,7 @@ def test_predictions_have_the_tasks_columns(tmp_path, task, target):
     table.to_csv(tmp_path / "t.csv", index=False)
     data = {"source": "csv", "path": str(tmp_path / "t.csv"), "target": target, "task": task}
     data["drop"] = ["price" if target == "colour" else "colour"]
-    dataset = load_dataset(data, {"val": 0.2, "test": 0.2}, 0)
+    dataset = load_dataset(data, SplitConfig(0.2, 0.2), 0)
     model = new_model(Hyperparameters(units=(4,)), dataset)
     meta = {"task": task, "target": target, "columns": dataset.columns, "class_names": dataset.class_names}
     rows = table.drop(columns=[target]).head(5).assign(shop=["east", None, "north", "south", "west"])
@@ -364,6 +365,7 @@ def best_batch_size(root: Path) -> int:
 
 @pytest.mark.slow
 def test_same_best_yaml_and_seed_give_the_same_model_and_it_reloads_exactly(swept, monkeypatch):
+    from tuning.config import parse
     from tuning.final.best import check_best
     from tuning.final.refit import train_final
     from tuning.final.saved import load_final, predict_frame, save_final
@@ -373,7 +375,7 @@ def test_same_best_yaml_and_seed_give_the_same_model_and_it_reloads_exactly(swep
     for name in ("a", "b"):
         path = copy_best(swept, name)
         cfg = read_best(path)
-        final = train_final(cfg, check_best(cfg, str(path)), source=str(path))
+        final = train_final(parse(cfg), check_best(cfg, str(path)), source=str(path))
         save_final(final, path.parent / "final")
         finals.append(final)
     a, b = finals

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 from conftest import settings
 
+from tuning.config import parse
 from tuning.config.space import Hyperparameters
 from tuning.data import load_dataset
 from tuning.model.build import build_model, task_metrics
@@ -24,7 +26,8 @@ HP = Hyperparameters(units=(24, 12), dropout=0.2, batch_size=16, epochs=4, learn
 def _data(name: str):
     sized = ["data.n_samples=400"] if name == "plants" else []  # iris has 150 rows
     cfg = settings(f"data={name}", *sized, "tracking=none", tiny=False)
-    return cfg, load_dataset(cfg["data"], cfg["split"], int(cfg["seed"]))
+    parsed = parse(cfg)
+    return parsed.training, load_dataset(parsed.data, parsed.split, parsed.seed)
 
 
 def _assert_same_fit(a, b) -> None:
@@ -46,11 +49,10 @@ def test_default_steps_per_execution_is_a_real_speed_setting():
 
 @pytest.mark.parametrize("data", ["plants", "iris"])  # binary (accuracy, AUC) and multiclass (one-hot)
 def test_steps_per_execution_leaves_weights_history_and_metrics_identical(data):
-    cfg, dataset = _data(data)
-    training = cfg["training"]
-    one_step = run_trial(HP, dataset, {**training, "steps_per_execution": 1}, seed=7)
+    training, dataset = _data(data)
+    one_step = run_trial(HP, dataset, replace(training, steps_per_execution=1), seed=7)
     default = run_trial(HP, dataset, training, seed=7)
-    assert default[0].steps_per_execution == training["steps_per_execution"] > 1
+    assert default[0].steps_per_execution == training.steps_per_execution > 1
     assert one_step[0].steps_per_execution == 1
     _assert_same_fit(one_step, default)
 
@@ -113,7 +115,7 @@ def test_trials_in_one_process_leave_no_graphs_behind():
     fresh_session drops them, so the previous trials' graphs can be collected."""
     from tensorflow.python.framework import ops
 
-    cfg, dataset = _data("plants")
+    training, dataset = _data("plants")
     small = Hyperparameters(units=(8,), epochs=1)
 
     def live() -> tuple[int, int]:
@@ -122,10 +124,10 @@ def test_trials_in_one_process_leave_no_graphs_behind():
         graphs = sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects())
         return registered, graphs
 
-    run_trial(small, dataset, cfg["training"], seed=1)
+    run_trial(small, dataset, training, seed=1)
     after_one = live()
     for seed in (2, 3, 4):
-        run_trial(small, dataset, cfg["training"], seed=seed)
+        run_trial(small, dataset, training, seed=seed)
     assert live() == after_one == (0, after_one[1])
 
 
@@ -163,13 +165,12 @@ def test_graph_optimizations_off_is_applied_and_changes_values_only_by_rounding(
 
     from tuning.model.backend import start_tensorflow
 
-    cfg, dataset = _data("plants")
-    training = cfg["training"]
-    assert training["graph_optimizations"] is False
+    training, dataset = _data("plants")
+    assert training.graph_optimizations is False
     fits = {}
     try:
         for on in (True, False):
-            start_tensorflow({**training, "graph_optimizations": on})
+            start_tensorflow(replace(training, graph_optimizations=on))
             assert (
                 tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) is not on
             )

@@ -57,20 +57,18 @@ class Broken:
 @pytest.mark.slow
 def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     from tuning.commands.sweep import check
-    from tuning.config import for_task, validate_for_task
+    from tuning.config import with_task
     from tuning.data import load_dataset
     from tuning.search.engines import make_engine
     from tuning.search.loop import Budget, run_search
     from tuning.search.runner import TrialRunner
 
-    cfg = settings("study.n_trials=3")
-    space, _ = check(cfg)
-    data = load_dataset(cfg["data"], cfg["split"], 42)
-    space = validate_for_task(cfg, space, data.task)
-    cfg = for_task(cfg, data.task)  # study.metric: auto -> val_log_loss, minimize
-    engine = make_engine(cfg, STORAGE)
-    engine.open(space, user_attrs={"metric": "val_log_loss"}, identity={}, config={})
-    runner = TrialRunner(data, cfg["training"], metric="val_log_loss", direction="minimize", seed=42)
+    parsed, _ = check(settings("study.n_trials=3"))
+    data = load_dataset(parsed.data, parsed.split, 42)
+    parsed = with_task(parsed, data.task)  # study.metric: auto -> val_log_loss, minimize
+    engine = make_engine(parsed, STORAGE)
+    engine.open(parsed.space, user_attrs={"metric": "val_log_loss"}, identity={}, config={})
+    runner = TrialRunner(data, parsed.training, metric="val_log_loss", direction="minimize", seed=42)
     with pytest.raises(KeyError, match="units_7"):
         run_search(engine, runner, Budget(n_trials=3, max_consecutive_failures=5), [Broken()])
     assert [t.state.name for t in load().trials] == ["COMPLETE"]  # stopped after the first: not 3 trials

@@ -88,10 +88,10 @@ def test_fixed_layer_count_needs_no_conditions(kt):
 
 
 def engine(*overrides: str):
+    from tuning.config import parse
     from tuning.search.engines import make_engine
 
-    cfg = settings("engine=keras_tuner", *overrides)
-    return make_engine(cfg, "sqlite:///experiments/x/optuna.db")
+    return make_engine(parse(settings("engine=keras_tuner", *overrides)), "sqlite:///experiments/x/optuna.db")
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt
     from tuning.study.keras_tuner_files import only_worker
 
     def lock(e):
-        return only_worker(e.project, e.study_config["name"])
+        return only_worker(e.project, e.study_config.name)
 
     first = engine()
     with lock(first):

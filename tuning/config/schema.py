@@ -78,7 +78,8 @@ class SplitConfig:
                 raise ConfigError(f"split.{part}", f"{value!r}; must be a fraction in (0, 1)")
         if raw["val"] + raw["test"] >= 1:
             raise ConfigError(
-                "split", f"val + test = {raw['val'] + raw['test']}; must leave rows to train on (< 1)"
+                "split.test",
+                f"split.val + split.test = {raw['val'] + raw['test']:g}; must be below 1 to leave rows to train on",
             )
         return cls(float(raw["val"]), float(raw["test"]))
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuning.config import dataset_name
+from tuning.config.schema import SplitConfig
 from tuning.data.dataset import TASKS, Dataset, Task
 from tuning.data.options import option
-from tuning.data.prepare import check_task, prepare, split_fractions
+from tuning.data.prepare import check_task, prepare
 from tuning.data.preprocess import FeaturePreprocessor, transform_features
 from tuning.data.sources import LOADERS
 from tuning.data.table import column_choice, read_test_table, select_columns
@@ -30,7 +31,7 @@ def _size_key(data: Mapping[str, Any]) -> str:
     return "data.n_samples" if option(data, "n_samples") is not None else "data"
 
 
-def load_dataset(data: Mapping[str, Any], split: Mapping[str, Any], seed: int) -> Dataset:
+def load_dataset(data: Mapping[str, Any], split: SplitConfig, seed: int) -> Dataset:
     """Load the source named by ``data.source`` and prepare its splits.
 
     The config is checked (source, task, split fractions) before any data is read.
@@ -38,15 +39,13 @@ def load_dataset(data: Mapping[str, Any], split: Mapping[str, Any], seed: int) -
     Args:
         data: the ``data`` config group (``source``, ``name``, optional ``task``, source options,
             optional ``features`` / ``drop`` / ``test_path``).
-        split: the ``split`` config (``val`` and ``test`` fractions).
+        split: the validation and test fractions.
         seed: seeds generation and splitting, so the same seed gives the same splits.
     """
     source = data.get("source")
     if source not in LOADERS:
         raise ConfigError("data.source", f"'{source}' is not one of: {', '.join(sorted(LOADERS))}")
     task = check_task(option(data, "task"))
-    fixed_test = option(data, "test_path") not in (None, "")
-    split_fractions(split, fixed_test=fixed_test)
     name = dataset_name(data)
     features, drop = column_choice(data)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf.errors import MissingMandatoryValue
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from tuning.config.schema import SplitConfig
 from tuning.data.dataset import TASKS, Dataset
 from tuning.data.preprocess import (
     FeaturePreprocessor,
@@ -37,27 +36,6 @@ def check_task(task: Any) -> str | None:
     if task not in TASKS:
         raise ConfigError("data.task", f"'{task}' is not one of: {', '.join(TASKS)} (or null to infer)")
     return str(task)
-
-
-def _fraction(split: Mapping[str, Any], key: str) -> float:
-    try:
-        value = split.get(key)
-    except MissingMandatoryValue:
-        value = None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ConfigError(f"split.{key}", f"must be a fraction in (0, 1), got {value!r}")
-    return float(value)
-
-
-def split_fractions(split: Mapping[str, Any], *, fixed_test: bool = False) -> tuple[float, float]:
-    """``(val, test)`` fractions of the rows, validated; test is 0 when a test file is given."""
-    val = _fraction(split, "val")
-    test = 0.0 if fixed_test else _fraction(split, "test")
-    if val + test >= 1:
-        raise ConfigError(
-            "split.test", f"split.val + split.test must be below 1 to leave training rows, got {val} + {test}"
-        )
-    return val, test
 
 
 def infer_task(y: pd.Series) -> str:
@@ -226,7 +204,7 @@ def prepare(
     target: str,
     *,
     name: str,
-    split: Mapping[str, Any],
+    split: SplitConfig,
     seed: int,
     task: str | None = None,
     test_frame: pd.DataFrame | None = None,
@@ -237,14 +215,14 @@ def prepare(
     Args:
         frame, target: raw table holding the features, and the name of its target column.
         name: data set name (used for the study name and logs).
-        split: ``{"val": fraction, "test": fraction}`` of the rows.
+        split: the validation and test fractions of the rows (checked when the config was parsed).
         seed: seeds the (stratified, for classification) splits.
         task: ``binary``, ``multiclass`` or ``regression``; inferred from the target when None.
         test_frame: a fixed test table; ``split.test`` is then ignored and ``split.val`` is a
             fraction of ``frame``.
         where: the data's origin (a file path) for messages and row-count errors.
     """
-    val, test = split_fractions(split, fixed_test=test_frame is not None)
+    val, test = split.val, (0.0 if test_frame is not None else split.test)
     features, y, resolved, class_names = _targets(frame, target, task, where=where)
     numeric, categorical, dropped = choose_columns(features)
     idx_train, idx_val, idx_test = split_indices(

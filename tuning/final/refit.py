@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tuning.config import for_task, validate, validate_for_task
+from tuning.config import Settings, with_task
 from tuning.config.space import Hyperparameters
 from tuning.config.tasks import METRICS
 from tuning.data import Dataset, load_dataset
@@ -101,49 +101,26 @@ def check_columns(dataset: Dataset, hp: Hyperparameters, best: Mapping[str, Any]
             )
 
 
-def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str = "best.yaml") -> FinalModel:
+def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.yaml") -> FinalModel:
     """Load the data, train the final model as configured, and evaluate it once on the test split.
 
     ``final.refit`` true: a fresh model on train + validation for :func:`refit_epochs` epochs
     (or ``final.epochs``); false: exactly the trial (train split, early stopping on validation).
     The weights are seeded as the best trial's were: ``seed + best.trial``.
     """
-    from tuning.model.fit import evaluate, fit_model, fresh_session, seed_everything
-    from tuning.search.trial import new_model, run_trial, targets
+    from tuning.model.fit import evaluate
+    from tuning.search.trial import run_trial, targets
 
-    best = dict(settings["best"])
-    final = settings.get("final") or {}
-    seed = int(settings["seed"])
-    trial_seed = seed + int(best["trial"])
-    dataset = load_dataset(settings["data"], settings["split"], seed)
-    validate_for_task(settings, validate(settings), dataset.task)
-    settings = for_task(settings, dataset.task)
+    best = dict(settings.raw["best"])
+    trial_seed = settings.seed + int(best["trial"])
+    dataset = load_dataset(settings.data, settings.split, settings.seed)
+    settings = with_task(settings, dataset.task)
     check_columns(dataset, hp, best, source)
-    training = settings["training"]
-    refit = bool(final.get("refit", True))
     start = time.perf_counter()
-    if refit:
-        # cv.folds: best_epoch is the folds' mean, on folds of cv_train_rows rows each.
-        n_fit = int(best.get("cv_train_rows") or len(dataset.y_train))
-        n_all = len(dataset.y_train) + len(dataset.y_val)
-        epochs = final.get("epochs") or refit_epochs(
-            int(best["best_epoch"]), n_fit, n_all - n_fit, hp.batch_size
-        )
-        fresh_session()
-        seed_everything(trial_seed, bool(training.get("deterministic", True)))
-        model = new_model(hp, dataset, int(training.get("steps_per_execution", 1)))
-        x = np.concatenate([dataset.x_train, dataset.x_val])
-        y = np.concatenate([dataset.y_train, dataset.y_val])
-        result = fit_model(
-            model,
-            x,
-            targets(y, hp, dataset, model),
-            epochs=int(epochs),
-            batch_size=hp.batch_size,
-            patience=None,
-        )
+    if settings.final.refit:
+        model, result, epochs = _refit(settings, hp, dataset, best, trial_seed)
     else:
-        model, result = run_trial(hp, dataset, training, seed=trial_seed)
+        model, result = run_trial(hp, dataset, settings.training, seed=trial_seed)
         epochs = result.epochs_trained
     if result.diverged_at is not None:
         raise ConfigError("final", f"the loss became NaN at epoch {result.diverged_at + 1}; nothing saved")
@@ -157,15 +134,39 @@ def train_final(settings: Mapping[str, Any], hp: Hyperparameters, *, source: str
         model=model,
         dataset=dataset,
         hp=hp,
-        refit=refit,
+        refit=settings.final.refit,
         epochs=int(epochs),
         seed=trial_seed,
         result=result,
         test=test,
         search=best,
-        study=str(settings["study"]["name"]),
-        info={"seconds": round(time.perf_counter() - start, 3), "sweep_seed": seed},
+        study=settings.study.name,
+        info={"seconds": round(time.perf_counter() - start, 3), "sweep_seed": settings.seed},
     )
+
+
+def _refit(
+    settings: Settings, hp: Hyperparameters, dataset: Dataset, best: Mapping[str, Any], seed: int
+) -> tuple[Any, Any, int]:
+    """A fresh model fitted on train + validation for ``final.epochs`` or :func:`refit_epochs`."""
+    from tuning.model.fit import fit_model, fresh_session, seed_everything
+    from tuning.search.trial import new_model, targets
+
+    # cv.folds: best_epoch is the folds' mean, on folds of cv_train_rows rows each.
+    n_fit = int(best.get("cv_train_rows") or len(dataset.y_train))
+    n_all = len(dataset.y_train) + len(dataset.y_val)
+    epochs = settings.final.epochs or refit_epochs(
+        int(best["best_epoch"]), n_fit, n_all - n_fit, hp.batch_size
+    )
+    fresh_session()
+    seed_everything(seed, settings.training.deterministic)
+    model = new_model(hp, dataset, settings.training.steps_per_execution)
+    x = np.concatenate([dataset.x_train, dataset.x_val])
+    y = np.concatenate([dataset.y_train, dataset.y_val])
+    result = fit_model(
+        model, x, targets(y, hp, dataset, model), epochs=epochs, batch_size=hp.batch_size, patience=None
+    )
+    return model, result, epochs
 
 
 def comparison_table(final: FinalModel) -> pd.DataFrame:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
-from typing import Any
+
+from tuning.config.schema import TrainingConfig
 
 
 def import_tensorflow_quietly() -> None:
@@ -31,7 +31,7 @@ def import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-def start_tensorflow(training: Mapping[str, Any]) -> None:
+def start_tensorflow(training: TrainingConfig) -> None:
     """Import TensorFlow (quietly) and apply the ``training`` config's process-wide settings, before
     any op runs: ``threads`` CPU threads and ``graph_optimizations``.
 
@@ -50,10 +50,8 @@ def start_tensorflow(training: Mapping[str, Any]) -> None:
 
     # Public switch of the process-wide optimizer options, read when a function first runs; set
     # either way, so a later run in the same process gets what its own config says.
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": not training.get("graph_optimizations", True)}
-    )
-    threads = training.get("threads")
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not training.graph_optimizations})
+    threads = training.threads
     if threads is None:
         return
     try:  # a no-op when the pools already have this size

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
 from tuning.data import Dataset
 from tuning.errors import TrialFailed
@@ -26,7 +27,7 @@ from tuning.search.trial import objective_value, run_trial
 def cross_validate(
     hp: Hyperparameters,
     folds: Sequence[Dataset],
-    training: Mapping[str, Any],
+    training: TrainingConfig,
     *,
     seed: int,
     metric: str,
@@ -52,8 +53,7 @@ def cross_validate(
             seed=seed,
             callbacks=callbacks if k == 0 else (),
             epoch_log=epoch_log if k == 0 else None,
-            # A custom model's builder asks the same names in every fold: the engine's trial
-            # answers each with the value drawn in the first.
+            # A custom model's builder asks the same names in every fold: answered as in the first.
             suggester=suggester,
             drawn=drawn,
         )

@@ -14,11 +14,12 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
 from tuning.errors import Terminated, TrialFailed
 from tuning.redaction import redact
@@ -38,7 +39,7 @@ class TrialRunner:
     def __init__(
         self,
         dataset: Dataset,
-        training: Mapping[str, Any],
+        training: TrainingConfig,
         *,
         metric: str,
         direction: str,
@@ -93,46 +94,11 @@ class TrialRunner:
         hyperparameters as it builds; they are added to ``record.hyperparameters`` (``extra``).
         """
         from tuning.model.fit import EpochLog
-        from tuning.search.trial import objective_value, run_trial
 
         epoch_log = EpochLog()
-        extras: dict[str, Any] = {}
         drawn: dict[str, Any] = {}
         try:
-            if self.folds:
-                result, extras = self._cross_validate(record, callbacks, epoch_log, suggester, drawn)
-            else:
-                model, result = run_trial(
-                    record.hyperparameters,
-                    self.dataset,
-                    self.training,
-                    seed=record.seed,
-                    callbacks=callbacks,
-                    epoch_log=epoch_log,
-                    suggester=suggester,
-                    drawn=drawn,
-                )
-                del model
-            record.result = result
-            record.extras = extras
-            if result.diverged_at is not None:
-                raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
-            value = objective_value(result, self.metric)
-            if not math.isfinite(value):
-                raise TrialFailed(f"{self.metric} is {value}")
-            record.value = value
-            attrs: dict[str, Any] = {
-                "best_epoch": result.best_epoch + 1,
-                "epochs_trained": result.epochs_trained,
-                "early_stopped": result.early_stopped,
-                "n_params": result.n_params,
-                "fit_seconds": round(result.seconds, 3),  # the fit alone
-                **{f"train_{k}": v for k, v in result.train.items()},
-                **{f"val_{k}": v for k, v in result.val.items()},
-                **result.gaps,
-                **extras,
-            }
-            return value, attrs
+            return self._fit(record, callbacks, epoch_log, suggester, drawn)
         except KeyboardInterrupt:
             record.error = "interrupted"
             raise
@@ -154,6 +120,52 @@ class TrialRunner:
                 record.hyperparameters = replace(record.hyperparameters, extra=drawn)
             record.history = epoch_log.history
             record.seconds = time.time() - record.start_time
+
+    def _fit(
+        self,
+        record: TrialRecord,
+        callbacks: Sequence[Any],
+        epoch_log: Any,
+        suggester: Suggester | None,
+        drawn: dict[str, Any],
+    ) -> tuple[float, dict[str, Any]]:
+        """Fit (over the folds with ``cv.folds``), check the value, and list what to store."""
+        from tuning.search.trial import objective_value, run_trial
+
+        extras: dict[str, Any] = {}
+        if self.folds:
+            result, extras = self._cross_validate(record, callbacks, epoch_log, suggester, drawn)
+        else:
+            _, result = run_trial(
+                record.hyperparameters,
+                self.dataset,
+                self.training,
+                seed=record.seed,
+                callbacks=callbacks,
+                epoch_log=epoch_log,
+                suggester=suggester,
+                drawn=drawn,
+            )
+        record.result = result
+        record.extras = extras
+        if result.diverged_at is not None:
+            raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
+        value = objective_value(result, self.metric)
+        if not math.isfinite(value):
+            raise TrialFailed(f"{self.metric} is {value}")
+        record.value = value
+        attrs: dict[str, Any] = {
+            "best_epoch": result.best_epoch + 1,
+            "epochs_trained": result.epochs_trained,
+            "early_stopped": result.early_stopped,
+            "n_params": result.n_params,
+            "fit_seconds": round(result.seconds, 3),  # the fit alone
+            **{f"train_{k}": v for k, v in result.train.items()},
+            **{f"val_{k}": v for k, v in result.val.items()},
+            **result.gaps,
+            **extras,
+        }
+        return value, attrs
 
     def _cross_validate(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tuning.config.schema import TrainingConfig
 from tuning.config.space import FixedParams, Hyperparameters, Suggester
 from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
@@ -124,7 +125,7 @@ def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) 
 def run_trial(
     hp: Hyperparameters,
     dataset: Dataset,
-    training: Mapping[str, Any],
+    training: TrainingConfig,
     *,
     seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -135,29 +136,26 @@ def run_trial(
     """Build a fresh model for ``hp`` and fit it on train, early-stopping on validation.
 
     Args:
-        training: the ``training`` config (``max_epochs``, ``early_stopping``,
-            ``steps_per_execution``, ``deterministic``).
+        training: how every trial trains (epoch cap, early stopping, speed settings).
         seed: seeds weights, dropout and shuffling for this trial.
         callbacks: extra Keras callbacks (e.g. the engine's pruning callback).
         epoch_log: collects epoch logs even if a callback aborts the fit.
         suggester, drawn: a custom model's hyperparameters, drawn while it builds (``new_model``).
     """
     fresh_session()
-    seed_everything(seed, bool(training.get("deterministic", True)))
-    stopping = training["early_stopping"]
-    model = new_model(
-        hp, dataset, int(training.get("steps_per_execution", 1)), suggester=suggester, drawn=drawn
-    )
+    seed_everything(seed, training.deterministic)
+    stopping = training.early_stopping
+    model = new_model(hp, dataset, training.steps_per_execution, suggester=suggester, drawn=drawn)
     result = fit_model(
         model,
         dataset.x_train,
         targets(dataset.y_train, hp, dataset, model),
         validation=(dataset.x_val, targets(dataset.y_val, hp, dataset, model)),
-        epochs=effective_epochs(hp, training.get("max_epochs")),
+        epochs=effective_epochs(hp, training.max_epochs),
         batch_size=hp.batch_size,
-        monitor=resolve_metric(str(stopping["monitor"]), dataset.task),
-        patience=stopping.get("patience"),
-        min_delta=float(stopping.get("min_delta", 0.0)),
+        monitor=resolve_metric(stopping.monitor, dataset.task),
+        patience=stopping.patience,
+        min_delta=stopping.min_delta,
         callbacks=callbacks,
         epoch_log=epoch_log,
     )

@@ -8,9 +8,8 @@ the package imports optuna or keras_tuner.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import Any
 
+from tuning.config import Settings
 from tuning.errors import ConfigError
 from tuning.search.engines.base import Engine
 
@@ -31,7 +30,6 @@ def engine_class(name: str) -> type[Engine]:
     return engine
 
 
-def make_engine(settings: Mapping[str, Any], storage_url: str) -> Engine:
+def make_engine(settings: Settings, storage_url: str) -> Engine:
     """The engine the config names, its options checked (nothing opened or written)."""
-    engine = settings.get("engine") or {"name": "optuna"}
-    return engine_class(str(engine.get("name", "optuna")))(settings, storage_url)
+    return engine_class(settings.engine.name)(settings, storage_url)

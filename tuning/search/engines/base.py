@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from tuning.config import Settings
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
 from tuning.study.record import TrialRecord
@@ -83,7 +84,7 @@ class Engine(ABC):
     storages: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
+    def __init__(self, settings: Settings, storage_url: str) -> None:
         """Check the engine's options in the resolved config; open and write nothing."""
 
     @abstractmethod

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from tuning.config import Settings
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import ConfigError
 from tuning.search.engines.base import Engine, Outcome, Proposal
@@ -50,14 +51,15 @@ class KerasTunerEngine(Engine):
     name: ClassVar[str] = "keras_tuner"
     storages: ClassVar[tuple[str, ...]] = ("files",)  # experiments/<study>/keras_tuner/
 
-    def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
-        self.options = check_options(settings.get("engine") or {})
+    def __init__(self, settings: Settings, storage_url: str) -> None:
+        self.options = check_options(settings.engine.options)
         check_supported(settings)
         if self.options["algorithm"] == "hyperband":
-            self.options["max_epochs"] = hyperband_max_epochs(self.options, settings)
-        self.study_config = dict(settings["study"])
-        self.seed = int(settings["seed"])
-        self.project = project_folder(settings["paths"]["study_dir"])
+            cap = settings.training.max_epochs
+            self.options["max_epochs"] = hyperband_max_epochs(self.options, settings.space, cap)
+        self.study_config = settings.study
+        self.seed = settings.seed
+        self.project = project_folder(settings.study_dir)
         self.space: SearchSpace | None = None
         self._attrs: dict[str, Any] = {}
         self.oracle: Any = None  # while searching
@@ -80,7 +82,7 @@ class KerasTunerEngine(Engine):
         stored = read_study_file(self.project)
         if stored is None:
             return
-        name = str(self.study_config["name"])
+        name = str(self.study_config.name)
         attrs = stored.get("user_attrs") or {}
         widened = check_resume(name, attrs.get(IDENTITY_ATTR), identity)
         if widened:  # KerasTuner reloads the space it saved: a wider range would not be searched
@@ -111,16 +113,16 @@ class KerasTunerEngine(Engine):
         stored = read_study_file(self.project)
         if stored is not None:
             direction, metric = stored.get("direction"), (stored.get("user_attrs") or {}).get("metric")
-            if direction != self.study_config["direction"] or metric != self.study_config["metric"]:
+            if direction != self.study_config.direction or metric != self.study_config.metric:
                 raise ConfigError(
                     "study.metric",
                     f"study '{stored.get('name')}' in {self.project} optimizes {metric} ({direction}), not "
-                    f"{self.study_config['metric']} ({self.study_config['direction']}); use another study.name",
+                    f"{self.study_config.metric} ({self.study_config.direction}); use another study.name",
                 )
             self._attrs = dict(stored.get("user_attrs") or {})
             return []
         self._attrs = {**user_attrs, CONFIG_ATTR: dict(config), IDENTITY_ATTR: dict(identity)}
-        study = {"name": str(self.study_config["name"]), "direction": str(self.study_config["direction"])}
+        study = {"name": str(self.study_config.name), "direction": str(self.study_config.direction)}
         write_json(
             self.project / "study.json",
             {**study, "engine": self.name, "options": self.options, "user_attrs": self._attrs},
@@ -130,7 +132,7 @@ class KerasTunerEngine(Engine):
     @contextmanager
     def searching(self, build: Callable[[str, Suggester], None]) -> Iterator[None]:
         """Hold the study's lock and its oracle, reloaded from its files on a resume."""
-        with only_worker(self.project, str(self.study_config["name"])):
+        with only_worker(self.project, str(self.study_config.name)):
             self.oracle = open_oracle(self)
             if self.space is not None and self.space.builder is not None:
                 # One build declares the builder's names, as KerasTuner's tuners do with a
@@ -187,7 +189,7 @@ class KerasTunerEngine(Engine):
             self._write(proposal, outcome.hyperparameters, attrs, outcome)
             return outcome
         if outcome.state == "COMPLETE" and outcome.value is not None:
-            self.oracle.update_trial(trial.trial_id, {str(self.study_config["metric"]): outcome.value})
+            self.oracle.update_trial(trial.trial_id, {str(self.study_config.metric): outcome.value})
             trial.status = TrialStatus.COMPLETED
         else:  # FAIL (KerasTuner prunes nothing)
             attrs["fail_reason"] = attrs.get("fail_reason") or "no value reported"
@@ -227,11 +229,11 @@ class KerasTunerEngine(Engine):
         )
 
     def summary(self) -> StudySummary:
-        summary = read_project(self.project, str(self.study_config["name"]))
+        summary = read_project(self.project, str(self.study_config.name))
         if summary is None:  # not opened yet: an empty study
             return StudySummary(
-                str(self.study_config["name"]),
-                str(self.study_config["direction"]),
+                str(self.study_config.name),
+                str(self.study_config.direction),
                 dict(self._attrs),
                 [],
                 self.name,
@@ -247,9 +249,9 @@ def open_oracle(engine: KerasTunerEngine) -> Any:
 
     hp = kt.HyperParameters()
     declare(engine.space, hp)  # type: ignore[arg-type]
-    direction = "min" if engine.study_config["direction"] == "minimize" else "max"
+    direction = "min" if engine.study_config.direction == "minimize" else "max"
     common = {
-        "objective": kt.Objective(str(engine.study_config["metric"]), direction),
+        "objective": kt.Objective(str(engine.study_config.metric), direction),
         "hyperparameters": hp,
         # Our space is declared whole: a new name would be a bug of ours. A custom model's
         # builder declares its own names as it builds (the first build, then any new branch).

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+from tuning.config import Settings
 from tuning.config.space import Hyperparameters, SearchSpace
-from tuning.config.space_config import parse_space
 from tuning.errors import ConfigError
 from tuning.redaction import redact
 
@@ -67,24 +67,23 @@ def check_options(engine: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def check_supported(settings: Mapping[str, Any]) -> None:
-    """Refuse, in one line, what KerasTuner cannot do (README, "Engines")."""
-    study = settings["study"]
-    if study.get("storage"):
+def check_supported(settings: Settings) -> None:
+    """Refuse, in one line, what KerasTuner cannot do (docs/engines.md)."""
+    if settings.study.storage:
         raise ConfigError(
             "study.storage",
-            f"{redact(str(study['storage']))!r}: engine=keras_tuner keeps its study in files under "
+            f"{redact(settings.study.storage)!r}: engine=keras_tuner keeps its study in files under "
             "experiments/<study>/keras_tuner/ (one worker, no database); leave study.storage=null, or use "
             "engine=optuna for a shared storage and several workers",
         )
-    pruner = str((settings.get("pruner") or {}).get("name", "none"))
+    pruner = settings.pruner.name
     if pruner not in DEFAULT_PRUNERS:
         raise ConfigError(
             "pruner",
             f"'{pruner}': KerasTuner has no pruners; engine.algorithm=hyperband is its way to stop poor "
             "trials early (allowed here: the default, or none), or use engine=optuna",
         )
-    sampler = str((settings.get("sampler") or {}).get("name", DEFAULT_SAMPLER))
+    sampler = settings.sampler.name
     if sampler != DEFAULT_SAMPLER:
         raise ConfigError(
             "sampler",
@@ -93,16 +92,14 @@ def check_supported(settings: Mapping[str, Any]) -> None:
         )
 
 
-def hyperband_max_epochs(options: Mapping[str, Any], settings: Mapping[str, Any]) -> int:
+def hyperband_max_epochs(options: Mapping[str, Any], space: SearchSpace, cap: int | None) -> int:
     """Hyperband's largest budget: ``engine.max_epochs``, else the space's largest ``epochs``
     (capped by ``training.max_epochs``, which caps every trial anyway)."""
     if options.get("max_epochs"):
         return int(options["max_epochs"])
-    space = parse_space(settings["search_space"])
     dim = space.dimensions.get("epochs")
     epochs = int(dim.high) if dim is not None else int(space.fixed.get("epochs", 50))  # type: ignore[arg-type]
-    cap = settings["training"].get("max_epochs")
-    return min(epochs, int(cap)) if cap else epochs
+    return min(epochs, cap) if cap else epochs
 
 
 def layer_counts(space: SearchSpace) -> list[int]:

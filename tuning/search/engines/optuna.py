@@ -15,7 +15,7 @@ import optuna
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from tuning.config.selection import parse_selection
+from tuning.config import Settings
 from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
 from tuning.search.engines.base import Engine, Outcome, Proposal
@@ -116,14 +116,14 @@ class OptunaEngine(Engine):
     supports_multi_objective: ClassVar[bool] = True
     storages: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "mysql", "journal")
 
-    def __init__(self, settings: Mapping[str, Any], storage_url: str) -> None:
-        self.sampler_config = dict(settings["sampler"])
-        self.pruner_config = dict(settings["pruner"])
-        self.study_config = dict(settings["study"])
+    def __init__(self, settings: Settings, storage_url: str) -> None:
+        self.sampler_config = {"name": settings.sampler.name, **settings.sampler.options}
+        self.pruner_config = {"name": settings.pruner.name, **settings.pruner.options}
+        self.study_config = settings.study
         self.sampler = make_sampler(self.sampler_config)
         self.pruner = make_pruner(self.pruner_config)
-        self.selection = parse_selection(settings)
-        self.runner_metric = str(settings["study"]["metric"])  # what trials report (their value)
+        self.selection = settings.selection
+        self.runner_metric = settings.study.metric  # what trials report (their value)
         self.url = storage_url
         self._study: optuna.Study | None = None
         self.storage: optuna.storages.BaseStorage | None = None
@@ -178,7 +178,7 @@ class OptunaEngine(Engine):
         )
         study = self._study
         notes = []
-        n_trials = int(self.study_config["n_trials"])
+        n_trials = int(self.study_config.n_trials)
         # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
         with study_lock(self.url, study.study_name):  # workers starting together: failed once
             stale = fail_stale_trials(study, self.storage)
@@ -186,7 +186,7 @@ class OptunaEngine(Engine):
             done = len(study.get_trials(deepcopy=False, states=FINISHED))
             notes.append(
                 f"trial(s) {stale} were left running by a worker that stopped (its process is gone, or no "
-                f"heartbeat for over {self.study_config.get('grace_period')} s): marked FAIL"
+                f"heartbeat for over {self.study_config.grace_period} s): marked FAIL"
                 + ("" if done >= n_trials else "; re-running each once with the same parameters")
             )
         self.stream = reseed_on_resume(study, self.sampler_config, created=created, index=worker_index())

@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from tuning.config.schema import StudyConfig
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
 from tuning.search.engines.optuna_storage import open_storage
@@ -19,15 +20,15 @@ from tuning.study.summary import StudySummary, TrialSummary
 log = logging.getLogger("tuning.search.engines.optuna")
 
 
-def connect(study_config: Mapping[str, Any], storage_url: str) -> optuna.storages.BaseStorage:
+def connect(study_config: StudyConfig, storage_url: str) -> optuna.storages.BaseStorage:
     """The storage of ``storage_url``, with the study's heartbeat settings (RDB storages)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         storage: optuna.storages.BaseStorage = open_storage(
             storage_url,
-            heartbeat_interval=study_config.get("heartbeat_interval"),
-            grace_period=study_config.get("grace_period"),
+            heartbeat_interval=study_config.heartbeat_interval,
+            grace_period=study_config.grace_period,
         )
     except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
         raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
@@ -35,7 +36,7 @@ def connect(study_config: Mapping[str, Any], storage_url: str) -> optuna.storage
 
 
 def open_study(
-    study_config: Mapping[str, Any],
+    study_config: StudyConfig,
     storage: optuna.storages.BaseStorage,
     storage_url: str,
     sampler: optuna.samplers.BaseSampler,
@@ -57,65 +58,85 @@ def open_study(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    name = str(study_config["name"])
-    direction = str(study_config["direction"])
     try:
-        # `create_study(load_if_exists=True)` spelled out: one insert decides who made the study
-        # (no load-then-create window for workers starting together), and we learn whether it
-        # was this worker (its sampler stream, see reseed_on_resume).
-        try:
-            first = (
-                optuna.study.StudyDirection.MAXIMIZE
-                if direction == "maximize"
-                else optuna.study.StudyDirection.MINIMIZE
-            )
-            directions = [first, optuna.study.StudyDirection.MINIMIZE] if two_objectives else [first]
-            study = optuna.create_study(
-                study_name=name,
-                storage=storage,
-                sampler=sampler,
-                pruner=pruner,
-                directions=directions,
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        else:
-            # A kill between creation and these writes leaves a study without them: the next run
-            # adopts them from its config (below), so the identity is never missing for long.
-            _store_identity(study, user_attrs, identity, config)
-            return study, True
+        study, made = _create_or_load(study_config, storage, sampler, pruner, two_objectives)
     except SQLAlchemyError as err:  # the server went away, or refused us, since the checks
         raise ConfigError("study.storage", f"cannot open {redact(storage_url)}: {first_line(err)}") from None
-    if len(existing.directions) != (2 if two_objectives else 1):
-        made = "selection=pareto" if len(existing.directions) > 1 else "one objective"
-        raise ConfigError(
-            "selection",
-            f"study '{name}' in {redact(storage_url)} was made with {made}; use another study.name",
+    if made:
+        # A kill between creation and these writes leaves a study without them: the next run
+        # adopts them from its config (below), so the identity is never missing for long.
+        _store_identity(study, user_attrs, identity, config)
+        return study, True
+    _check_objectives(study, study_config, str(redact(storage_url)), two_objectives)
+    if identity is not None:
+        _resume_identity(study, user_attrs, identity, config)
+    return study, False
+
+
+def _create_or_load(
+    study_config: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    two_objectives: bool,
+) -> tuple[optuna.Study, bool]:
+    """``create_study(load_if_exists=True)`` spelled out: one insert decides who made the study
+    (no load-then-create window for workers starting together), and we learn whether it was
+    this worker (its sampler stream, see reseed_on_resume)."""
+    Direction = optuna.study.StudyDirection
+    first = Direction.MAXIMIZE if study_config.direction == "maximize" else Direction.MINIMIZE
+    directions = [first, Direction.MINIMIZE] if two_objectives else [first]
+    name = study_config.name
+    try:
+        made = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions
         )
-    old_direction = existing.directions[0].name.lower()
-    old_metric = existing.user_attrs.get("metric")
-    if old_direction != direction or (old_metric and old_metric != study_config["metric"]):
+        return made, True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
+
+
+def _check_objectives(
+    study: optuna.Study, study_config: StudyConfig, where: str, two_objectives: bool
+) -> None:
+    """Refuse a resume with another number of objectives, metric or direction."""
+    name, direction, metric = study_config.name, study_config.direction, study_config.metric
+    if len(study.directions) != (2 if two_objectives else 1):
+        made = "selection=pareto" if len(study.directions) > 1 else "one objective"
         raise ConfigError(
-            "study.metric" if old_metric != study_config["metric"] else "study.direction",
-            f"study '{name}' in {redact(storage_url)} optimizes {old_metric} ({old_direction}), "
-            f"not {study_config['metric']} ({direction}); use another study.name",
+            "selection", f"study '{name}' in {where} was made with {made}; use another study.name"
         )
-    if identity is None:
-        return existing, False
-    stored = existing.user_attrs.get(IDENTITY_ATTR)
-    widened = check_resume(name, stored, identity)
+    old_direction = study.directions[0].name.lower()
+    old_metric = study.user_attrs.get("metric")
+    if old_direction != direction or (old_metric and old_metric != metric):
+        raise ConfigError(
+            "study.metric" if old_metric != metric else "study.direction",
+            f"study '{name}' in {where} optimizes {old_metric} ({old_direction}), "
+            f"not {metric} ({direction}); use another study.name",
+        )
+
+
+def _resume_identity(
+    study: optuna.Study,
+    user_attrs: Mapping[str, Any],
+    identity: Mapping[str, Any],
+    config: Mapping[str, Any] | None,
+) -> None:
+    """Check the command against the stored identity; adopt it where none was stored, and
+    keep a widened search space as the study's."""
+    stored = study.user_attrs.get(IDENTITY_ATTR)
+    widened = check_resume(study.study_name, stored, identity)
     if not stored:
         log.info(
-            f"study '{name}' has no stored identity (made before identities were kept, or its first "
-            "run stopped right after creating it): adopted this command's settings as the study's"
+            f"study '{study.study_name}' has no stored identity (made before identities were kept, or its "
+            "first run stopped right after creating it): adopted this command's settings as the study's"
         )
-        _store_identity(existing, user_attrs, identity, config)
+        _store_identity(study, user_attrs, identity, config)
     elif widened:
-        log.info(f"study '{name}': search space widened: " + "; ".join(widened))
-        merged = dict(existing.user_attrs.get(CONFIG_ATTR) or config or {})
+        log.info(f"study '{study.study_name}': search space widened: " + "; ".join(widened))
+        merged = dict(study.user_attrs.get(CONFIG_ATTR) or config or {})
         merged["search_space"] = dict((config or {}).get("search_space") or {})
-        _store_identity(existing, {}, identity, merged)
-    return existing, False
+        _store_identity(study, {}, identity, merged)
 
 
 def _store_identity(
