@@ -33,7 +33,19 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^(?P<indent> *)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
 MARK = re.compile(r"<!-- (not run|output): \S.*-->\s*$")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-TOOLS = set(". tuning python python3 pip ruff mypy mlflow docker kubectl optuna-dashboard".split())
+TOOLS = {
+    ".",
+    "tuning",
+    "python",
+    "python3",
+    "pip",
+    "ruff",
+    "mypy",
+    "mlflow",
+    "docker",
+    "kubectl",
+    "optuna-dashboard",
+}
 
 
 def slug(heading: str) -> str:
@@ -61,8 +73,7 @@ def commands(body: str) -> list[list[str]]:
     """Shell words of each command line (continuations joined, comments dropped, `&&` split)."""
     out = []
     for line in body.replace("\\\n", " ").splitlines():
-        line = line.removeprefix("$ ") if line.startswith("$ ") else line
-        for part in line.split(" && "):
+        for part in line.removeprefix("$ ").split(" && "):
             words = shlex.split(part, comments=True)
             if words:
                 out.append(["tuning", *words[3:]] if words[:3] == ["python", "-m", "tuning"] else words)
@@ -194,7 +205,7 @@ class Page:
 def folder(tmp_path_factory):
     """The README's first command, one trial: a plants study with the default identity."""
     path = tmp_path_factory.mktemp("docs")
-    cwd = os.getcwd()
+    cwd = Path.cwd()
     os.chdir(path)
     try:
         assert cli(["sweep", "study.n_trials=1", "tracking=none"]) == 0

@@ -24,7 +24,7 @@ def atomic_text(path: str | Path, *, newline: str | None = None) -> Iterator[Tex
     try:
         with os.fdopen(fd, "w", newline=newline) as fh:
             yield fh
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

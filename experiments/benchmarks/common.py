@@ -123,7 +123,8 @@ class Worker:
 
     def __init__(self, script: str, method: str, params: Mapping[str, Any] | None = None) -> None:
         self.method = method
-        self._log = tempfile.TemporaryFile(mode="w+")  # stderr: TensorFlow's chatter, tracebacks
+        # stderr: TensorFlow's chatter, tracebacks; lives as long as the worker, closed by close()
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         cmd = [sys.executable, script, "--child", method, "--params", json.dumps(dict(params or {}))]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=REPO
@@ -221,8 +222,7 @@ def median(values: Sequence[float]) -> float:
 def rss_mb() -> float:
     """This process's resident memory now, in MB (Linux ``/proc``; peak RSS elsewhere)."""
     try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
     except OSError:
         import resource

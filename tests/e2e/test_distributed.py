@@ -42,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log_file = open(folder / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    log_file = (folder / "server.log").open("wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", server.get_uri("mlflow"),
@@ -56,10 +56,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("mlflow server did not start:\n" + (folder / "server.log").read_text()[-3000:])
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
             time.sleep(0.5)
         yield SimpleNamespace(storage=server.get_uri(), tracking=url, folder=folder)
     finally:

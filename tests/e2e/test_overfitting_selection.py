@@ -34,7 +34,7 @@ def best_yaml() -> dict:
 def report_rows(capsys) -> dict[int, dict[str, str]]:
     assert cli(["report", "--csv", "table.csv"]) == 0
     out = capsys.readouterr().out
-    with open("table.csv") as f:
+    with Path("table.csv").open() as f:
         return {int(r["trial"]): r for r in csv.DictReader(f)}, out
 
 

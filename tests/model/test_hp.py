@@ -115,9 +115,11 @@ def test_bad_calls_are_one_line_naming_the_builder(call, message):
 
 def test_a_scope_on_an_unknown_parent_and_a_changed_builder_are_named():
     hp = HyperParameters(builder="b")
-    with pytest.raises(HpError, match="no hyperparameter 'kind' asked before it"):
-        with hp.conditional_scope("kind", ["cnn"]):
-            pass
+    with (
+        pytest.raises(HpError, match="no hyperparameter 'kind' asked before it"),
+        hp.conditional_scope("kind", ["cnn"]),
+    ):
+        pass
     replay = HyperParameters(FixedParams({"units": 8}), builder="b")
     with pytest.raises(HpError, match="asks for 'depth', which the stored values do not hold"):
         replay.Int("depth", 1, 3)

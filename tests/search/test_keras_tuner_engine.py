@@ -75,7 +75,7 @@ def test_oracle_points_come_back_as_our_hyperparameters(kt):
         assert {k for k in values if k.startswith("units_")} == {f"units_{i}" for i in range(point.n_layers)}
         assert all(8 <= u <= 128 for u in point.units) and point.epochs in (20, 40, 60, 80, 100)
         assert 1e-4 <= point.learning_rate <= 1e-1 and point.batch_size in (16, 32)
-        assert point.as_params() == {**{k: v for k, v in values.items()}, "loss": "auto", "optimizer": "adam"}
+        assert point.as_params() == {**values, "loss": "auto", "optimizer": "adam"}
     assert layer_counts == {1, 2, 3}
 
 

@@ -147,7 +147,7 @@ def series(client: Any, run_id: str, key: str) -> list[float]:
 def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log_file = open(folder / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    log_file = (folder / "server.log").open("wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
             str(MLFLOW),
@@ -180,10 +180,12 @@ def mlflow_server(server_process: SimpleNamespace) -> SimpleNamespace:
     while time.monotonic() < deadline:
         if server_process.proc.poll() is not None:
             pytest.fail("mlflow server exited:\n" + server_process.log.read_text()[-3000:])
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{server_process.url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server_process
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{server_process.url}/health", timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return server_process
         time.sleep(0.5)
     pytest.fail("mlflow server did not answer /health:\n" + server_process.log.read_text()[-3000:])
 

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from tuning.commands.support import fail
 from tuning.errors import ConfigError
@@ -92,6 +93,11 @@ def champion(uri: str, study: str) -> str:
         ) from None
 
 
+def _become(command: list[str], env: dict[str, str]) -> NoReturn:
+    """Replace this process with ``command``: on success exec never returns."""
+    os.execvpe(sys.executable, command, env)
+
+
 def main(args: Sequence[str]) -> int:
     """``tuning serve study=NAME``: check, then become ``mlflow models serve`` (same process id)."""
     if {"-h", "--help"} & set(args):
@@ -113,4 +119,4 @@ def main(args: Sequence[str]) -> int:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{study}@champion"]
     command += ["--env-manager", "local", "--host", host, "--port", port]
-    os.execvpe(sys.executable, command, env)
+    _become(command, env)

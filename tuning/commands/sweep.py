@@ -239,7 +239,9 @@ def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
         return
     log.info(f"picked trial {best.number}: {pick_reason(summary)}")
     with stage("export"):
-        export_best(summary, best, settings.space, dataset, settings.raw, Path(settings.study_dir))
+        export_best(
+            summary, best, settings.space, dataset, settings=settings.raw, study_dir=Path(settings.study_dir)
+        )
 
 
 def _finish_tracking(tracker: Any, engine: Engine, summary: StudySummary, status: str = "FINISHED") -> None:

@@ -7,9 +7,9 @@ it imports, when the data is loaded (``tuning.model.builder.load_builder``).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
@@ -52,7 +52,7 @@ def model_builder(cfg: Mapping[str, Any]) -> str | None:
     if found is None:
         raise ConfigError(
             "model.build",
-            f"{path}: no module '{module}' importable from the working directory ({os.getcwd()}) "
+            f"{path}: no module '{module}' importable from the working directory ({Path.cwd()}) "
             "or sys.path; give a dotted path such as my_models.build",
         )
     return str(path)
@@ -71,6 +71,6 @@ def split_path(path: str) -> tuple[str, str]:
 
 def on_path() -> None:
     """The working directory on ``sys.path``: ``model.build=my_models.build`` finds ./my_models.py."""
-    cwd = os.getcwd()
+    cwd = str(Path.cwd())
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)

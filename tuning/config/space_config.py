@@ -115,6 +115,23 @@ def check_task(space: SearchSpace, task: str) -> None:
 
 
 def _parse_dimension(key: str, name: str, entry: Mapping[str, Any], task: str | None) -> Dimension:
+    kind = _check_keys(key, entry)
+    if kind == "categorical":
+        return _parse_categorical(key, name, entry.get("choices"), task)
+    _check_kind(key, name, kind)
+    low, high, step, log = (
+        entry.get("low"),
+        entry.get("high"),
+        entry.get("step"),
+        bool(entry.get("log", False)),
+    )
+    _check_bounds(key, name, kind, low, high)
+    _check_range(key, kind=kind, low=low, high=high, step=step, log=log)
+    return Dimension(kind, low=low, high=high, step=step, log=log)
+
+
+def _check_keys(key: str, entry: Mapping[str, Any]) -> str:
+    """The entry's ``type``, once it is a known one and every other key is an option of it."""
     kind = entry.get("type")
     if kind not in DIMENSION_TYPES:
         raise ConfigError(f"{key}.type", f"{kind!r} is not one of: {', '.join(DIMENSION_TYPES)}")
@@ -125,20 +142,21 @@ def _parse_dimension(key: str, name: str, entry: Mapping[str, Any], task: str | 
             f"{key}.{unknown[0]}",
             f"not an option of a {kind} dimension; allowed: {', '.join(sorted(allowed))}",
         )
-    if kind == "categorical":
-        return _parse_categorical(key, name, entry.get("choices"), task)
+    return str(kind)
 
+
+def _check_kind(key: str, name: str, kind: str) -> None:
+    """A numeric ``kind`` the setting ``name`` takes."""
     setting = SETTINGS[name]
     if kind == "float" and setting.kind is not float:
         raise ConfigError(f"{key}.type", f"{name} takes {setting.kind.__name__} values, not float")
     if kind == "int" and setting.kind is str:
         raise ConfigError(f"{key}.type", f"{name} takes names; use type: categorical")
-    low, high, step, log = (
-        entry.get("low"),
-        entry.get("high"),
-        entry.get("step"),
-        bool(entry.get("log", False)),
-    )
+
+
+def _check_bounds(key: str, name: str, kind: str, low: Any, high: Any) -> None:
+    """Each of low and high on its own: a number of the kind, a value the setting allows."""
+    setting = SETTINGS[name]
     for bound_name, bound in (("low", low), ("high", high)):
         if not isinstance(bound, (int, float)) or isinstance(bound, bool):
             raise ConfigError(f"{key}.{bound_name}", f"{bound!r} is not a number")
@@ -147,20 +165,24 @@ def _parse_dimension(key: str, name: str, entry: Mapping[str, Any], task: str | 
         problem = setting.check(bound)
         if problem:
             raise ConfigError(f"{key}.{bound_name}", f"{bound!r}: {name} {problem}")
-    if low > high:  # type: ignore[operator]
+
+
+def _check_range(key: str, *, kind: str, low: Any, high: Any, step: Any, log: bool) -> None:
+    """low, high, step and log together: an ordered, finite range, on a log scale or in steps."""
+    if low > high:
         raise ConfigError(key, f"low ({low}) > high ({high}); low must be <= high")
-    if log and low <= 0:  # type: ignore[operator]
+    if log and low <= 0:
         raise ConfigError(f"{key}.low", f"{low!r} with log: true; log scale needs low > 0")
     if log and step is not None:
         raise ConfigError(f"{key}.step", f"{step!r} together with log: true; use either step or log")
-    if step is not None:
-        if not isinstance(step, (int, float)) or step <= 0 or (kind == "int" and step != int(step)):
-            raise ConfigError(
-                f"{key}.step", f"{step!r}; step must be a positive {'integer' if kind == 'int' else 'number'}"
-            )
-    if kind == "float" and not all(math.isfinite(float(v)) for v in (low, high)):  # type: ignore[arg-type]
+    if step is not None and (
+        not isinstance(step, (int, float)) or step <= 0 or (kind == "int" and step != int(step))
+    ):
+        raise ConfigError(
+            f"{key}.step", f"{step!r}; step must be a positive {'integer' if kind == 'int' else 'number'}"
+        )
+    if kind == "float" and not all(math.isfinite(float(v)) for v in (low, high)):
         raise ConfigError(key, "low and high must be finite")
-    return Dimension(kind, low=low, high=high, step=step, log=log)
 
 
 def _parse_categorical(key: str, name: str, choices: Any, task: str | None) -> Dimension:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -93,11 +93,7 @@ def check_row_lengths(file: Path, sep: str, *, key: str) -> None:
     """
     if len(sep) != 1:
         return
-    try:
-        fh = open(file, newline="", encoding="utf-8", errors="replace")
-    except OSError as err:
-        raise DataError(key, f"cannot read {file}: {err.strerror or err}") from None
-    with fh:
+    with _open_text(file, key=key) as fh:
         reader = csv.reader(fh, delimiter=sep)
         try:
             header = next(reader, None)
@@ -114,6 +110,14 @@ def check_row_lengths(file: Path, sep: str, *, key: str) -> None:
                     )
         except csv.Error:
             return  # a line the csv module cannot split: pandas then names what it cannot parse
+
+
+def _open_text(file: Path, *, key: str) -> TextIO:
+    """``file`` opened for csv reading; only a failure to open it reads as "cannot read"."""
+    try:
+        return file.open(newline="", encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise DataError(key, f"cannot read {file}: {err.strerror or err}") from None
 
 
 def check_target(frame: pd.DataFrame, target: str, *, where: str = "the data") -> None:

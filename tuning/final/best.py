@@ -88,6 +88,7 @@ def export_best(
     best: TrialSummary,
     space: SearchSpace,
     dataset: Dataset,
+    *,
     settings: Mapping[str, Any],
     study_dir: Path,
 ) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -146,7 +145,7 @@ def save_final(final: FinalModel, folder: str | Path) -> Path:
         history.to_csv(staging / HISTORY_FILE)
         write_json(staging / META_FILE, meta(final))
         for name in names:
-            os.replace(staging / name, folder / name)
+            (staging / name).replace(folder / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

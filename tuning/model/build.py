@@ -88,7 +88,7 @@ def task_metrics(
     ]
 
 
-def build_model(
+def build_model(  # noqa: PLR0913 - keyword-only, one per search-space setting
     n_features: int,
     task: str,
     n_classes: int,

@@ -21,7 +21,7 @@ _long_lived_frozen = False
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and the backend; make TensorFlow ops deterministic once per process."""
-    global _determinism_on
+    global _determinism_on  # noqa: PLW0603 - op determinism is process-wide: switched on once
     keras.utils.set_random_seed(seed)
     if deterministic and not _determinism_on and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -32,7 +32,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 def fresh_session() -> None:
     """Drop the previous trial's graph and layers so memory stays flat across trials."""
-    global _long_lived_frozen
+    global _long_lived_frozen  # noqa: PLW0603 - gc.freeze() once per process, at the first trial
     _forget_custom_gradients()
     keras.backend.clear_session()  # runs gc.collect() itself: a second one would cost as much again
     # Keras prints its notes (TerminateOnNaN's "Batch 31: Invalid loss, terminating training")
@@ -111,7 +111,7 @@ class FitResult:
     diverged_at: int | None = None
 
 
-def fit_model(
+def fit_model(  # noqa: PLR0913 - keyword-only options, as Model.fit's and EarlyStopping's own
     model: keras.Model,
     x_train: np.ndarray,
     y_train: np.ndarray,

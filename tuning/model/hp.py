@@ -54,7 +54,7 @@ class HyperParameters:
 
     # --- KerasTuner's methods ---------------------------------------------------------------
 
-    def Int(  # noqa: N802 - KerasTuner's name
+    def Int(  # noqa: N802, PLR0917 - KerasTuner's name and positional signature, as user builders call it
         self,
         name: str,
         min_value: int,
@@ -91,7 +91,7 @@ class HyperParameters:
         with self._maybe_scope(parent_name, parent_values):
             return self._value(name, spec, int(first), draw)
 
-    def Float(  # noqa: N802 - KerasTuner's name
+    def Float(  # noqa: N802, PLR0917 - KerasTuner's name and positional signature, as user builders call it
         self,
         name: str,
         min_value: float,
@@ -127,7 +127,7 @@ class HyperParameters:
         with self._maybe_scope(parent_name, parent_values):
             return self._value(name, spec, float(first), draw)
 
-    def Choice(  # noqa: N802 - KerasTuner's name
+    def Choice(  # noqa: N802, PLR0917 - KerasTuner's name and positional signature, as user builders call it
         self,
         name: str,
         values: Sequence[Any],

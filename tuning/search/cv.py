@@ -24,7 +24,7 @@ from tuning.model.fit import EpochLog, FitResult
 from tuning.search.trial import objective_value, run_trial
 
 
-def cross_validate(
+def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to each fold's trial
     hp: Hyperparameters,
     folds: Sequence[Dataset],
     training: TrainingConfig,

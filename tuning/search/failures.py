@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
 
 from tuning.errors import TrialFailed
 
@@ -34,7 +34,7 @@ def _raised_in_framework(err: BaseException) -> bool:
         module = sys.modules.get(name)
         file = getattr(module, "__file__", None) if module is not None else None
         if file:
-            roots.append(os.path.dirname(os.path.abspath(file)) + os.sep)
+            roots.append(Path(file).resolve().parent)
     tb = err.__traceback__
     last = None
     while tb is not None:
@@ -42,5 +42,5 @@ def _raised_in_framework(err: BaseException) -> bool:
         tb = tb.tb_next
     if last is None or not roots:
         return False
-    filename = os.path.abspath(last.tb_frame.f_code.co_filename)
-    return filename.startswith(tuple(roots))
+    filename = Path(last.tb_frame.f_code.co_filename).resolve()
+    return any(filename.is_relative_to(root) for root in roots)

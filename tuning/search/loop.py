@@ -102,7 +102,7 @@ def run_trial(
         engine.begin(proposal, described)
         outcome = _train(engine, runner, proposal, record, described)
     except BaseException as err:  # Ctrl-C, SIGTERM or an error of ours: the sweep stops
-        _stop(engine, runner, proposal, record, err, observers)
+        _stop(engine, runner, proposal, record, err, observers=observers)
         raise
     told = engine.tell(proposal, outcome)
     record.state = told.state
@@ -146,6 +146,7 @@ def _outcome(
     state: str,
     value: float | None,
     attrs: dict[str, Any],
+    *,
     stopped: bool = False,
 ) -> Outcome:
     return Outcome(
@@ -166,6 +167,7 @@ def _stop(
     proposal: Proposal,
     record: TrialRecord | None,
     err: BaseException,
+    *,
     observers: Sequence[TrialObserver],
 ) -> None:
     """Tell the engine the trial stopped with the sweep; an interrupted one is also handed to

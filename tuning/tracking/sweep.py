@@ -360,7 +360,13 @@ class MlflowSweepTracker:
 
     def _log_artifacts(self, study: StudySummary, plots: Callable[[Path, str], list[Path]] | None) -> None:
         log_sweep_artifacts(
-            self.client, self.run_id, study, self.settings, self.options, self.children, plots
+            self.client,
+            self.run_id,
+            study,
+            self.settings,
+            options=self.options,
+            children=self.children,
+            plots=plots,
         )
 
     def _log(

@@ -24,6 +24,7 @@ def log_sweep_artifacts(
     run_id: str,
     study: StudySummary,
     settings: Mapping[str, Any],
+    *,
     options: Mapping[str, Any],
     children: Mapping[int, str],
     plots: Callable[[Path, str], list[Path]] | None,

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -35,7 +36,7 @@ def worker_id() -> str:
 
 def pid_namespace() -> int | None:
     try:
-        return os.stat("/proc/self/ns/pid").st_ino
+        return Path("/proc/self/ns/pid").stat().st_ino
     except OSError:  # not Linux
         return None
 

@@ -35,7 +35,7 @@ def connect(study_config: StudyConfig, storage_url: str) -> optuna.storages.Base
     return storage
 
 
-def open_study(
+def open_study(  # noqa: PLR0913 - optuna.create_study's parts plus keyword-only attributes to store
     study_config: StudyConfig,
     storage: optuna.storages.BaseStorage,
     storage_url: str,
