@@ -5,6 +5,7 @@ the two modules together, it only defers the cost."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import tuning
@@ -87,3 +88,29 @@ def test_no_circle_of_module_imports():
         if module not in state:
             visit(module, [module])
     assert circles == []
+
+
+def test_every_function_fits_on_a_screen():
+    """One job per function: none in the package is over 60 lines (docstring included)."""
+    long = sorted(
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 60
+    )
+    assert long == []
+
+
+def test_no_private_module_of_keras_tuner_or_keras_and_no_output_capture():
+    """Libraries are used through their public modules; nothing swaps the process's streams."""
+    banned = re.compile(
+        r"^\s*(from|import)\s+(keras_tuner\.src|keras\.src)\b|redirect_stdout|sys\.argv\s*=", re.M
+    )
+    offenders = [
+        f"{path.relative_to(PACKAGE)}: {match.group(0).strip()}"
+        for path in PACKAGE.rglob("*.py")
+        for match in banned.finditer(path.read_text())
+    ]
+    assert offenders == []

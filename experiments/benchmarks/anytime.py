@@ -452,8 +452,8 @@ def report(
         print(common.table(rows, header))
         final = budgets[-1]
         for us in (m for m in methods if m.startswith("tuning")):
-            wins = {b: 0 for b in budgets}
-            compared = {b: 0 for b in budgets}  # pairs of seeds where both searches ran to b
+            wins = dict.fromkeys(budgets, 0)
+            compared = dict.fromkeys(budgets, 0)  # pairs of seeds where both searches ran to b
             lines = []
             for other in (m for m in methods if m != us):
                 per_seed = []

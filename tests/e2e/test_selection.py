@@ -50,8 +50,8 @@ def test_val_loss_over_several_loss_functions_is_refused(in_tmp, capsys):
 def test_val_loss_with_one_loss_function_is_accepted():
     from tuning.commands.sweep import check
 
-    space, _ = check(settings("study.metric=val_loss", "search_space.loss=binary_focal_crossentropy"))
-    assert space.fixed["loss"] == "binary_focal_crossentropy"
+    parsed, _ = check(settings("study.metric=val_loss", "search_space.loss=binary_focal_crossentropy"))
+    assert parsed.space.fixed["loss"] == "binary_focal_crossentropy"
     with pytest.raises(ConfigError, match="on different scales"):
         check(settings("study.metric=loss"))
 

@@ -61,7 +61,7 @@ def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys)
     out = capsys.readouterr().out + capsys.readouterr().err
     runs = list(Path("experiments/plants/runs").iterdir())
     assert len(runs) == 1 and (runs[0] / ".hydra" / "config.yaml").exists()
-    assert sorted(p.name for p in Path(".").iterdir()) == ["experiments"], out
+    assert sorted(p.name for p in Path().iterdir()) == ["experiments"], out
 
     # Re-running with a larger total resumes: the first trials are kept, not redone.
     assert cli(["sweep", *TINY, "study.n_trials=5"]) == 0

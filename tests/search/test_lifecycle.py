@@ -29,7 +29,7 @@ class EngineCase:
     study: str
     args: tuple[str, ...]
 
-    def summary(self, folder: Path = Path(".")) -> StudySummary:
+    def summary(self, folder: Path = Path()) -> StudySummary:
         """The study as records, read the way `tuning report` reads it."""
         study_dir = folder / "experiments" / self.study
         if self.name == "optuna":

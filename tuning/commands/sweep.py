@@ -274,7 +274,7 @@ def stage(name: str) -> Iterator[None]:
     """Name the stage a Ctrl-C inside lands in; the innermost stage wins."""
     try:
         yield
-    except Interrupted:
+    except (Interrupted, Terminated):  # SIGTERM keeps its own type: exit 143, its own line
         raise
     except KeyboardInterrupt as err:
         raise Interrupted(name) from err

@@ -7,7 +7,8 @@ from typing import Any
 
 from tuning.config import dataset_name
 from tuning.config.schema import SplitConfig
-from tuning.data.dataset import TASKS, Dataset, Task
+from tuning.config.tasks import TASKS
+from tuning.data.dataset import Dataset, Task
 from tuning.data.options import option
 from tuning.data.prepare import check_task, prepare
 from tuning.data.preprocess import FeaturePreprocessor, transform_features

@@ -8,7 +8,6 @@ from typing import Any, Literal
 import numpy as np
 
 Task = Literal["binary", "multiclass", "regression"]
-from tuning.config.tasks import TASKS  # noqa: E402,F401  (one list of tasks for the whole package)
 
 
 @dataclass

@@ -12,7 +12,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from tuning.config.schema import SplitConfig
-from tuning.data.dataset import TASKS, Dataset
+from tuning.config.tasks import TASKS
+from tuning.data.dataset import Dataset
 from tuning.data.preprocess import (
     FeaturePreprocessor,
     check_numbers,
@@ -120,7 +121,8 @@ def encode_labels(y: pd.Series, class_names: list[str], *, key: str) -> np.ndarr
             key,
             f"target labels not in the training data: {', '.join(unknown)}; known: {', '.join(class_names)}",
         )
-    return names.map(index).to_numpy(dtype=np.int32)
+    encoded: np.ndarray = names.map(index).to_numpy(dtype=np.int32)
+    return encoded
 
 
 def drop_missing_target(frame: pd.DataFrame, target: str, *, where: str, key: str) -> pd.DataFrame:

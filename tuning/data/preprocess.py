@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _is_text(dtype: Any) -> bool:
-    return pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
+    return bool(pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype))
 
 
 def column_kind(column: pd.Series) -> str | None:
@@ -124,7 +124,8 @@ def to_number(x: Any) -> np.ndarray:
     """
     frame = pd.DataFrame(x)
     numbers = frame.apply(pd.to_numeric, errors="coerce")
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    array: np.ndarray = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    return array
 
 
 def to_text(x: Any) -> np.ndarray:

@@ -58,7 +58,8 @@ def _table(x: np.ndarray, y: np.ndarray, *, classes: bool) -> pd.DataFrame:
 
 def _generate(name: str, make: Callable[..., Any], **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
     try:
-        return make(**kwargs)
+        x, y = make(**kwargs)
+        return np.asarray(x), np.asarray(y)
     except ValueError as err:  # option combinations scikit-learn rejects
         raise ConfigError("data", f"{name}: {' '.join(str(err).split())}") from None
 

@@ -76,7 +76,7 @@ def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str
 
 
 def _dump(data: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False)
+    return str(yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False))
 
 
 # What a trial stored that best.yaml leaves out: where it ran, and its failure notes.

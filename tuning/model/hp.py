@@ -89,7 +89,8 @@ class HyperParameters:
             )
 
         with self._maybe_scope(parent_name, parent_values):
-            return self._value(name, spec, int(first), draw)
+            value: int | None = self._value(name, spec, int(first), draw)
+            return value
 
     def Float(  # noqa: N802, PLR0917 - KerasTuner's name and positional signature, as user builders call it
         self,
@@ -125,7 +126,8 @@ class HyperParameters:
             return float(s.suggest_float(name, low, high, step=step))
 
         with self._maybe_scope(parent_name, parent_values):
-            return self._value(name, spec, float(first), draw)
+            number: float | None = self._value(name, spec, float(first), draw)
+            return number
 
     def Choice(  # noqa: N802, PLR0917 - KerasTuner's name and positional signature, as user builders call it
         self,

@@ -54,9 +54,11 @@ def targets(
     else:
         one_hot = needs_one_hot(hp.loss, dataset.task)
     if one_hot:
-        return keras.utils.to_categorical(y, dataset.n_classes).astype(np.float32)
+        one_hot_rows: np.ndarray = keras.utils.to_categorical(y, dataset.n_classes).astype(np.float32)
+        return one_hot_rows
     if dataset.target_scaler is not None:
-        return dataset.target_scaler.transform(y.reshape(-1, 1)).reshape(-1).astype(np.float32)
+        scaled: np.ndarray = dataset.target_scaler.transform(y.reshape(-1, 1)).reshape(-1).astype(np.float32)
+        return scaled
     return y
 
 

@@ -135,7 +135,7 @@ def widens(old: Any, new: Any) -> bool:
     if any(old.get(k) != new.get(k) for k in ("step", "log")) or set(old) != set(new):
         return False
     try:
-        return new["low"] <= old["low"] and new["high"] >= old["high"]
+        return bool(new["low"] <= old["low"] and new["high"] >= old["high"])
     except (KeyError, TypeError):
         return False
 

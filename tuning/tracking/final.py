@@ -209,7 +209,7 @@ def input_example(final: FinalModel) -> Any:
     rows = data.dev_frame[list(data.columns)]
     complete = rows.dropna()
     rows = (complete if len(complete) else rows).head(3).reset_index(drop=True)
-    return rows.astype({name: "float64" for name in data.preprocessor.numeric})
+    return rows.astype(dict.fromkeys(data.preprocessor.numeric, "float64"))
 
 
 def signature(final: FinalModel, example: Any) -> Any:

@@ -244,7 +244,7 @@ class MlflowSweepTracker:
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
         self._log(run_id, metrics=metrics, params=params)
         retrying(self.client.set_terminated, run_id, status=run_status(record), end_time=end_ms)
-        return run_id
+        return str(run_id)
 
     def _log_progress(self, study: StudySummary) -> None:
         """Parent: the study's best (``objective`` and ``best_objective``), counts, best params.

@@ -118,7 +118,7 @@ class Engine(ABC):
 
     def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
         """Store ``attrs`` (seed, metric) with the trial before it trains."""
-        return None
+        return
 
     def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
         """Hear the objective after ``epoch`` (from 0); True: prune the trial now."""
@@ -140,7 +140,7 @@ class Engine(ABC):
     def check_resume(self, identity: Mapping[str, Any]) -> None:
         """Refuse, before anything is written, a resume the engine's stored study would refuse
         (``StudyMismatch`` / ``ConfigError``); engines whose store is checked elsewhere do nothing."""
-        return None
+        return
 
     def write_plots(self, folder: Path, plotlyjs: str = "none") -> list[Path]:
         """The engine's own plots of the study for the MLflow parent run (none by default)."""

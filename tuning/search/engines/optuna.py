@@ -42,12 +42,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def make_sampler(config: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
     """Instantiate the ``sampler`` config group (``_target_`` + options)."""
-    return _instantiate("sampler", config)
+    sampler: optuna.samplers.BaseSampler = _instantiate("sampler", config)
+    return sampler
 
 
 def make_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """Instantiate the ``pruner`` config group (``_target_`` + options)."""
-    return _instantiate("pruner", config)
+    pruner: optuna.pruners.BasePruner = _instantiate("pruner", config)
+    return pruner
 
 
 def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
