@@ -94,3 +94,26 @@ def job_logging(log_file: Path, config: Mapping[Any, Any], verbose: bool = False
             root.removeHandler(handler)
             handler.close()
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def root_logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were, however the block configured them.
+
+    Hydra's own command line (``--cfg``, ``-m``) applies its logging config to the root logger
+    and leaves it there; a command run in-process (tests, a notebook) would keep those handlers
+    and print every library's INFO line after it. Public API only: handlers added since are
+    taken off and closed, the ones there before are put back.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)

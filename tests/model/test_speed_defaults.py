@@ -60,7 +60,7 @@ def test_steps_per_execution_leaves_weights_history_and_metrics_identical(data):
 def test_built_model_trains_exactly_like_plain_keras_with_default_settings():
     """build_model (optimizer slots created up front, steps_per_execution from the config) vs
     the same layers compiled with Keras' defaults: identical updates, epoch after epoch."""
-    cfg, ds = _data("plants")
+    training, ds = _data("plants")
     y = targets(ds.y_train, HP, ds)
 
     def fit(model: keras.Model) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -78,7 +78,7 @@ def test_built_model_trains_exactly_like_plain_keras_with_default_settings():
         units=HP.units,
         dropout=HP.dropout,
         learning_rate=HP.learning_rate,
-        steps_per_execution=cfg["training"]["steps_per_execution"],
+        steps_per_execution=training.steps_per_execution,
     )
     assert ours.optimizer.built
     ours, our_history = fit(ours)

@@ -112,7 +112,7 @@ def run_hydra(
     from hydra._internal.utils import _run_hydra, get_args_parser
     from hydra.core.global_hydra import GlobalHydra
 
-    from tuning.logs import quiet_terminal
+    from tuning.logs import quiet_terminal, root_logging_restored
 
     def task(cfg: DictConfig) -> None:
         quiet_terminal(bool(cfg.get("verbose", False)))
@@ -123,14 +123,15 @@ def run_hydra(
     parser = get_args_parser()
     GlobalHydra.instance().clear()
     try:
-        _run_hydra(
-            # Intermixed: overrides may stand on both sides of a flag (`study=x --cfg job k=v`).
-            args=parser.parse_intermixed_args([*args, "hydra.output_subdir=null"]),
-            args_parser=parser,
-            task_function=task,
-            config_path=str(config_dir),
-            config_name=config_name,
-        )
+        with root_logging_restored():
+            _run_hydra(
+                # Intermixed: overrides may stand on both sides of a flag (`study=x --cfg job k=v`).
+                args=parser.parse_intermixed_args([*args, "hydra.output_subdir=null"]),
+                args_parser=parser,
+                task_function=task,
+                config_path=str(config_dir),
+                config_name=config_name,
+            )
     finally:
         GlobalHydra.instance().clear()
 
