@@ -175,7 +175,7 @@ def test_a_best_yaml_listing_other_columns_or_classes_is_refused(tmp_path):
 def test_predictions_have_the_tasks_columns(tmp_path, task, target):
     """An untrained real model and the real fitted preprocessing: output columns per task."""
     from tuning.data import load_dataset
-    from tuning.final.pipeline import features
+    from tuning.data.pipeline import features
     from tuning.final.saved import SavedModel, pipeline_spec, predict_frame
     from tuning.search.trial import new_model
 

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from tuning.data import pipeline
 from tuning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -82,38 +83,18 @@ def choose_columns(features: pd.DataFrame) -> tuple[list[str], list[str], dict[s
 
 
 def check_numbers(frame: pd.DataFrame, columns: Sequence[str], *, key: str, where: str = "") -> None:
-    """Refuse values of the number ``columns`` that are neither a number nor missing.
-
-    Missing values (empty cells, NA) are imputed like in training. Text that is not a number
-    and infinities are refused rather than guessed: imputing them would predict a row from
-    medians without a word. Rows are counted from 1 below the header, in ``frame``'s order.
+    """Refuse values of the number ``columns`` that are neither a number nor missing: the served
+    model's own check (:func:`tuning.data.pipeline.check_numbers`), so training data, ``tuning
+    predict`` and the served model refuse the same rows with the same words. Missing columns
+    are left to :func:`require_columns`.
 
     Raises:
         DataError: under ``key``, naming the column, the first rows and their values.
     """
-    origin = f" of {where}" if where else ""
-    for name in columns:
-        if name not in frame.columns:
-            continue  # require_columns names missing ones
-        raw = frame[name]
-        numbers = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
-        numbers = numbers.astype("float64")
-        text = raw.notna().to_numpy() & numbers.isna().to_numpy()
-        infinite = np.isinf(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
-        for bad, what in ((text, "text that is not a number"), (infinite, "an infinite value")):
-            rows = np.flatnonzero(bad)
-            if rows.size:
-                shown = ", ".join(f"row {i + 1}: {_shown(raw.iloc[i])}" for i in rows[:3])
-                more = f" and {rows.size - 3} more" if rows.size > 3 else ""
-                raise DataError(
-                    key,
-                    f"column '{name}'{origin} is a number column but has {what} ({shown}{more}); "
-                    "allowed: numbers, or an empty cell for a missing value",
-                )
-
-
-def _shown(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    try:
+        pipeline.check_numbers(frame, [c for c in columns if c in frame.columns], where)
+    except pipeline.RowsError as err:
+        raise DataError(key, str(err)) from None
 
 
 def to_number(x: Any) -> np.ndarray:
@@ -160,10 +141,11 @@ def build_transformer(numeric: Sequence[str], categorical: Sequence[str]) -> Col
 
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], *, key: str = "input") -> None:
-    """Fail naming every column of ``columns`` that ``frame`` lacks."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(key, f"missing columns: {', '.join(missing)} (needed: {', '.join(columns)})")
+    """Fail naming every column of ``columns`` that ``frame`` lacks (the served model's check too)."""
+    try:
+        pipeline.require_columns(frame, columns)
+    except pipeline.RowsError as err:
+        raise DataError(key, str(err)) from None
 
 
 class FeaturePreprocessor(TransformerMixin, BaseEstimator):

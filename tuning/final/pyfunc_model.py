@@ -23,7 +23,7 @@ class FinalPipeline(PythonModel):
     def load_context(self, context: Any) -> None:
         """Read ``pipeline.json`` and the Keras network from the model's artifacts."""
         import keras
-        import pipeline  # the model's code/pipeline.py (tuning/final/pipeline.py)
+        import pipeline  # the model's code/pipeline.py (tuning/data/pipeline.py)
 
         self.pipeline = pipeline
         self.spec = json.loads(Path(context.artifacts["pipeline"]).read_text())

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 import joblib
 import pandas as pd
 
-from tuning.data import transform_features
+from tuning.data import pipeline, transform_features
 from tuning.errors import ConfigError, DataError
 from tuning.files import atomic_text
-from tuning.final import pipeline
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded, not for path checks
     import keras
@@ -26,7 +25,7 @@ if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded, not for pat
     from tuning.final.refit import FinalModel
 
 MODEL_FILE, PREPROCESSING_FILE, META_FILE = "model.keras", "preprocessing.joblib", "meta.json"
-# The preprocessing as plain values, read by tuning.final.pipeline (here and in the MLflow model).
+# The preprocessing as plain values, read by tuning.data.pipeline (here and in the MLflow model).
 PIPELINE_FILE = "pipeline.json"
 METRICS_FILE, HISTORY_FILE = "metrics.csv", "history.csv"
 META_FORMAT = 1
@@ -73,7 +72,7 @@ def meta(final: FinalModel) -> dict[str, Any]:
 
 
 def pipeline_spec(data: Dataset) -> dict[str, Any]:
-    """``pipeline.json``: what :mod:`tuning.final.pipeline` needs to turn raw rows into predictions,
+    """``pipeline.json``: what :mod:`tuning.data.pipeline` needs to turn raw rows into predictions,
     the fitted preprocessing as plain numbers and strings (read from the scikit-learn steps)."""
     steps = data.preprocessor.transformer_.named_transformers_
     numeric: dict[str, dict[str, float]] = {}
@@ -306,7 +305,7 @@ def _load_preprocessing(path: Path) -> Any:
 
 def predict_frame(saved: SavedModel, frame: pd.DataFrame, *, key: str = "data.path") -> pd.DataFrame:
     """``frame`` with the predictions appended: ``predicted_<target>``, and for classification
-    ``probability_<class>`` per class, from :func:`tuning.final.pipeline.predict_rows` (the
+    ``probability_<class>`` per class, from :func:`tuning.data.pipeline.predict_rows` (the
     function the MLflow model serves with).
 
     Rows go through the training preprocessing: missing values imputed, unseen categories

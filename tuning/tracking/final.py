@@ -184,7 +184,8 @@ def log_pipeline(final: FinalModel, folder: Path, study: str, tags: Mapping[str,
     """
     import mlflow
 
-    from tuning.final import pipeline, pyfunc_model
+    from tuning.data import pipeline
+    from tuning.final import pyfunc_model
     from tuning.final.saved import MODEL_FILE, PIPELINE_FILE
 
     example = input_example(final)
@@ -219,7 +220,7 @@ def signature(final: FinalModel, example: Any) -> Any:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    from tuning.final.pipeline import outputs
+    from tuning.data.pipeline import outputs
     from tuning.final.saved import pipeline_spec
 
     numeric = set(final.dataset.preprocessor.numeric)

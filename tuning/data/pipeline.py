@@ -1,4 +1,6 @@
-"""Raw rows to predictions for a final model: the one function `tuning predict` and the MLflow pyfunc share.
+"""Raw rows to predictions for a final model: the one function `tuning predict` and the MLflow pyfunc share,
+and the one check of raw rows (missing columns, text or infinities in number columns) that the
+data layer applies too (``tuning.data.preprocess`` turns its ``RowsError`` into a ``DataError``).
 
 Self-contained on purpose (numpy and pandas only, no ``tuning`` import): the MLflow model ships
 this file beside its code (``code_paths``) and imports it as the top-level module ``pipeline``,
@@ -30,12 +32,14 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
         raise RowsError(f"missing columns: {', '.join(missing)} (needed: {', '.join(columns)})")
 
 
-def check_numbers(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+def check_numbers(frame: pd.DataFrame, columns: Sequence[str], where: str = "") -> None:
     """Refuse values of the number ``columns`` that are neither a number nor missing.
 
     Missing values are imputed as in training; text and infinities are refused, since imputing
     them would predict a row from medians without a word. Rows count from 1, in ``frame``'s order.
+    ``where``: the rows' origin for the message (``the test file``).
     """
+    origin = f" of {where}" if where else ""
     for name in columns:
         raw = frame[name]
         numbers = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
@@ -48,7 +52,7 @@ def check_numbers(frame: pd.DataFrame, columns: Sequence[str]) -> None:
                 shown = ", ".join(f"row {i + 1}: {_shown(raw.iloc[i])}" for i in rows[:3])
                 more = f" and {rows.size - 3} more" if rows.size > 3 else ""
                 raise RowsError(
-                    f"column '{name}' is a number column but has {what} ({shown}{more}); "
+                    f"column '{name}'{origin} is a number column but has {what} ({shown}{more}); "
                     "allowed: numbers, or an empty cell for a missing value"
                 )
 
