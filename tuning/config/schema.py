@@ -19,6 +19,9 @@ from typing import Any
 from tuning.errors import ConfigError
 
 DIRECTIONS = ("auto", "minimize", "maximize")
+# tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
+# holding plotly.js itself (~4 MB a plot). No CDN option: an HTML plot that loads plotly.js from
+# the internet is blank on a cluster or a laptop offline.
 PLOTLYJS = ("none", "embed")
 
 
@@ -186,12 +189,17 @@ class TrackingConfig:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> TrackingConfig:
-        check_bool("tracking.enabled", raw.get("enabled", False))
-        check_int("tracking.learning_curves", raw.get("learning_curves", cls.learning_curves), 0)
         plotlyjs = check_choice("tracking.plotlyjs", raw.get("plotlyjs", cls.plotlyjs), PLOTLYJS)
+        check_int("tracking.learning_curves", raw.get("learning_curves", cls.learning_curves), 0)
         uri, experiment = raw.get("uri"), raw.get("experiment")
+        if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+            raise ConfigError(
+                "tracking.experiment",
+                f"{experiment!r}; must be an experiment name, or null for the study's name",
+            )
+        check_bool("tracking.enabled", raw.get("enabled", cls.enabled))
         return cls(
-            enabled=bool(raw.get("enabled", False)),
+            enabled=bool(raw.get("enabled", cls.enabled)),
             uri=None if uri in (None, "") else str(uri),
             experiment=None if experiment in (None, "") else str(experiment),
             learning_curves=int(raw.get("learning_curves", cls.learning_curves)),

@@ -9,14 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuning.config.schema import TrackingConfig
 from tuning.errors import ConfigError
 from tuning.files import file_lock
 from tuning.redaction import first_line, redact
-
-# tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
-# holding plotly.js itself (~4 MB a plot). No CDN option: an HTML plot that loads plotly.js from
-# the internet is blank on a cluster or a laptop offline.
-PLOTLYJS_OPTIONS = ("none", "embed")
 
 
 def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
@@ -36,17 +32,7 @@ def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) ->
     and an unreachable one fails in one line before anything is written or trained.
     """
     tracking = settings.get("tracking") or {}
-    plotlyjs = tracking.get("plotlyjs", "none")
-    if plotlyjs not in PLOTLYJS_OPTIONS:
-        raise ConfigError("tracking.plotlyjs", f"{plotlyjs!r}; allowed: {', '.join(PLOTLYJS_OPTIONS)}")
-    curves = tracking.get("learning_curves", 4)
-    if not isinstance(curves, int) or isinstance(curves, bool) or curves < 0:
-        raise ConfigError("tracking.learning_curves", f"{curves!r}; must be an integer >= 0")
-    experiment = tracking.get("experiment")
-    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-        raise ConfigError(
-            "tracking.experiment", f"{experiment!r}; must be an experiment name, or null for the study's name"
-        )
+    TrackingConfig.parse(tracking)  # the group's values, checked where the rest of the config is
     uri = tracking_uri(tracking, settings["paths"]["root"])
     if uri is not None and reach_server and is_server(uri):
         connect(uri)
