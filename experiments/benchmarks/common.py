@@ -293,10 +293,10 @@ def sweep(cfg: Any) -> Any:
     import optuna
 
     from tuning.commands.sweep import run
-    from tuning.config import storage_url
+    from tuning.config import parse
 
     summary = run(cfg)
-    url = storage_url(cfg["study"], cfg["paths"]["study_dir"])
+    url = parse(cfg).storage_url
     return optuna.load_study(study_name=summary.name, storage=url)
 
 

@@ -72,7 +72,7 @@ def compose_settings(*overrides: str) -> dict[str, Any]:
 def sweep(folder: Path, *overrides: str) -> tuple[Any, str]:
     """Run `tuning sweep` in-process in ``folder``; returns the study and everything it printed."""
     from tuning.commands.sweep import run
-    from tuning.config import storage_url
+    from tuning.config import parse
 
     text = io.StringIO()
     handler = logging.StreamHandler(text)
@@ -90,7 +90,7 @@ def sweep(folder: Path, *overrides: str) -> tuple[Any, str]:
             cfg = compose_settings(*overrides)
             summary = run(cfg)
             # The Optuna study itself, to check MLflow against what the storage holds.
-            url = storage_url(cfg["study"], cfg["paths"]["study_dir"])
+            url = parse(cfg).storage_url
             study = optuna.load_study(study_name=summary.name, storage=url)
     finally:
         logger.removeHandler(handler)

@@ -168,7 +168,7 @@ def _warn_short(summary: StudySummary, study: StudyConfig) -> None:
 
 
 def run_trials(engine: Engine, runner: Any, study: StudyConfig, observers: list[Any]) -> None:
-    """The trial loop (a function of its own: a Ctrl-C inside it is told apart by its name)."""
+    """The trial loop, until the study's budget is spent; a Ctrl-C inside lands in stage ``trials``."""
     from tuning.search.loop import Budget, run_search
 
     budget = Budget(

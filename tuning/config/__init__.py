@@ -104,10 +104,6 @@ def study_direction(metric: str, direction: str) -> str:
     return direction_of(metric) if direction == "auto" else direction
 
 
-def storage_url(study: Mapping[str, Any], study_dir: str | Path) -> str:
-    return str(study.get("storage") or default_storage_url(study_dir))
-
-
 ALL_METRICS = ["auto", *sorted({m for task in METRICS for m in monitored_metrics(task)})]
 
 

@@ -47,13 +47,10 @@ def check_choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> 
     return str(value)
 
 
-def _number(key: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (positive and value <= 0):
-        what = "a positive number" if positive else "a number"
-        raise ConfigError(key, f"{value!r}; must be {what}" + (" or null" if allow_none else ""))
+def _number(key: str, value: Any) -> float:
+    """A finite number, else one ``ConfigError`` line."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(key, f"{value!r}; must be a number")
     return float(value)
 
 
@@ -99,8 +96,8 @@ class EarlyStoppingConfig:
     def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> EarlyStoppingConfig:
         check_int("training.early_stopping.patience", raw.get("patience"), 0, allow_none=True)
         monitor = check_choice("training.early_stopping.monitor", raw.get("monitor"), metrics)
-        delta = _number("training.early_stopping.min_delta", raw.get("min_delta", 0.0))
-        return cls(monitor, raw.get("patience"), float(delta or 0.0))
+        delta = _number("training.early_stopping.min_delta", raw.get("min_delta", cls.min_delta))
+        return cls(monitor, raw.get("patience"), delta)
 
 
 @dataclass(frozen=True)
