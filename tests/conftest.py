@@ -61,9 +61,14 @@ def cli(args: Sequence[str]) -> int:
         return int(exit_.code or 0)
 
 
-def signal_during_trial_1(folder, signum: int, *args: str, settle: float = 1.0) -> tuple[int, str]:
+def signal_during_trial_1(
+    folder, signum: int, *args: str, settle: float = 1.0, trials: Any = None
+) -> tuple[int, str]:
     """Run `tuning sweep *args` as a process in ``folder`` and send it ``signum`` once trial 1
-    is training (``settle`` seconds after its seed is recorded); returns (exit code, output)."""
+    is training (``settle`` seconds after its seed is recorded); returns (exit code, output).
+
+    ``trials``: reads the study's trials (objects with ``number`` and ``user_attrs``); default:
+    the plants study in its SQLite file."""
     import subprocess
     import sys
     import time
@@ -81,12 +86,14 @@ def signal_during_trial_1(folder, signum: int, *args: str, settle: float = 1.0) 
             lines.append(line)
             if " trial 0 " in line:
                 break
-        storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/experiments/plants/optuna.db")
-        study = optuna.load_study(study_name="plants", storage=storage)
+        if trials is None:
+            storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/experiments/plants/optuna.db")
+            study = optuna.load_study(study_name="plants", storage=storage)
+            trials = lambda: study.get_trials(deepcopy=False)  # noqa: E731
         deadline = time.monotonic() + 120
         # Trial 1 has started training once its seed is recorded (its record exists by then).
         while time.monotonic() < deadline and not any(
-            t.number == 1 and "seed" in t.user_attrs for t in study.get_trials(deepcopy=False)
+            t.number == 1 and "seed" in t.user_attrs for t in trials()
         ):
             time.sleep(0.05)
         time.sleep(settle)

@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY, cli
+from conftest import TINY, cli, signal_during_trial_1
 
 from tuning.study.summary import StudySummary
 
@@ -114,30 +113,14 @@ LONG = (
 def interrupt_trial_1(folder: Path, engine: EngineCase) -> tuple[int, str]:
     """`tuning sweep` as a process (MLflow tracking on, its store in ``folder``), sent SIGINT
     once trial 1 is training (its seed stored); returns the exit code and the output."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuning", "sweep", *LONG, *engine.args],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )  # fmt: skip
-    try:
-        lines = []
-        for line in proc.stdout:  # trial 0's progress line: the study exists by now
-            lines.append(line)
-            if " trial 0 " in line:
-                break
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(
-            t.number == 1 and "seed" in t.user_attrs for t in engine.summary(folder).trials
-        ):
-            time.sleep(0.05)
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
-        output = "".join(lines) + proc.stdout.read()
-        return proc.wait(timeout=120), output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return signal_during_trial_1(
+        folder,
+        signal.SIGINT,
+        *LONG,
+        *engine.args,
+        settle=1.5,
+        trials=lambda: engine.summary(folder).trials,
+    )
 
 
 def mlflow_runs(folder: Path, study: str) -> tuple[object, dict[int, list[object]]]:
