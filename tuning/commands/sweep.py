@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from tuning import interrupts
 from tuning.commands.support import (
     crash,
     fail,
@@ -28,6 +28,7 @@ from tuning.config.schema import StudyConfig
 from tuning.config.storage import check_storage
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
+from tuning.interrupts import shielded
 from tuning.model.backend import start_tensorflow
 from tuning.search.engines.base import Engine
 from tuning.study.summary import StudySummary
@@ -102,14 +103,15 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
     if tracking is not None:  # mlflow is imported only when tracking is on
         from tuning.tracking.sweep import start_sweep_tracking
 
-        tracker = start_sweep_tracking(tracking, settings.raw, engine.summary(), settings.storage_url)
+        with shielded():
+            tracker = start_sweep_tracking(tracking, settings.raw, engine.summary(), settings.storage_url)
     try:
         stopped = _search(engine, dataset, settings, tracker)
     except BaseException as err:
         # The parent run ends too: KILLED on Ctrl-C/SIGTERM, FAILED on an error; wherever it lands
         # (back-fill, trials, export), the next run finishes what is missing.
         if tracker is not None:
-            with stage("export"):
+            with stage("export"), shielded():
                 tracker.finish(engine.summary(), "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             log.info(tracker.ui_hint())
         raise
@@ -150,9 +152,11 @@ def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engi
         "engine": engine.name,
         **study_attrs(settings.raw),
     }
-    for note in engine.open(
-        settings.space, user_attrs=user_attrs, identity=identity, config=stored_config(settings.raw)
-    ):
+    with shielded():  # the study's first writes
+        notes = engine.open(
+            settings.space, user_attrs=user_attrs, identity=identity, config=stored_config(settings.raw)
+        )
+    for note in notes:
         log.info(note)
     return engine
 
@@ -189,7 +193,8 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
     study, space = settings.study, settings.space
     summary = engine.summary()
     if tracker is not None:
-        tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
+        with shielded():
+            tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
     done = summary.finished_count()
     log.info(dataset.summary())
     log.info(f"study '{summary.name}' in {engine.location()}: {done}/{study.n_trials} trials finished")
@@ -238,7 +243,7 @@ def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
         log.warning("no trial completed: no best.yaml written")
         return
     log.info(f"picked trial {best.number}: {pick_reason(summary)}")
-    with stage("export"):
+    with stage("export"), shielded():
         export_best(
             summary, best, settings.space, dataset, settings=settings.raw, study_dir=Path(settings.study_dir)
         )
@@ -247,7 +252,7 @@ def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
 def _finish_tracking(tracker: Any, engine: Engine, summary: StudySummary, status: str = "FINISHED") -> None:
     """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
     if tracker is not None:
-        with stage("export"):
+        with stage("export"), shielded():
             tracker.finish(summary, status, plots=engine.write_plots)
         log.info(tracker.ui_hint())
 
@@ -293,14 +298,9 @@ def execute(settings: Mapping[str, Any]) -> int:
     (bad input, a refused resume) propagates to the caller's one-line exit 2.
     """
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    from tuning.search.runner import on_main_thread
-
-    previous = signal.signal(signal.SIGTERM, terminate) if on_main_thread() else None
     try:
-        summary = run(settings)
+        with interrupts.handled():  # SIGTERM -> Terminated; both held while a write is shielded
+            summary = run(settings)
     except StudyStopped as err:
         print(f"error: study.max_consecutive_failures: the sweep stopped: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -320,9 +320,6 @@ def execute(settings: Mapping[str, Any]) -> int:
     except Exception as err:  # not hidden: one redacted line here, the whole traceback in the run's log
         report_crash(err, "tuning sweep")
         return EXIT_ERROR
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     n_trials = int(settings["study"]["n_trials"])
     done = summary.finished_count()
     if done < n_trials and not settings["study"].get("timeout"):

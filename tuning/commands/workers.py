@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from tuning import interrupts
 from tuning.errors import ConfigError
 
 # One line per finished trial, from each worker's Progress; the worker's own count is rewritten
@@ -107,9 +108,7 @@ def launch(args: Sequence[str], settings: Mapping[str, Any]) -> int:
             if proc.poll() is None:
                 os.killpg(proc.pid, signum)
 
-    from tuning.search.runner import on_main_thread
-
-    main = on_main_thread()
+    main = interrupts.on_main_thread()
     previous = signal.signal(signal.SIGTERM, forward) if main else None
     display, ended, codes = Display(sys.stdout), 0, []
     try:

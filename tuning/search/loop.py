@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuning import interrupts
 from tuning.errors import TrialFailed, TrialPruned
+from tuning.interrupts import shielded
 from tuning.redaction import redact
 from tuning.search.engines.base import Engine, Outcome, Proposal, TooManyFailures, TrialObserver
 from tuning.search.runner import TrialRunner, noting_interrupts
@@ -81,8 +83,10 @@ def run_search(
         while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            proposal = engine.ask()
+            with shielded(release_at_exit=False):  # a signal held here is raised inside run_trial
+                proposal = engine.ask()
             if proposal is None:
+                interrupts.release()
                 log.info(f"{engine.describe()}: the algorithm has no further point to propose")
                 break
             attempts -= 1
@@ -97,21 +101,27 @@ def run_trial(
     """One trial's life: start its record, train it, tell the engine, then the observers."""
     record: TrialRecord | None = None
     try:
-        record = runner.start(proposal.number, proposal.hyperparameters)
-        described = runner.describe(record)
-        engine.begin(proposal, described)
+        interrupts.release()  # one that came while the trial was asked for stops it here
+        with shielded():
+            record = runner.start(proposal.number, proposal.hyperparameters)
+            described = runner.describe(record)
+            engine.begin(proposal, described)
         outcome = _train(engine, runner, proposal, record, described)
     except BaseException as err:  # Ctrl-C, SIGTERM or an error of ours: the sweep stops
-        _stop(engine, runner, proposal, record, err, observers=observers)
+        with shielded():
+            _stop(engine, runner, proposal, record, err, observers=observers)
         raise
-    told = engine.tell(proposal, outcome)
-    record.state = told.state
-    record.value = told.value
-    if told.seconds is not None:  # one duration everywhere: the study's (report, MLflow, progress)
-        record.seconds = told.seconds
-    if told.state == "FAIL":
-        record.error = record.error or told.attrs.get("fail_reason") or "objective returned no finite value"
-    _notify(engine, record, observers)
+    with shielded():  # told and logged whole; a signal meanwhile stops the sweep right after
+        told = engine.tell(proposal, outcome)
+        record.state = told.state
+        record.value = told.value
+        if told.seconds is not None:  # one duration everywhere: the study's (report, MLflow, progress)
+            record.seconds = told.seconds
+        if told.state == "FAIL":
+            record.error = (
+                record.error or told.attrs.get("fail_reason") or "objective returned no finite value"
+            )
+        _notify(engine, record, observers)
     return record
 
 
@@ -127,7 +137,11 @@ def _train(
     if engine.supports_pruning:
         from tuning.search.trial import EpochReports
 
-        callbacks.append(EpochReports(lambda e, v: engine.report(proposal, e, v), runner.metric))
+        def report(epoch: int, value: float) -> bool:
+            with shielded():
+                return engine.report(proposal, epoch, value)
+
+        callbacks.append(EpochReports(report, runner.metric))
     try:
         value, attrs = runner.train(
             record, callbacks=callbacks, passthrough=(TrialPruned,), suggester=proposal.suggester

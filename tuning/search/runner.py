@@ -10,8 +10,6 @@ No TensorFlow at import (it is imported when a trial trains).
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -19,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from tuning import interrupts
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
-from tuning.errors import Terminated, TrialFailed
+from tuning.errors import TrialFailed
 from tuning.redaction import redact
 from tuning.search.failures import is_trial_failure
 from tuning.study.record import TrialRecord
@@ -203,14 +202,10 @@ class TrialRunner:
         return attrs
 
 
-def on_main_thread() -> bool:
-    """Signal handlers can be installed (and signals arrive) on the main thread only."""
-    return threading.current_thread() is threading.main_thread()
-
-
 @contextmanager
 def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
-    """Note Ctrl-C (SIGINT) and SIGTERM on the runner, then raise KeyboardInterrupt / Terminated.
+    """Note Ctrl-C (SIGINT) and SIGTERM on the runner, then raise KeyboardInterrupt / Terminated
+    (held while a write is shielded: ``tuning.interrupts``).
 
     A Ctrl-C that lands while TensorFlow traces a function can come back from its C++ layer as a
     RuntimeError ("MISMATCH of original and normalized active exception types ... KeyboardInterrupt"):
@@ -218,27 +213,9 @@ def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
     SIGTERM (kill, Docker, Kubernetes, SLURM) is handled the same way, so the running trial is
     marked for a retry and the MLflow runs are closed KILLED.
     """
-    if not on_main_thread():
+
+    def note(error: KeyboardInterrupt) -> None:
+        runner.interrupted = error
+
+    with interrupts.handled(on_signal=note):
         yield
-        return
-    handlers: dict[int, Any] = {}
-
-    def install(signum: int, error: type[KeyboardInterrupt]) -> None:
-        previous = signal.getsignal(signum)
-        handlers[signum] = previous
-
-        def note(num: int, frame: Any) -> None:
-            if previous is signal.SIG_IGN:
-                return
-            runner.interrupted = error()
-            raise error()
-
-        signal.signal(signum, note)
-
-    install(signal.SIGINT, KeyboardInterrupt)
-    install(signal.SIGTERM, Terminated)
-    try:
-        yield
-    finally:
-        for signum, previous in handlers.items():
-            signal.signal(signum, previous)

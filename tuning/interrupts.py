@@ -1,0 +1,107 @@
+"""Ctrl-C and SIGTERM that never land inside a write to a store.
+
+Python raises a signal's exception wherever the main thread happens to be. Inside a storage
+commit (SQLAlchemy over SQLite or PostgreSQL, MLflow's store) that can leave the transaction
+open: SQLite stays locked and the same process's next write (telling the interrupted trial
+FAIL) waits out the lock timeout, then fails as a lost store. So writes run ``shielded()``: a
+signal that arrives inside is held, and raised as soon as the write is done. A second signal
+while one is held is raised at once (press Ctrl-C twice to stop a write that hangs).
+
+Neither Python nor the libraries offer this (``signal`` only installs handlers), hence this
+module; it holds no state but the one held signal of this process.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from tuning.errors import Terminated
+
+
+@dataclass
+class _State:
+    depth: int = 0  # shielded writes in progress
+    handlers: int = 0  # handled() blocks in progress
+    held: list[KeyboardInterrupt] = field(default_factory=list)  # at most one
+
+
+_state = _State()
+
+
+def on_main_thread() -> bool:
+    """Signal handlers can be installed (and signals arrive) on the main thread only."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def deliver(error: KeyboardInterrupt) -> None:
+    """Raise ``error`` now, or hold it while a write is shielded (the first one only)."""
+    if _state.depth and not _state.held:
+        _state.held.append(error)
+        return
+    _state.held.clear()
+    raise error
+
+
+def release() -> None:
+    """Raise the signal held during a write, if any (a point where stopping is safe)."""
+    if _state.held and not _state.depth:
+        raise _state.held.pop()
+
+
+@contextmanager
+def shielded(*, release_at_exit: bool = True) -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM while the body writes; raise a held one when it is done.
+
+    With ``release_at_exit=False`` the caller raises it later with ``release()``, where the
+    sweep can account for what the body produced (a trial just asked for).
+    """
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+    if release_at_exit:
+        release()
+
+
+@contextmanager
+def handled(on_signal: Callable[[KeyboardInterrupt], None] | None = None) -> Iterator[None]:
+    """Deliver SIGINT as KeyboardInterrupt and SIGTERM as ``Terminated``, through ``deliver``.
+
+    ``on_signal`` sees each signal first (the trial runner notes it). A signal the process
+    ignores (SIG_IGN, e.g. a background job's SIGINT) stays ignored. Off the main thread
+    nothing is installed.
+    """
+    if not on_main_thread():
+        yield
+        return
+    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+
+    def install(signum: int, error: type[KeyboardInterrupt]) -> None:
+        before = previous[signum] = signal.getsignal(signum)
+
+        def handler(num: int, frame: FrameType | None) -> None:
+            if before is signal.SIG_IGN:
+                return
+            if on_signal is not None:
+                on_signal(error())
+            deliver(error())
+
+        signal.signal(signum, handler)
+
+    install(signal.SIGINT, KeyboardInterrupt)
+    install(signal.SIGTERM, Terminated)
+    _state.handlers += 1
+    try:
+        yield
+    finally:
+        _state.handlers -= 1
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+        if not _state.handlers:  # the command is over: nothing held outlives it
+            _state.held.clear()
