@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM wait for a write to end (tuning.interrupts): real signals, a real store."""
+"""Ctrl-C and SIGTERM wait for a store write to end (tuning.interrupts): real signals, a real store."""
 
 from __future__ import annotations
 
@@ -60,11 +60,12 @@ def test_a_signal_the_process_ignores_stays_ignored():
 
 
 def test_nothing_held_outlives_the_command():
+    before = signal.getsignal(signal.SIGTERM)
     with interrupts.handled():
         with interrupts.shielded(release_at_exit=False):
             kill_self()
     interrupts.release()  # the command ended: no stale signal stops the next one
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_sigterm_inside_a_sqlite_commit_leaves_the_study_writable_for_every_worker(tmp_path):
