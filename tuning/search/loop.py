@@ -83,6 +83,8 @@ def run_search(
         while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if runner.interrupted is not None:  # a signal whose raise was swallowed (a gc callback)
+                raise runner.interrupted
             with shielded(release_at_exit=False):  # a signal held here is raised inside run_trial
                 proposal = engine.ask()
             if proposal is None:
@@ -133,7 +135,9 @@ def _train(
     described: dict[str, Any],
 ) -> Outcome:
     """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
-    callbacks = []
+    from tuning.search.trial import SignalCheck
+
+    callbacks: list[Any] = [SignalCheck(lambda: runner.interrupted)]
     if engine.supports_pruning:
         from tuning.search.trial import EpochReports
 
@@ -188,6 +192,8 @@ def _stop(
     the observers (its MLflow run ends KILLED). An error of ours is logged by the command; the
     next run back-fills that trial's child run."""
     interrupted = isinstance(err, KeyboardInterrupt) or runner.interrupted is not None
+    if record is None and interrupted:  # stopped before it trained: still a record and a child run
+        record = runner.start(proposal.number, proposal.hyperparameters)
     if record is None:
         attrs: dict[str, Any] = (
             {"interrupted": True}

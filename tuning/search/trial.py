@@ -34,6 +34,21 @@ class EpochReports(keras.callbacks.Callback):
             raise TrialPruned(f"pruned at epoch {epoch + 1}")
 
 
+class SignalCheck(keras.callbacks.Callback):
+    """Raises a Ctrl-C / SIGTERM noted by the runner at the end of each epoch: Python's raise
+    from the signal handler can be swallowed ("Exception ignored in ... gc callback" when it
+    lands in TensorFlow's garbage-collection hook), and the trial must stop all the same."""
+
+    def __init__(self, noted: Callable[[], KeyboardInterrupt | None]) -> None:
+        super().__init__()
+        self.noted = noted
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        signal = self.noted()
+        if signal is not None:
+            raise signal
+
+
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
     """The sampled epochs, capped by ``training.max_epochs`` when set."""
     return min(hp.epochs, max_epochs) if max_epochs else hp.epochs

@@ -126,5 +126,5 @@ class Heartbeat:
 
     def stop(self) -> None:
         self.stopped.set()
-        if self.thread is not None:
-            self.thread.join()
+        if self.thread is not None:  # a beat stuck on the store does not hold the sweep's stop:
+            self.thread.join(timeout=5)  # the thread is a daemon and ends with the process
