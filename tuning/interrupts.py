@@ -28,6 +28,7 @@ class _State:
     depth: int = 0  # shielded writes in progress
     handlers: int = 0  # handled() blocks in progress
     held: list[KeyboardInterrupt] = field(default_factory=list)  # at most one
+    received: KeyboardInterrupt | None = None  # the last signal, raised or not
 
 
 _state = _State()
@@ -45,6 +46,16 @@ def deliver(error: KeyboardInterrupt) -> None:
         return
     _state.held.clear()
     raise error
+
+
+def received() -> KeyboardInterrupt | None:
+    """The last Ctrl-C / SIGTERM of this command, even one whose raise was swallowed.
+
+    Python ignores an exception raised inside a gc callback ("Exception ignored in ...
+    _xla_gc_callback"), so a signal can land and raise nothing; the sweep checks this at the
+    points where stopping is safe (each epoch's end, before each trial).
+    """
+    return _state.received
 
 
 def release() -> None:
@@ -70,10 +81,10 @@ def shielded(*, release_at_exit: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def handled(on_signal: Callable[[KeyboardInterrupt], None] | None = None) -> Iterator[None]:
+def handled() -> Iterator[None]:
     """Deliver SIGINT as KeyboardInterrupt and SIGTERM as ``Terminated``, through ``deliver``.
 
-    ``on_signal`` sees each signal first (the trial runner notes it). A signal the process
+    Each is also kept as ``received()``. A signal the process
     ignores (SIG_IGN, e.g. a background job's SIGINT) stays ignored. Off the main thread
     nothing is installed.
     """
@@ -88,8 +99,7 @@ def handled(on_signal: Callable[[KeyboardInterrupt], None] | None = None) -> Ite
         def handler(num: int, frame: FrameType | None) -> None:
             if before is signal.SIG_IGN:
                 return
-            if on_signal is not None:
-                on_signal(error())
+            _state.received = error()
             deliver(error())
 
         signal.signal(signum, handler)
@@ -105,3 +115,4 @@ def handled(on_signal: Callable[[KeyboardInterrupt], None] | None = None) -> Ite
             signal.signal(signum, before)
         if not _state.handlers:  # the command is over: nothing held outlives it
             _state.held.clear()
+            _state.received = None

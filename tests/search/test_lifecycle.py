@@ -7,6 +7,7 @@ sweeps on tiny data and reads the study back as engine-neutral records.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -162,6 +163,31 @@ def test_ctrl_c_kills_the_parent_run_logs_the_trial_and_resume_reruns_it(tmp_pat
     assert resumed.trials[0].value == study.trials[0].value
     parent, _ = mlflow_runs(tmp_path, engine.study)
     assert parent.info.status == "FINISHED"
+
+
+def test_a_sigterm_whose_raise_is_swallowed_still_stops_the_sweep(in_tmp, engine, capsys):
+    """SIGTERM landing in a gc callback (TensorFlow's _xla_gc_callback) raises nothing: Python
+    prints "Exception ignored" and goes on. The sweep still stops at the next safe point."""
+    before = signal.getsignal(signal.SIGTERM)
+    fired = []
+
+    def on_gc(phase, info):
+        if not fired and phase == "start" and signal.getsignal(signal.SIGTERM) is not before:
+            fired.append(True)  # the sweep's handler is installed: the raise lands in this callback
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    gc.callbacks.append(on_gc)
+    try:
+        code = cli(["sweep", *TINY, *engine.args, "study.n_trials=30"])
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert fired
+    assert code == 143, capsys.readouterr().err[-2000:]
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    study = engine.summary()
+    assert [t.number for t in study.trials if t.state == "RUNNING"] == []
+    assert study.finished_count() < 30
+    assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == "FAIL")
 
 
 def test_each_engine_names_what_it_supports():

@@ -21,7 +21,7 @@ from tuning.errors import TrialFailed, TrialPruned
 from tuning.interrupts import shielded
 from tuning.redaction import redact
 from tuning.search.engines.base import Engine, Outcome, Proposal, TooManyFailures, TrialObserver
-from tuning.search.runner import TrialRunner, noting_interrupts
+from tuning.search.runner import TrialRunner
 from tuning.study.record import TrialRecord
 
 log = logging.getLogger("tuning")
@@ -79,12 +79,13 @@ def run_search(
     streak = FailureStreak(budget.max_consecutive_failures)
     deadline = time.monotonic() + budget.timeout if budget.timeout else None
     attempts = budget.n_trials - engine.n_finished()
-    with engine.searching(runner.build_once), noting_interrupts(runner):
+    with engine.searching(runner.build_once), interrupts.handled():
         while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if runner.interrupted is not None:  # a signal whose raise was swallowed (a gc callback)
-                raise runner.interrupted
+            signalled = interrupts.received()
+            if signalled is not None:  # a signal whose raise was swallowed (a gc callback)
+                raise signalled
             with shielded(release_at_exit=False):  # a signal held here is raised inside run_trial
                 proposal = engine.ask()
             if proposal is None:
@@ -137,7 +138,7 @@ def _train(
     """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
     from tuning.search.trial import SignalCheck
 
-    callbacks: list[Any] = [SignalCheck(lambda: runner.interrupted)]
+    callbacks: list[Any] = [SignalCheck(interrupts.received)]
     if engine.supports_pruning:
         from tuning.search.trial import EpochReports
 
@@ -191,7 +192,7 @@ def _stop(
     """Tell the engine the trial stopped with the sweep; an interrupted one is also handed to
     the observers (its MLflow run ends KILLED). An error of ours is logged by the command; the
     next run back-fills that trial's child run."""
-    interrupted = isinstance(err, KeyboardInterrupt) or runner.interrupted is not None
+    interrupted = isinstance(err, KeyboardInterrupt) or interrupts.received() is not None
     if record is None and interrupted:  # stopped before it trained: still a record and a child run
         record = runner.start(proposal.number, proposal.hyperparameters)
     if record is None:

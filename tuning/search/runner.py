@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +51,6 @@ class TrialRunner:
         self.metric = metric
         self.direction = direction
         self.seed = seed
-        # Set by `noting_interrupts`: KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM).
-        self.interrupted: KeyboardInterrupt | None = None
 
     def start(self, number: int, hp: Hyperparameters) -> TrialRecord:
         """The record of trial ``number``; its seed is ``seed + number``."""
@@ -107,9 +104,10 @@ class TrialRunner:
             record.error = str(err)
             raise
         except Exception as err:
-            if self.interrupted:
+            signalled = interrupts.received()
+            if signalled is not None:  # TensorFlow's C++ layer turned a Ctrl-C into this error
                 record.error = "interrupted"
-                raise self.interrupted from err
+                raise signalled from err
             record.error = f"{type(err).__name__}: {err}"
             if is_trial_failure(err):  # this trial's own failure: the study goes on
                 raise TrialFailed(record.error) from err
@@ -200,22 +198,3 @@ class TrialRunner:
         if not isinstance(err, TrialFailed) or err.__cause__ is not None:
             attrs["traceback"] = redact("".join(traceback.format_exception(err))[-8000:])
         return attrs
-
-
-@contextmanager
-def noting_interrupts(runner: TrialRunner) -> Iterator[None]:
-    """Note Ctrl-C (SIGINT) and SIGTERM on the runner, then raise KeyboardInterrupt / Terminated
-    (held while a write is shielded: ``tuning.interrupts``).
-
-    A Ctrl-C that lands while TensorFlow traces a function can come back from its C++ layer as a
-    RuntimeError ("MISMATCH of original and normalized active exception types ... KeyboardInterrupt"):
-    the note lets the runner still stop the sweep instead of failing the trial and going on.
-    SIGTERM (kill, Docker, Kubernetes, SLURM) is handled the same way, so the running trial is
-    marked for a retry and the MLflow runs are closed KILLED.
-    """
-
-    def note(error: KeyboardInterrupt) -> None:
-        runner.interrupted = error
-
-    with interrupts.handled(on_signal=note):
-        yield
