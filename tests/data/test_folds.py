@@ -60,3 +60,12 @@ def test_more_folds_than_the_smallest_class_has_rows_is_refused():
         f"cv.folds: {smallest + 1} is more than the {smallest} rows of the smallest class "
         f"'{ds.class_names[int(np.argmin(np.bincount(ds.dev_y)))]}' in train + validation; use 2..{smallest}"
     )
+
+
+def test_the_data_line_says_what_k_fold_scores_on():
+    ds = dataset("data=iris")
+    assert ds.summary(4) == (
+        f"data 'iris': multiclass, 4 features, k-fold on train+validation (k=4, {len(ds.dev_y)} rows), "
+        f"test {len(ds.y_test)} held out, classes {ds.class_names}"
+    )
+    assert f"train {len(ds.y_train)} / val {len(ds.y_val)} / test {len(ds.y_test)} rows" in ds.summary()

@@ -147,7 +147,12 @@ def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsy
         assert metrics["cv_std"] == pytest.approx(t.user_attrs["cv_std"])
         assert math.isfinite(metrics["objective"])
     assert best_yaml()["cv_values"]
-    capsys.readouterr()
+    # Each trial's line shows the folds' mean and spread, not a bare number that reads as one split.
+    out = capsys.readouterr().out
+    for t in complete(study):
+        mean = f"{t.value:.4g}"
+        spread = f"{t.user_attrs['cv_std']:.{len(mean.split('.')[1])}f}"  # to the mean's decimals
+        assert f" trial {t.number} COMPLETE val_log_loss={mean} ± {spread} (3 folds) | best " in out
     assert cli(["train", "study=plants", "tracking=none"]) == 0
     from tuning.final.refit import refit_epochs
 

@@ -60,11 +60,13 @@ class Dataset:
             return 0.0, 1.0
         return float(self.target_scaler.mean_[0]), float(self.target_scaler.scale_[0])
 
-    def summary(self) -> str:
-        """One line for logs: sizes, task and classes."""
+    def summary(self, folds: int | None = None) -> str:
+        """One line for logs: sizes, task and classes. With ``folds`` (cv.folds) the sizes say what
+        the trials score on: k folds of train + validation, the test rows held out."""
         classes = f", classes {self.class_names}" if self.class_names else ""
-        return (
-            f"data '{self.name}': {self.task}, {self.n_features} features, "
-            f"train {len(self.y_train)} / val {len(self.y_val)} / test {len(self.y_test)} rows"
-            f"{classes}"
-        )
+        if folds:
+            dev = len(self.y_train) + len(self.y_val)
+            sizes = f"k-fold on train+validation (k={folds}, {dev} rows), test {len(self.y_test)} held out"
+        else:
+            sizes = f"train {len(self.y_train)} / val {len(self.y_val)} / test {len(self.y_test)} rows"
+        return f"data '{self.name}': {self.task}, {self.n_features} features, {sizes}{classes}"

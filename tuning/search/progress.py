@@ -15,8 +15,19 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
+def _value(record: TrialRecord) -> str:
+    """The trial's value; under cv.folds, the folds' mean with their spread: ``0.4123 ± 0.0210 (3 folds)``."""
+    spread, folds = record.extras.get("cv_std"), record.extras.get("cv_folds")
+    if spread is None or not folds:
+        return _fmt(record.value)
+    mean = _fmt(record.value)  # the spread to the mean's decimals: 0.4123 ± 0.0210
+    std = _fmt(float(spread)) if "e" in mean else f"{float(spread):.{len(mean.partition('.')[2])}f}"
+    return f"{mean} ± {std} ({folds} folds)"
+
+
 class Progress:
-    """Logs ``[i/N] trial k STATE metric=v | best v (trial j) | epochs, seconds``.
+    """Logs ``[i/N] trial k STATE metric=v | best v (trial j) | epochs, seconds``; under cv.folds
+    ``v`` is the folds' mean and their spread (standard deviation).
 
     ``i`` counts the study's finished trials (COMPLETE or PRUNED) toward ``N``: a failed trial
     does not move it, and its line says so rather than repeating the count as if it had.
@@ -39,5 +50,5 @@ class Progress:
         )
         log.info(
             f"{counter} trial {record.number} {record.state}{detail} "
-            f"{self.metric}={_fmt(record.value)} | {best} | {epochs} epochs, {record.seconds:.1f}s"
+            f"{self.metric}={_value(record)} | {best} | {epochs} epochs, {record.seconds:.1f}s"
         )
