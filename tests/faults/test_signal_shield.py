@@ -9,6 +9,7 @@ import time
 import optuna
 import pytest
 import sqlalchemy
+from conftest import TINY, cli
 
 from tuning import interrupts
 from tuning.errors import Terminated
@@ -31,12 +32,11 @@ def test_a_signal_inside_a_shielded_write_is_raised_when_the_write_ends():
 
 def test_ctrl_c_is_held_too_and_a_second_signal_is_raised_at_once():
     done = []
-    with interrupts.handled(), pytest.raises(KeyboardInterrupt) as err:
-        with interrupts.shielded():
-            kill_self(signal.SIGINT)
-            done.append("held")
-            kill_self(signal.SIGTERM)  # pressed again: the write is abandoned
-            done.append("not reached")
+    with interrupts.handled(), pytest.raises(KeyboardInterrupt) as err, interrupts.shielded():
+        kill_self(signal.SIGINT)
+        done.append("held")
+        kill_self(signal.SIGTERM)  # pressed again: the write is abandoned
+        done.append("not reached")
     assert done == ["held"]
     assert type(err.value) is Terminated
 
@@ -61,9 +61,8 @@ def test_a_signal_the_process_ignores_stays_ignored():
 
 def test_nothing_held_outlives_the_command():
     before = signal.getsignal(signal.SIGTERM)
-    with interrupts.handled():
-        with interrupts.shielded(release_at_exit=False):
-            kill_self()
+    with interrupts.handled(), interrupts.shielded(release_at_exit=False):
+        kill_self()
     interrupts.release()  # the command ended: no stale signal stops the next one
     assert signal.getsignal(signal.SIGTERM) is before
 
@@ -84,9 +83,8 @@ def test_sigterm_inside_a_sqlite_commit_leaves_the_study_writable_for_every_work
             kill_self()
 
     sqlalchemy.event.listen(storage.engine, "commit", on_commit)
-    with interrupts.handled(), pytest.raises(Terminated):
-        with interrupts.shielded():
-            trial.report(0.5, step=0)
+    with interrupts.handled(), pytest.raises(Terminated), interrupts.shielded():
+        trial.report(0.5, step=0)
     assert fired
     other_worker = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 1}})
     other = optuna.load_study(study_name="s", storage=other_worker)
@@ -96,3 +94,28 @@ def test_sigterm_inside_a_sqlite_commit_leaves_the_study_writable_for_every_work
         ("FAIL", {0: 0.5}),
         ("COMPLETE", {}),
     ]
+
+
+def test_ctrl_c_while_the_sweep_run_is_closed_leaves_it_killed(in_tmp, monkeypatch, capsys):
+    """Ctrl-C in the sweep's last write (its MLflow run closed, artifacts attached): the write
+    ends whole, then the run is marked KILLED like every stopped sweep, and the exit is 130."""
+    from mlflow import MlflowClient
+
+    from tuning.tracking.sweep import MlflowSweepTracker
+
+    attach = MlflowSweepTracker._log_artifacts
+
+    def attach_then_ctrl_c(self, *args, **kwargs):
+        kill_self(signal.SIGINT)  # held: the artifacts are still attached
+        return attach(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowSweepTracker, "_log_artifacts", attach_then_ctrl_c)
+    assert cli(["sweep", *TINY, "tracking=mlflow", "study.n_trials=1"]) == 130
+    assert "interrupted: every finished trial is stored" in capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{in_tmp}/experiments/mlflow.db")
+    found = client.search_runs([client.get_experiment_by_name("plants").experiment_id])
+    [parent] = [r for r in found if r.data.tags.get("tuning.role") == "sweep"]
+    assert parent.info.status == "KILLED"
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)], "artifacts attached whole"
+    assert [r.info.status for r in found if r.data.tags.get("tuning.role") == "trial"] == ["FINISHED"]
+    assert (in_tmp / "experiments" / "plants" / "best.yaml").is_file()

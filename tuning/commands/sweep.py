@@ -252,8 +252,13 @@ def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
 def _finish_tracking(tracker: Any, engine: Engine, summary: StudySummary, status: str = "FINISHED") -> None:
     """End the sweep's MLflow parent run (artifacts attached) and say how to open the UI."""
     if tracker is not None:
-        with stage("export"), shielded():
-            tracker.finish(summary, status, plots=engine.write_plots)
+        with stage("export"):
+            try:
+                with shielded():  # a signal meanwhile is raised once the run is closed
+                    tracker.finish(summary, status, plots=engine.write_plots)
+            except KeyboardInterrupt:
+                tracker.killed(summary)
+                raise
         log.info(tracker.ui_hint())
 
 

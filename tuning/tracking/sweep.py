@@ -348,6 +348,15 @@ class MlflowSweepTracker:
         except TRACKING_ERRORS as err:  # never hide the sweep's own outcome (or its Ctrl-C) behind this
             log.warning(f"MLflow: sweep run not fully closed: {_one_line(err)}")
 
+    def killed(self, study: StudySummary) -> None:
+        """A Ctrl-C / SIGTERM came while the sweep ended: its run says KILLED, as any stop does
+        (unless trials still run in other workers: the last of them closes it)."""
+        if not still_running(study):
+            try:
+                retrying(self.client.set_terminated, self.run_id, status="KILLED")
+            except TRACKING_ERRORS as err:
+                log.warning(f"MLflow: sweep run not marked KILLED: {_one_line(err)}")
+
     def ui_hint(self) -> str:
         """Where to look at the runs: the command that opens the UI, or the server's page."""
         if is_server(self.uri):
