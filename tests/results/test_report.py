@@ -102,11 +102,11 @@ def test_maximized_metric_sorts_highest_first(tmp_path):
 
 def test_format_table_aligns_columns_and_marks_missing_values(tmp_path):
     table = trials_table(from_study(make_study(tmp_path)))
-    lines = format_table(table).splitlines()
+    lines = format_table(table, width=None).splitlines()
     assert len({len(line) for line in lines}) == 1  # every column right-aligned to one width
     assert "fail_reason" not in lines[0]
     assert lines[-1].split()[:4] == ["5", "RUNNING", "-", "-"]
-    assert len(format_table(table, top=2).splitlines()) == 3
+    assert len(format_table(table, top=2, width=None).splitlines()) == 3
     learning_rate = lines[1].split()[lines[0].split().index("learning_rate")]
     assert len(learning_rate.replace(".", "").replace("e-0", "").lstrip("0")) <= 4  # 4 significant digits
 
@@ -218,3 +218,69 @@ def test_report_lists_the_studies_of_a_shared_file(tmp_path, monkeypatch, capsys
     assert cli(["report", "b", "--storage", url]) == 0
     assert "0 trials" in capsys.readouterr().out.splitlines()[0]
     assert study_file.study_names(tmp_path / "a" / "optuna.db") == ["a", "b"]
+
+
+def make_wide_study(folder: Path) -> None:
+    """What a default plants sweep stores: every gap, three layers' units, Keras' long loss names."""
+    space = {
+        **SPACE,
+        "units_1": optuna.distributions.IntDistribution(8, 128, log=True),
+        "units_2": optuna.distributions.IntDistribution(8, 128, log=True),
+        "epochs": optuna.distributions.IntDistribution(20, 100, step=20),
+        "optimizer": optuna.distributions.CategoricalDistribution(["adam", "rmsprop", "sgd"]),
+        "loss": optuna.distributions.CategoricalDistribution(
+            ["binary_crossentropy", "binary_focal_crossentropy"]
+        ),
+    }
+    (folder / "plants").mkdir(parents=True)
+    study = optuna.create_study(study_name="plants", storage=f"sqlite:///{folder / 'plants' / 'optuna.db'}")
+    study.set_user_attr("metric", "val_log_loss")
+    for i, (units, loss) in enumerate(
+        [((124, 67, 13), "binary_focal_crossentropy"), ((124,), "binary_crossentropy")]
+    ):
+        params = {
+            "n_layers": len(units),
+            **{f"units_{k}": u for k, u in enumerate(units)},
+            **{"activation": "tanh", "batch_size": 64, "dropout": 0.09799, "learning_rate": 0.0001367},
+            **{"epochs": 40, "optimizer": "rmsprop", "loss": loss},
+        }
+        attrs = {"best_epoch": 40, "epochs_trained": 40}
+        attrs |= dict.fromkeys(("gap_accuracy", "gap_auc", "gap_log_loss", "gap_loss"), -0.008333)
+        distributions = {name: space[name] for name in params}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=distributions, value=0.5776 + i, user_attrs=attrs
+            )
+        )
+
+
+def test_report_fits_120_columns_and_wide_shows_every_column(tmp_path, monkeypatch, capsys):
+    make_wide_study(tmp_path / "experiments")
+    monkeypatch.chdir(tmp_path)
+    assert cli(["report"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 120, lines
+    header = lines[1].split()
+    assert header[:4] == ["trial", "state", "val_log_loss", "gap_log_loss"]
+    assert {"units", "act", "batch", "lr", "dropout", "epochs", "loss", "optimizer"} <= set(header)
+    assert "n_layers" not in header and "units_0" not in header  # one units column: 124,67,13
+    cells = [line.split() for line in lines[2:4]]
+    units = [row[header.index("units")] for row in cells]
+    assert sorted(units) == ["124", "124,67,13"]
+    losses = {row[header.index("loss")] for row in cells}
+    assert losses <= {"binary_foca…", "binary_cros…"} and len(losses) == 2
+    assert lines[4] == (
+        "not shown: best_epoch, epochs_trained, seconds, gap_accuracy, gap_auc, gap_loss "
+        "(tuning report --wide: every column)"
+    )
+    assert cli(["report", "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    study = study_file.read_study(tmp_path / "experiments" / "plants" / "optuna.db", "plants")
+    assert wide[1].split() == trials_table(study).columns and len(wide) == 4
+    assert "binary_focal_crossentropy" in wide[2] + wide[3]
+
+
+def test_a_report_flag_it_does_not_know_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["report", "--wat"]) == 2
+    assert capsys.readouterr().err == "error: unrecognized arguments: --wat; see tuning report --help\n"

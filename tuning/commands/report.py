@@ -7,24 +7,36 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from tuning.config.storage import check_storage, default_storage_url, local_path
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
 from tuning.results import optuna_sqlite as study_file
-from tuning.results.table import failure_lines, format_table, trials_table, write_csv
+from tuning.results.table import WIDTH, failure_lines, format_table, trials_table, write_csv
 from tuning.study import keras_tuner_files
 from tuning.study.selection import pick_reason, selection_of
 from tuning.study.summary import StudySummary, counts_line
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line and exit code 2, as every other command's bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}; see tuning report --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tuning report", description=__doc__)
+    p = _Parser(prog="tuning report", description=__doc__)
     p.add_argument("study", nargs="?", help="study name (default: the only study under --root)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<root>/<study>/optuna.db)")
     p.add_argument("--root", default="experiments", help="folder holding the studies (default: experiments)")
     p.add_argument("--csv", metavar="PATH", help="also write the whole table as CSV")
     p.add_argument("--top", type=int, default=None, help="show only the best N trials")
+    p.add_argument(
+        "--wide", action="store_true", help=f"every column under its full name (default: fit {WIDTH} columns)"
+    )
     return p
 
 
@@ -96,6 +108,9 @@ def main(args: Sequence[str]) -> int:
     try:
         kt_study = None if opts.storage else keras_tuner_files.read_project(Path(url), name)
         study = kt_study if kt_study is not None else load_summary(url, name)
+    except ConfigError as err:  # a damaged file of a KerasTuner study: it names the file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except Exception as err:  # e.g. a database written by a newer Optuna
         print(
             f"error: study: cannot read '{name}' in {redact(url)}: {first_line(err)}",
@@ -105,7 +120,7 @@ def main(args: Sequence[str]) -> int:
     table = trials_table(study)
     states = [t.state for t in study.trials]
     print(f"study '{name}' in {redact(url)}: {study.direction} {study.metric}; {counts_line(states)}")
-    print(format_table(table, opts.top))
+    print(format_table(table, opts.top, width=None if opts.wide else WIDTH))
     best = study.best()
     if best is not None and selection_of(study).mode != "best":  # why this trial, not the top score
         print(f"picked trial {best.number}: {pick_reason(study)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +109,85 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def format_table(table: Table, top: int | None = None, drop: Sequence[str] = ("fail_reason",)) -> str:
-    """Text table of the first ``top`` rows, columns right-aligned, floats to 4 significant digits."""
-    keep = [i for i, name in enumerate(table.columns) if name not in drop]
+WIDTH = 120  # what `tuning report` and the sweep's summary fit by default; --wide: no limit
+CELL = 12  # longer text values are cut to this many characters (``binary_foca…``)
+# Headers shortened in the fitted table (the CSV and --wide keep the full names).
+SHORT = {"learning_rate": "lr", "batch_size": "batch", "activation": "act", "epochs_trained": "trained"}
+
+
+def format_table(
+    table: Table, top: int | None = None, drop: Sequence[str] = ("fail_reason",), width: int | None = WIDTH
+) -> str:
+    """Text table of the first ``top`` rows, columns right-aligned, floats to 4 significant digits.
+
+    With ``width`` the lines fit it: units per layer in one ``units`` column (``64,32``), a few
+    headers shortened (``lr``, ``batch``), long text cut, and the columns that still do not fit
+    left out by priority (trial, state, metric, its spread and gap, the selection's marks, the
+    parameters, then the counters, the other gaps, seconds), named on a last line.
+    ``width=None``: every column under its own name."""
     rows = table.rows[:top] if top else table.rows
-    cells = [[table.columns[i] for i in keep]] + [[_text(row[i]) for i in keep] for row in rows]
-    widths = [max(len(line[k]) for line in cells) for k in range(len(keep))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells)
+    columns = [
+        (name, [_text(row[i]) for row in rows]) for i, name in enumerate(table.columns) if name not in drop
+    ]
+    hidden: list[str] = []
+    if width is not None:
+        columns, hidden = _fit(_narrow(columns), width, metric=table.columns[2])
+    names = {} if width is None else SHORT
+    lines = [[names.get(name, name) for name, _ in columns]] + [
+        list(line) for line in zip(*(c for _, c in columns), strict=True)
+    ]
+    widths = [max(len(line[k]) for line in lines) for k in range(len(columns))]
+    text = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+    if hidden:
+        note = f"not shown: {', '.join(hidden)} (tuning report --wide: every column)"
+        text += "\n" + textwrap.shorten(note, width or len(note), placeholder=" …")
+    return text
+
+
+Column = tuple[str, list[str]]  # header, cells
+
+
+def _narrow(columns: list[Column]) -> list[Column]:
+    """One ``units`` column for ``units_0..k`` (n_layers is its length), long text cut."""
+    units = [cells for name, cells in columns if name.startswith("units_")]
+    out: list[Column] = []
+    for name, cells in columns:
+        if name == "n_layers" and units:
+            continue
+        if name.startswith("units_"):
+            if name == "units_0":
+                joined = [",".join(c for c in row if c != MISSING) for row in zip(*units, strict=True)]
+                out.append(("units", [c or MISSING for c in joined]))
+            continue
+        out.append((name, [c if len(c) <= CELL else c[: CELL - 1] + "…" for c in cells]))
+    return out
+
+
+def _rank(name: str, metric: str) -> int:
+    """Which columns stay first when not all fit: 0 always, then 1, 2, ..."""
+    if name in ("trial", "state", metric):
+        return 0
+    if name in ("cv_std", "gap_" + metric.removeprefix("val_"), "feasible", "pareto_rank"):
+        return 1
+    later = ("best_epoch", "epochs_trained", "seconds")
+    if name in later:
+        return 3 + later.index(name)
+    return 6 if name.startswith("gap_") else 2  # the other gaps last; anything else is a parameter
+
+
+def _fit(columns: list[Column], width: int, metric: str) -> tuple[list[Column], list[str]]:
+    """The columns that fit ``width`` (two spaces between), by rank, in their own order; and the
+    names of the ones left out, in rank order."""
+    sizes = [max([len(SHORT.get(name, name)), *map(len, cells)]) for name, cells in columns]
+    order = sorted(range(len(columns)), key=lambda i: (_rank(columns[i][0], metric), i))
+    kept: set[int] = set()
+    used = -2
+    for i in order:
+        if used + 2 + sizes[i] <= width or _rank(columns[i][0], metric) == 0:
+            kept.add(i)
+            used += 2 + sizes[i]
+    hidden = [columns[i][0] for i in order if i not in kept]
+    return [c for i, c in enumerate(columns) if i in kept], hidden
 
 
 def write_csv(table: Table, path: str | Path) -> Path:
