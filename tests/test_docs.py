@@ -149,7 +149,12 @@ class Page:
         from tuning.commands.predict import parse
 
         values = parse(args)
-        self.known(Path(values["model"]).relative_to("experiments").parts[0], args)
+        study = Path(values["model"]).relative_to("experiments").parts[0]
+        self.known(study, args)
+        rows = Path(values["data.path"])
+        if rows.is_file():  # written by a line above: the columns the study's model reads, no target
+            best = yaml.safe_load(Path(f"experiments/{study}/best.yaml").read_text())["best"]
+            assert rows.read_text().splitlines()[0].split(",") == best["columns"], args
 
     def report(self, args: list[str]) -> None:
         from tuning.commands.report import _parser
@@ -179,6 +184,8 @@ class Page:
                 assert spec == "." or re.fullmatch(r"\.\[(\w+)\]", spec)[1] in extras, words
         elif words[:3] == ["python", "-m", "pytest"]:
             assert all(a in ("-m", "not slow") for a in args[2:]), words
+        elif tool.startswith("python") and args[0] == "-c":  # a one-liner (new rows to predict): run here
+            exec(compile(args[1], f"{self.page}: python -c", "exec"), {})
         elif tool.startswith("python") and args[0].endswith(".py"):
             script = ROOT / args[0]
             shared = script.parent / "common.py"  # the benchmarks' shared flags
