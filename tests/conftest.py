@@ -62,13 +62,13 @@ def cli(args: Sequence[str]) -> int:
 
 
 def signal_during_trial_1(
-    folder, signum: int, *args: str, settle: float = 1.0, trials: Any = None
+    folder, signum: int, *args: str, settle: float = 1.0, trials: Any = None, times: int = 1
 ) -> tuple[int, str]:
     """Run `tuning sweep *args` as a process in ``folder`` and send it ``signum`` once trial 1
     is training (``settle`` seconds after its seed is recorded); returns (exit code, output).
 
     ``trials``: reads the study's trials (objects with ``number`` and ``user_attrs``); default:
-    the plants study in its SQLite file."""
+    the plants study in its SQLite file. ``times``: how often to send it, 0.2 s apart."""
     import subprocess
     import sys
     import time
@@ -97,7 +97,9 @@ def signal_during_trial_1(
         ):
             time.sleep(0.05)
         time.sleep(settle)
-        proc.send_signal(signum)
+        for _ in range(times):  # twice: a user pressing Ctrl-C again while the trial is told
+            proc.send_signal(signum)
+            time.sleep(0.2)
         output = "".join(lines) + proc.stdout.read()
         return proc.wait(timeout=120), output
     finally:

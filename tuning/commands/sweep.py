@@ -287,6 +287,8 @@ def stage(name: str) -> Iterator[None]:
     except (Interrupted, Terminated):  # SIGTERM keeps its own type: exit 143, its own line
         raise
     except KeyboardInterrupt as err:
+        if isinstance(err.__context__, Interrupted):  # pressed again while the first one was handled:
+            raise err.__context__ from None  # the first one's stage says what was lost
         raise Interrupted(name) from err
 
 
