@@ -59,10 +59,16 @@ def check_writable_folder(folder: str | Path, key: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(key, f"cannot create the folder {folder}: {existing} is a file; give a folder path")
+    cannot = ConfigError(
+        key, f"cannot write in {existing} (read-only, or no permission); give a folder you can write to"
+    )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            key, f"cannot write in {existing} (read-only, or no permission); give a folder you can write to"
-        )
+        raise cannot
+    # os.access says yes to root anywhere, /proc and /sys included: make (and remove) a folder.
+    try:
+        Path(tempfile.mkdtemp(dir=existing, prefix=".tuning-check-")).rmdir()
+    except OSError:
+        raise cannot from None
 
 
 def check_writable_file(path: str | Path, key: str) -> None:
