@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,13 +29,15 @@ def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
 def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) -> str | None:
     """Validate the ``tracking`` group; the URI, or None when tracking is off.
 
-    With ``reach_server``, a tracking server (``http(s)://``) is asked to answer now: cheap,
-    and an unreachable one fails in one line before anything is written or trained.
+    With ``reach_server``, a tracking server (``http(s)://``), or an embedded SQLite store that
+    already exists, is opened now: an unreachable server or a damaged file fails in one line
+    before anything is written or trained (a new store is made later, by the run itself).
     """
     tracking = settings.get("tracking") or {}
     TrackingConfig.parse(tracking)  # the group's values, checked where the rest of the config is
     uri = tracking_uri(tracking, settings["paths"]["root"])
-    if uri is not None and reach_server and is_server(uri):
+    lock = store_lock(uri) if uri is not None else None
+    if uri is not None and reach_server and (is_server(uri) or (lock and lock.with_suffix("").is_file())):
         connect(uri)
     return uri
 
@@ -87,11 +90,44 @@ def connect(uri: str, timeout: int = 10) -> Any:
         # MLflow's migrations run concurrently leave it broken ("table _alembic_tmp_tags
         # already exists"): one worker at a time opens it.
         with file_lock(lock) if lock is not None else nullcontext():
+            if lock is not None and not lock.with_suffix("").exists():
+                _create_store(lock.with_suffix(""))
             return _answering_client(target)
     except Exception as err:
-        raise ConfigError(
-            "tracking.uri", f"cannot reach MLflow at {redact(uri)}: {first_line(err)[:200]}"
-        ) from None
+        cause = first_line(err)[:200]
+        if lock is not None and any(sign in cause.lower() for sign in DAMAGE):
+            raise ConfigError("tracking.uri", _damaged_store(lock.with_suffix(""), cause)) from None
+        raise ConfigError("tracking.uri", f"cannot reach MLflow at {redact(uri)}: {cause}") from None
+
+
+# SQLite's and MLflow's words for a store file that is cut off, not SQLite, or half made (a run
+# killed while MLflow created its tables, before stores were made in a temporary file).
+DAMAGE = ("malformed", "not a database", "already exists", "no such table", "no such column")
+
+
+def _damaged_store(db: Path, cause: str) -> str:
+    return (
+        f"{db}: not a usable MLflow store ({cause}): the file was cut off, or its creation stopped "
+        f"half way; move it away (mv {db} {db}.broken, and {db.name}-journal beside it if there) "
+        "and run again for a new, empty store, or restore it from a backup"
+    )
+
+
+def _create_store(db: Path) -> None:
+    """Make a new embedded store: MLflow creates its tables in a temporary file beside ``db``,
+    renamed to ``db`` once complete, so a kill while it works never leaves a half-made ``db``
+    (only a temporary file, removed here by the next run; the caller holds the store's lock)."""
+    for left in db.parent.glob(f".{db.name}.*.creating*"):
+        left.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".creating")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _answering_client(f"sqlite:///{tmp.resolve()}")
+        tmp.replace(db)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def store_lock(uri: str) -> Path | None:
