@@ -41,15 +41,30 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing."""
+    """The JSON object in ``path``, or None when it is missing; every file of a KerasTuner study
+    (ours and KerasTuner's) is read through here.
+
+    Raises:
+        ConfigError: (``study.name``) the file is cut off, not JSON or not a JSON object, naming
+            the file and what to do.
+    """
     try:
-        text = path.read_text()
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _damaged(path, str(err)) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a JSON object")
+        raise _damaged(path, f"a JSON {type(data).__name__}, not an object")
     return data
+
+
+def _damaged(path: Path, what: str) -> ConfigError:
+    return ConfigError(
+        "study.name",
+        f"{path}: not a readable KerasTuner file ({what}); nothing was written to the study; restore "
+        "it from a backup, or move the study's folder away to start it anew",
+    )
 
 
 def read_study_file(project: Path) -> dict[str, Any] | None:
@@ -128,15 +143,7 @@ def _finite(value: Any) -> Any:
 def check_project(project: Path) -> None:
     """Refuse, in one line, a study whose KerasTuner files are damaged (before TensorFlow loads)."""
     for path in [project / "study.json", project / "oracle.json", *sorted(project.glob("trial_*/*.json"))]:
-        try:
-            if path.is_file():
-                json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ConfigError(
-                "study.name",
-                f"{path}: not a readable KerasTuner file ({err}); nothing was written to the study; restore "
-                "it from a backup, or move the study's folder away to start it anew",
-            ) from None
+        read_json(path)
 
 
 @contextmanager
