@@ -30,6 +30,17 @@ class OwnLinesOnly(logging.Filter):
         return own or record.levelno >= logging.ERROR
 
 
+class Redacted(logging.Filter):
+    """For a library's logger whose lines may carry a URL with credentials (Hydra's launcher
+    prints each job's overrides): the line with them hidden."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tuning.redaction import redact
+
+        record.msg, record.args = redact(record.getMessage()), ()
+        return True
+
+
 def quiet_terminal(verbose: bool = False) -> None:
     """Keep other libraries' notes out of the terminal, in the log file; call once the logging
     configuration is in place (first thing in a Hydra job).

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:]*)(:(?P<pw>[^/@]*))?@")
+# `\\?:` also matches Hydra's escaped form of an override (`uri=http\://user\:pw@host`).
+_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*\\?://)(?P<user>[^/@:\\]*)((?P<sep>\\?:)(?P<pw>[^/@]*))?@"
+)
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key|access_key)=)[^&]*")
 
 
@@ -13,7 +16,7 @@ def redact(url: str | None) -> str | None:
     if url is None:
         return None
     url = _CREDENTIALS.sub(
-        lambda m: f"{m['scheme']}{m['user']}{':***' if m['pw'] is not None else ''}@", str(url)
+        lambda m: f"{m['scheme']}{m['user']}{m['sep'] + '***' if m['pw'] is not None else ''}@", str(url)
     )
     return _SECRET_QUERY.sub(r"\1***", url)
 

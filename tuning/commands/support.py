@@ -112,14 +112,18 @@ def run_hydra(
     from hydra._internal.utils import _run_hydra, get_args_parser
     from hydra.core.global_hydra import GlobalHydra
 
-    from tuning.logs import quiet_terminal, root_logging_restored
+    from tuning.logs import Redacted, quiet_terminal, root_logging_restored
 
     def task(cfg: DictConfig) -> None:
         quiet_terminal(bool(cfg.get("verbose", False)))
         save_run_config(cfg)
+        redact_multirun_file()
         job(cfg)
 
     version.setbase("1.3")
+    launcher = logging.getLogger("hydra._internal.core_plugins.basic_launcher")  # "#0 : overrides"
+    if not any(isinstance(f, Redacted) for f in launcher.filters):
+        launcher.addFilter(Redacted())
     parser = get_args_parser()
     GlobalHydra.instance().clear()
     try:
@@ -134,6 +138,27 @@ def run_hydra(
             )
     finally:
         GlobalHydra.instance().clear()
+
+
+def redact_multirun_file() -> None:
+    """With ``-m``, Hydra's sweeper saves the whole config to ``<sweep dir>/multirun.yaml``
+    before the first job (basic_sweeper.py), credentials and all, and offers no option against
+    it: each job rewrites the file with them hidden, before it does anything else."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from tuning.files import atomic_text
+    from tuning.redaction import redact
+
+    hydra_cfg = HydraConfig.get()
+    path = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
+    if hydra_cfg.mode != RunMode.MULTIRUN or not path.is_file():
+        return
+    text = path.read_text()
+    hidden = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+    if hidden != text:
+        with atomic_text(path) as out:
+            out.write(hidden)
 
 
 def save_run_config(task: DictConfig) -> None:
