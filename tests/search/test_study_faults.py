@@ -113,8 +113,10 @@ def test_kill_9_mid_trial_then_a_run_with_nothing_left_to_do(tmp_path):
     assert integrity(tmp_path) == "ok"
 
 
-def test_sigterm_mid_trial_is_like_ctrl_c(tmp_path):
-    code, output = signal_in_trial_1(tmp_path, signal.SIGTERM, *LONG, "study.n_trials=2")
+def test_sigterm_as_a_trial_starts_is_like_ctrl_c(tmp_path):
+    """SIGTERM as soon as trial 1's seed is stored: before its first epoch (the model being
+    built, TensorFlow tracing), where the signal can come back as another error or not at all."""
+    code, output = signal_during_trial_1(tmp_path, signal.SIGTERM, *LONG, "study.n_trials=2", settle=0)
     assert code == 143, output
     assert "terminated (SIGTERM)" in output and "Traceback" not in output
     trials = load(tmp_path).trials
