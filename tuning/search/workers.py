@@ -27,17 +27,27 @@ def run_suffix() -> str:
     return "" if index is None else f"-w{index}"
 
 
-def worker_key(index: int | None, *, created: bool, ran: int, others_running: bool, worker: str) -> str:
+def worker_key(  # noqa: PLR0913 - what the study says about who else is searching it
+    index: int | None,
+    *,
+    created: bool,
+    ran: int,
+    others_running: bool,
+    worker: str,
+    creator_gone: bool = False,
+) -> str:
     """What makes this worker's sampler stream its own: ``"0"`` for a worker alone.
 
     An index given by the launcher wins. Without one, the worker that created the study, and a
     worker resuming a study nobody else is running, are alone (``"0"``: reproducible from
-    ``seed``); any other worker (it joined a study another worker just made or is running)
-    takes its process identity ``host:pid``.
+    ``seed`` and the study's trials). A study with no trial yet is resumed when the process that
+    made it is gone (``creator_gone``: it was stopped before its first trial). Any other worker
+    (it joined a study another worker just made or is running) takes its process identity
+    ``host:pid``.
     """
     if index is not None:
         return str(index)
-    if created or (ran and not others_running):
+    if created or (not others_running and (ran or creator_gone)):
         return "0"
     return worker
 

@@ -20,10 +20,13 @@ from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
 from tuning.search.engines.base import Engine, Outcome, Proposal
 from tuning.search.engines.optuna_stale import (
+    DEFAULT_GRACE,
     PIDNS_ATTR,
     WORKER_ATTR,
     Heartbeat,
+    creator_gone,
     fail_stale_trials,
+    mark_creator,
     pid_namespace,
     requeue_interrupted,
     worker_id,
@@ -100,8 +103,13 @@ def reseed_on_resume(
     trials = study.get_trials(deepcopy=False)
     # Trials that ran (an enqueued, WAITING trial drew nothing from the sampler yet).
     ran = sum(t.state != TrialState.WAITING for t in trials)
-    others = any(t.state == TrialState.RUNNING for t in trials)
-    key = worker_key(index, created=created, ran=ran, others_running=others, worker=worker_id())
+    # Another worker's trial (one with no worker yet is a dead process's until fail_stale_trials
+    # says so: a live worker names itself right after the row is made).
+    others = any(t.state == TrialState.RUNNING and WORKER_ATTR in t.user_attrs for t in trials)
+    gone = not created and not ran and creator_gone(study)
+    key = worker_key(
+        index, created=created, ran=ran, others_running=others, worker=worker_id(), creator_gone=gone
+    )
     stream = sampler_seed(int(seed), ran, key)
     if stream != int(seed):
         study.sampler = make_sampler({**sampler_config, "seed": stream})
@@ -179,16 +187,19 @@ class OptunaEngine(Engine):
             two_objectives=self.selection.mode == "pareto",
         )
         study = self._study
+        if created:  # a worker that finds no trial in it later can tell a resume from a join
+            mark_creator(study)
         notes = []
         n_trials = int(self.study_config.n_trials)
+        grace = float(self.study_config.grace_period or DEFAULT_GRACE)
         # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
         with study_lock(self.url, study.study_name):  # workers starting together: failed once
-            stale = fail_stale_trials(study, self.storage)
+            stale = fail_stale_trials(study, self.storage, grace)
         if stale:
             done = len(study.get_trials(deepcopy=False, states=FINISHED))
             notes.append(
                 f"trial(s) {stale} were left running by a worker that stopped (its process is gone, or no "
-                f"heartbeat for over {self.study_config.grace_period} s): marked FAIL"
+                f"heartbeat for over {grace:g} s): marked FAIL"
                 + ("" if done >= n_trials else "; re-running each once with the same parameters")
             )
         self.stream = reseed_on_resume(study, self.sampler_config, created=created, index=worker_index())

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,30 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     return queued
 
 
+DEFAULT_GRACE = 90.0  # seconds: study.grace_period's default, for storages without heartbeats
 WORKER_ATTR = "worker"  # "<host>:<pid>" of the process running the trial
 PIDNS_ATTR = "worker_pidns"  # its PID namespace: containers that share a host name do not share PIDs
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+CREATOR_ATTR = "creator"  # study user attribute: {"worker", "pidns"} of the process that made it
+
+
+def mark_creator(study: optuna.Study) -> None:
+    """Store this process as the study's creator (see ``creator_gone``)."""
+    study.set_user_attr(CREATOR_ATTR, {"worker": worker_id(), "pidns": pid_namespace()})
+
+
+def creator_gone(study: optuna.Study) -> bool:
+    """True when the process that made ``study`` ran on this host and is gone: a worker that
+    finds no trial in it is resuming that run, not joining a run in progress."""
+    creator = study.user_attrs.get(CREATOR_ATTR)
+    if not isinstance(creator, dict):
+        return False
+    return _dead_worker(creator.get("worker"), creator.get("pidns"))
 
 
 def pid_namespace() -> int | None:
@@ -57,31 +76,34 @@ def _dead_worker(worker: Any, namespace: Any) -> bool:
     return False
 
 
-def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+def fail_stale_trials(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, grace: float = DEFAULT_GRACE
+) -> list[int]:
     """Mark FAIL the trials a stopped worker left RUNNING; returns their numbers.
 
-    Two signs that a worker stopped: its process is gone from this host (the trial's
-    ``worker`` attribute: known at once, for every storage, journal files included), or its
-    heartbeat is older than ``grace_period`` (RDB storages; a worker on another machine). A
-    trial failed by the first is tagged ``interrupted`` and re-run once by ``requeue_interrupted``
-    when the study still needs trials; Optuna's retry callback re-queues those of the second.
-    Every run calls this, including one that finds nothing left to train. ``storage``: the one
-    the study was opened on.
+    Three signs that a worker stopped: its process is gone from this host (the trial's
+    ``worker`` attribute: known at once, for every storage, journal files included); its
+    heartbeat is older than ``grace_period`` (RDB storages; a worker on another machine); or
+    the trial has no ``worker`` at all ``grace`` seconds after it started (a kill between
+    Optuna's insert of the row and the worker's next write: nobody can own it any more). A
+    trial failed by the first or third with parameters drawn is tagged ``interrupted`` and re-run
+    once by ``requeue_interrupted`` when the study still needs trials; Optuna's retry callback
+    re-queues those of the second. Every run calls this, including one that finds nothing left to
+    train. ``storage``: the one the study was opened on.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in running:
-        worker = t.user_attrs.get(WORKER_ATTR)
-        if not _dead_worker(worker, t.user_attrs.get(PIDNS_ATTR)):
+        reason = _stale_reason(t, grace)
+        if reason is None:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
-            storage.set_trial_user_attr(
-                trial_id, "fail_reason", f"worker {worker} stopped while the trial ran (killed or crashed)"
-            )
+            if t.params:
+                storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker failed it first
@@ -89,6 +111,23 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     numbers = {t.number for t in running}
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     return sorted(t.number for t in failed if t.number in numbers)
+
+
+def _stale_reason(trial: optuna.trial.FrozenTrial, grace: float) -> str | None:
+    """Why ``trial`` (RUNNING) is known to be dead, or None: its worker's process is gone from
+    this host, or no worker took it within ``grace`` seconds of its start."""
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker is None:
+        started = trial.datetime_start  # Optuna's local, naive time
+        if started is None or (datetime.now() - started).total_seconds() <= grace:
+            return None  # a live worker writes its attribute right after Optuna's insert
+        return (
+            f"no worker took the trial within {grace:g} s of its start "
+            "(its process stopped right after creating it: killed or crashed)"
+        )
+    if _dead_worker(worker, trial.user_attrs.get(PIDNS_ATTR)):
+        return f"worker {worker} stopped while the trial ran (killed or crashed)"
+    return None
 
 
 class Heartbeat:
