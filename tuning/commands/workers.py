@@ -131,9 +131,31 @@ def launch(args: Sequence[str], settings: Mapping[str, Any]) -> int:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+    return _outcome(procs, codes, signalled)
+
+
+def _outcome(procs: Sequence[subprocess.Popen[str]], codes: Sequence[int], signalled: Sequence[int]) -> int:
+    """The launcher's exit code, after a line for each worker a signal killed unasked."""
     if signalled:
         return 143 if signal.SIGTERM in signalled else 130
+    for line in killed_lines([p.pid for p in procs], [p.wait() for p in procs]):
+        print(line, file=sys.stderr)
     return exit_code(codes)
+
+
+def killed_lines(pids: Sequence[int], codes: Sequence[int]) -> list[str]:
+    """One line per worker a signal ended (kill -9, the out-of-memory killer): it could print
+    nothing itself. ``codes``: the workers' return codes by index (negative: killed by a signal)."""
+    lines = []
+    for index, (pid, code) in enumerate(zip(pids, codes, strict=True)):
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            lines.append(
+                f"error: workers: worker w{index} (pid {pid}) was killed by {name} (kill -9, or the "
+                "out-of-memory killer) and left its trial RUNNING; the other workers went on: run the "
+                "same command: it marks that trial FAIL and, if the study still needs trials, runs its parameters again"
+            )
+    return lines
 
 
 def _pump(index: int, stream: TextIO | None, lines: queue.Queue[tuple[int, str | None]]) -> None:
