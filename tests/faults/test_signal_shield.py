@@ -119,3 +119,40 @@ def test_ctrl_c_while_the_sweep_run_is_closed_leaves_it_killed(in_tmp, monkeypat
     assert [a.path for a in client.list_artifacts(parent.info.run_id)], "artifacts attached whole"
     assert [r.info.status for r in found if r.data.tags.get("tuning.role") == "trial"] == ["FINISHED"]
     assert (in_tmp / "experiments" / "plants" / "best.yaml").is_file()
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras_tuner"])
+def test_ctrl_c_while_a_trial_is_asked_for_leaves_it_interrupted_with_its_child_run(
+    in_tmp, monkeypatch, capsys, engine
+):
+    """Ctrl-C inside the engine's ask (the trial's row being written): the row is written whole,
+    then the trial, which never trained, is told FAIL as interrupted and gets its KILLED child
+    run, so the study and MLflow count the same trials."""
+    from mlflow import MlflowClient
+
+    from tuning.search.engines import engine_class
+
+    cls = engine_class(engine)
+    ask, asked = cls.ask, []
+
+    def ask_with_ctrl_c(self):
+        asked.append(True)
+        if len(asked) == 2:
+            kill_self(signal.SIGINT)  # held until the proposal exists
+        return ask(self)
+
+    monkeypatch.setattr(cls, "ask", ask_with_ctrl_c)
+    args = ["engine=keras_tuner", "engine.algorithm=random"] if engine == "keras_tuner" else []
+    assert cli(["sweep", *TINY, *args, "tracking=mlflow", "study.n_trials=3"]) == 130
+    assert "interrupted: the running trial is marked FAIL" in capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{in_tmp}/experiments/mlflow.db")
+    name = "plants" if engine == "optuna" else "plants-keras_tuner"
+    found = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    children = {
+        int(r.data.tags["tuning.trial"]): r.info.status
+        for r in found
+        if r.data.tags.get("tuning.role") == "trial"
+    }
+    assert children == {0: "FINISHED", 1: "KILLED"}
+    [parent] = [r for r in found if r.data.tags.get("tuning.role") == "sweep"]
+    assert parent.info.status == "KILLED"
