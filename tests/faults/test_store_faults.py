@@ -11,7 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -24,13 +26,13 @@ def files_under(folder: Path) -> dict[Path, bytes]:
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def python(code: str, *, kill_when: object = None) -> int:
+def python(code: str, *, kill_when: Callable[[], bool] | None = None) -> int:
     """Run ``code`` in a new Python process; with ``kill_when`` (a function of no argument),
     SIGKILL it as soon as that returns true. Returns its exit code (-9: killed)."""
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stderr=subprocess.PIPE, text=True)
     try:
         while kill_when is not None and proc.poll() is None:
-            if kill_when():  # type: ignore[operator]
+            if kill_when():
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.01)
@@ -101,7 +103,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 OVERRIDES = [*TINY, "study.metric=val_log_loss", "sampler=random", "study.grace_period=1"]
 
 
-def open_engine(url: str):  # noqa: ANN201 - an OptunaEngine
+def open_engine(url: str) -> tuple[Any, list[str]]:
+    """An Optuna engine on ``url``, opened as a sweep opens it; and its notes."""
     from tuning.commands.sweep import check
     from tuning.search.engines import make_engine
 
