@@ -132,15 +132,16 @@ def format_table(
     hidden: list[str] = []
     if width is not None:
         columns, hidden = _fit(_narrow(columns), width, metric=table.columns[2])
-    names = {} if width is None else SHORT
-    lines = [[names.get(name, name) for name, _ in columns]] + [
+    headers = {} if width is None else SHORT
+    lines = [[headers.get(name, name) for name, _ in columns]] + [
         list(line) for line in zip(*(c for _, c in columns), strict=True)
     ]
     widths = [max(len(line[k]) for line in lines) for k in range(len(columns))]
     text = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
-    if hidden:
-        note = f"not shown: {', '.join(hidden)} (tuning report --wide: every column)"
-        text += "\n" + textwrap.shorten(note, width or len(note), placeholder=" …")
+    if hidden and width is not None:  # the names cut to fit, the hint kept
+        hint = " (tuning report --wide: every column)"
+        names = textwrap.shorten(", ".join(hidden), width - len("not shown: ") - len(hint), placeholder=" …")
+        text += f"\nnot shown: {names}{hint}"
     return text
 
 
@@ -176,16 +177,17 @@ def _rank(name: str, metric: str) -> int:
 
 
 def _fit(columns: list[Column], width: int, metric: str) -> tuple[list[Column], list[str]]:
-    """The columns that fit ``width`` (two spaces between), by rank, in their own order; and the
-    names of the ones left out, in rank order."""
+    """The columns that fit ``width`` (two spaces between), in their own order: the first ones
+    by rank, up to the first that does not fit; and the names of the ones left out, by rank."""
     sizes = [max([len(SHORT.get(name, name)), *map(len, cells)]) for name, cells in columns]
     order = sorted(range(len(columns)), key=lambda i: (_rank(columns[i][0], metric), i))
     kept: set[int] = set()
     used = -2
     for i in order:
-        if used + 2 + sizes[i] <= width or _rank(columns[i][0], metric) == 0:
-            kept.add(i)
-            used += 2 + sizes[i]
+        if used + 2 + sizes[i] > width and _rank(columns[i][0], metric) > 0:
+            break
+        kept.add(i)
+        used += 2 + sizes[i]
     hidden = [columns[i][0] for i in order if i not in kept]
     return [c for i, c in enumerate(columns) if i in kept], hidden
 
