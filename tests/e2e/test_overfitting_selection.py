@@ -149,6 +149,10 @@ def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsy
     assert best_yaml()["cv_values"]
     # Each trial's line shows the folds' mean and spread, not a bare number that reads as one split.
     out = capsys.readouterr().out
+    assert (
+        "data 'plants': binary, 2 features, k-fold on train+validation (k=3, 320 rows), test 80 held out"
+        in out
+    )
     for t in complete(study):
         mean = f"{t.value:.4g}"
         spread = f"{t.user_attrs['cv_std']:.{len(mean.split('.')[1])}f}"  # to the mean's decimals

@@ -196,7 +196,7 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
         with shielded():
             tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
     done = summary.finished_count()
-    log.info(dataset.summary())
+    log.info(dataset.summary(settings.folds))
     log.info(f"study '{summary.name}' in {engine.location()}: {done}/{study.n_trials} trials finished")
     log.info(
         f"{summary.direction} {study.metric}; {engine.describe()}; search space: "
