@@ -13,14 +13,22 @@ module; it holds no state but the one held signal of this process.
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tuning.errors import Terminated
+
+if TYPE_CHECKING:
+    from sys import UnraisableHookArgs
+
+log = logging.getLogger("tuning")
 
 
 @dataclass
@@ -84,9 +92,10 @@ def shielded(*, release_at_exit: bool = True) -> Iterator[None]:
 def handled() -> Iterator[None]:
     """Deliver SIGINT as KeyboardInterrupt and SIGTERM as ``Terminated``, through ``deliver``.
 
-    Each is also kept as ``received()``. A signal the process
-    ignores (SIG_IGN, e.g. a background job's SIGINT) stays ignored. Off the main thread
-    nothing is installed.
+    Each is also kept as ``received()``. A signal the process ignores (SIG_IGN, e.g. a
+    background job's SIGINT) stays ignored. A raise Python swallows (the handler ran inside a gc
+    or weakref callback) prints no "Exception ignored" traceback: the sweep acts on it at its next
+    safe point. Off the main thread nothing is installed.
     """
     if not on_main_thread():
         yield
@@ -106,11 +115,21 @@ def handled() -> Iterator[None]:
 
     install(signal.SIGINT, KeyboardInterrupt)
     install(signal.SIGTERM, Terminated)
+    hook = sys.unraisablehook
+
+    def unraisable(info: UnraisableHookArgs) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt):  # one of ours, kept as received()
+            log.debug(f"a signal landed where Python cannot raise it ({info.object!r}); acted on next")
+            return
+        hook(info)
+
+    sys.unraisablehook = unraisable
     _state.handlers += 1
     try:
         yield
     finally:
         _state.handlers -= 1
+        sys.unraisablehook = hook
         for signum, before in previous.items():
             signal.signal(signum, before)
         if not _state.handlers:  # the command is over: nothing held outlives it

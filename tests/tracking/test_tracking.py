@@ -518,7 +518,7 @@ REPORT_NO_TF = (
 @pytest.mark.slow
 def test_report_shows_gaps_and_names_its_storage_without_tensorflow(embedded):
     done = subprocess.run(
-        [sys.executable, "-c", REPORT_NO_TF, "report", "plants", "--csv", "out/trials.csv"],
+        [sys.executable, "-c", REPORT_NO_TF, "report", "plants", "--wide", "--csv", "out/trials.csv"],
         cwd=embedded.folder,
         capture_output=True,
         text=True,
