@@ -167,6 +167,8 @@ def test_ctrl_c_kills_the_parent_run_logs_the_trial_and_resume_reruns_it(tmp_pat
     assert parent.info.status == "FINISHED"
 
 
+# No "Exception ignored ... Terminated" traceback either: pytest turns one into this warning.
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_sigterm_whose_raise_is_swallowed_still_stops_the_sweep(in_tmp, engine, capsys):
     """SIGTERM landing in a gc callback (TensorFlow's _xla_gc_callback) raises nothing: Python
     prints "Exception ignored" and goes on. The sweep still stops at the next safe point."""
