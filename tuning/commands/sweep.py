@@ -36,6 +36,9 @@ from tuning.tracking.client import check_tracking, connect_tracking
 
 log = logging.getLogger("tuning")
 
+# The sweep run's tag holding the stop=converged line, when the sweep stopped so.
+STOP_TAG = "tuning.stop"
+
 
 def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settings, Engine]:
     """Every check that needs no data: config values, the engine's options (sampler, pruner...),
@@ -45,6 +48,12 @@ def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settin
     from tuning.search.engines import make_engine
 
     engine = make_engine(settings, settings.storage_url)
+    if settings.stop.converged and not engine.supports_converged_stop:
+        raise ConfigError(
+            "stop",
+            f"converged asks Optuna's terminator about an Optuna study; engine={engine.name} keeps "
+            "none: use stop=none, or engine=optuna",
+        )
     check_storage(settings.storage_url, reach_server=reach_server)
     if settings.task is not None:
         settings = with_task(settings, settings.task)
@@ -116,11 +125,34 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
             log.info(tracker.ui_hint())
         raise
     summary = engine.summary()
+    converged = _stopped_converged(summary, settings)
+    if converged is not None and tracker is not None:
+        _tag_stop(tracker, converged)
     _finish_tracking(tracker, engine, summary, "FAILED" if stopped else "FINISHED")
     if stopped is not None:
         raise stopped
-    _warn_short(summary, settings.study)
+    if converged is None:
+        _warn_short(summary, settings.study)
     return summary
+
+
+def _stopped_converged(summary: StudySummary, settings: Settings) -> str | None:
+    from tuning.search.loop import stopped_converged
+
+    return stopped_converged(summary, settings.stop)
+
+
+def _tag_stop(tracker: Any, line: str) -> None:
+    """The stop=converged line as the sweep run's tag ``tuning.stop``; a store that refuses it
+    costs a warning, not the sweep (the study keeps the line)."""
+    from tuning.tracking.content import TRACKING_ERRORS
+    from tuning.tracking.shared import retrying
+
+    try:
+        with shielded():
+            retrying(tracker.client.set_tag, tracker.run_id, STOP_TAG, line)
+    except TRACKING_ERRORS as err:
+        log.warning(f"MLflow: sweep run not tagged {STOP_TAG}: {type(err).__name__}: {err}")
 
 
 def _probe(settings: Settings, dataset: Any) -> None:
@@ -171,15 +203,23 @@ def _warn_short(summary: StudySummary, study: StudyConfig) -> None:
         )
 
 
-def run_trials(engine: Engine, runner: Any, study: StudyConfig, observers: list[Any]) -> None:
-    """The trial loop, until the study's budget is spent; a Ctrl-C inside lands in stage ``trials``."""
-    from tuning.search.loop import Budget, run_search
+def budget_of(settings: Settings) -> Any:
+    """The search loop's ``Budget``: the study's limits and the ``stop`` rule."""
+    from tuning.search.loop import Budget
 
-    budget = Budget(
+    study = settings.study
+    return Budget(
         n_trials=study.n_trials,
         timeout=study.timeout,
         max_consecutive_failures=study.max_consecutive_failures,
+        stop=settings.stop,
     )
+
+
+def run_trials(engine: Engine, runner: Any, budget: Any, observers: list[Any]) -> None:
+    """The trial loop, until the study's budget is spent; a Ctrl-C inside lands in stage ``trials``."""
+    from tuning.search.loop import run_search
+
     with stage("trials"):
         run_search(engine, runner, budget, observers)
 
@@ -203,9 +243,15 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
         + "; ".join(space.describe())
     )
     stopped: StudyStopped | None = None
+    budget = budget_of(settings)
     if done >= study.n_trials:
         log.info(
             f"study '{summary.name}' already has {done} finished trials (n_trials={study.n_trials}); nothing to run"
+        )
+    elif (converged := _converged_before(engine, budget, summary)) is not None:
+        log.info(
+            f"{converged}; nothing to run: the study had converged already (raise stop.patience or "
+            "stop.min_trials, or run stop=none, to search on)"
         )
     else:
         start_tensorflow(settings.training)
@@ -219,11 +265,27 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
         )
         observers = [Progress(study.n_trials, study.metric), *([tracker] if tracker else [])]
         try:
-            run_trials(engine, runner, study, observers)
+            run_trials(engine, runner, budget, observers)
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
     _summarise(engine.summary(), dataset, settings)
     return stopped
+
+
+def _converged_before(engine: Engine, budget: Any, summary: StudySummary) -> str | None:
+    """A resumed study that stop=converged still judges converged: its line (nothing runs).
+    One that stopped so and is resumed with stop=none says it searches on."""
+    from tuning.config.schema import StopConfig
+    from tuning.search.loop import check_converged, stopped_converged
+
+    if not budget.stop.converged:
+        earlier = stopped_converged(summary, StopConfig(name="converged"))
+        if earlier is not None:
+            log.info(
+                f"study '{summary.name}' had stopped: {earlier}; stop=none searches on to study.n_trials"
+            )
+        return None
+    return check_converged(engine, budget)
 
 
 def _summarise(summary: StudySummary, dataset: Any, settings: Settings) -> None:
@@ -299,9 +361,9 @@ EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SHORT, EXIT_INTERRUPTED, EXIT_TERMINATED =
 def execute(settings: Mapping[str, Any]) -> int:
     """Run the sweep as a command; returns its exit code, with one line for each way it can end.
 
-    0: n_trials finished (or study.timeout given); 2: the study stopped itself (too many failed
-    trials in a row); 3: fewer than n_trials finished; 130 / 143: Ctrl-C / SIGTERM; 1: an
-    unexpected error (a bug or a lost store), its traceback in the run's log. ConfigError
+    0: n_trials finished (or study.timeout given, or stop=converged ended it); 2: the study
+    stopped itself (too many failed trials in a row); 3: fewer than n_trials finished; 130 / 143:
+    Ctrl-C / SIGTERM; 1: an unexpected error (a bug or a lost store), its traceback in the run's log. ConfigError
     (bad input, a refused resume) propagates to the caller's one-line exit 2.
     """
 
@@ -329,7 +391,7 @@ def execute(settings: Mapping[str, Any]) -> int:
         return EXIT_ERROR
     n_trials = int(settings["study"]["n_trials"])
     done = summary.finished_count()
-    if done < n_trials and not settings["study"].get("timeout"):
+    if done < n_trials and not settings["study"].get("timeout") and not _converged_now(summary, settings):
         print(
             f"error: study.n_trials: {done} of {n_trials} trials finished (the others failed: see "
             "`tuning report`); run the same command to add the rest",
@@ -337,6 +399,14 @@ def execute(settings: Mapping[str, Any]) -> int:
         )
         return EXIT_SHORT
     return EXIT_OK
+
+
+def _converged_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
+    """The study's last trials ended in a stop=converged stop: fewer than n_trials is no error."""
+    from tuning.config.schema import StopConfig
+    from tuning.search.loop import stopped_converged
+
+    return stopped_converged(summary, StopConfig.parse(settings.get("stop") or {})) is not None
 
 
 def _job(cfg: DictConfig) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tuning.config.schema import (
     Component,
     FinalConfig,
     SplitConfig,
+    StopConfig,
     StudyConfig,
     TrackingConfig,
     TrainingConfig,
@@ -133,6 +134,7 @@ class Settings:
     data: Mapping[str, Any]  # an open group: each source checks its own options as it loads
     paths_root: str
     study_dir: str
+    stop: StopConfig = field(default_factory=StopConfig)  # when the search ends before n_trials
 
     @property
     def storage_url(self) -> str:
@@ -180,6 +182,7 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
         data=raw.get("data") or {},
         paths_root=str(paths.get("root", "experiments")),
         study_dir=str(paths.get("study_dir", f"experiments/{study.name}")),
+        stop=StopConfig.parse(raw.get("stop") or {}),
     )
 
 

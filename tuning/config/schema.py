@@ -10,6 +10,7 @@ of ``conf/``: ``tests/config/test_schema.py`` composes ``conf/`` and compares, s
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Mapping
@@ -23,6 +24,11 @@ DIRECTIONS = ("auto", "minimize", "maximize")
 # holding plotly.js itself (~4 MB a plot). No CDN option: an HTML plot that loads plotly.js from
 # the internet is blank on a cluster or a laptop offline.
 PLOTLYJS = ("none", "embed")
+# stop: none runs to study.n_trials; converged asks Optuna's terminator after every trial.
+STOP_MODES = ("none", "converged")
+# stop.evaluator: how the terminator judges the room left (regret_bound fits a Gaussian
+# process: Optuna's GP code needs PyTorch, which the project does not install).
+STOP_EVALUATORS = ("stagnation", "regret_bound")
 
 
 def check_int(key: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -171,6 +177,42 @@ class StudyConfig:
             grace_period=raw.get("grace_period"),
             max_consecutive_failures=int(raw.get("max_consecutive_failures", 0)),
             top=int(raw.get("top", cls.top)),
+        )
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """``stop``: ``none`` (run to ``study.n_trials``) or ``converged``: end the search when Optuna's
+    terminator says more trials are unlikely to beat the best, once ``min_trials`` completed.
+    ``patience``: completed trials in a row without a new best (``evaluator: stagnation``)."""
+
+    name: str = "none"
+    evaluator: str = "stagnation"
+    patience: int = 10
+    min_trials: int = 20
+
+    @property
+    def converged(self) -> bool:
+        """True with ``stop=converged``."""
+        return self.name == "converged"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> StopConfig:
+        name = check_choice("stop", raw.get("name", cls.name), STOP_MODES)
+        evaluator = check_choice("stop.evaluator", raw.get("evaluator", cls.evaluator), STOP_EVALUATORS)
+        for key in ("patience", "min_trials"):
+            check_int(f"stop.{key}", raw.get(key, getattr(cls, key)), 1)
+        if name == "converged" and evaluator == "regret_bound" and importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                "stop.evaluator",
+                "'regret_bound' fits a Gaussian process with Optuna's GP code, which needs PyTorch "
+                "(not installed: pip install -e '.[gp]'); allowed without it: stagnation",
+            )
+        return cls(
+            name=name,
+            evaluator=evaluator,
+            patience=int(raw.get("patience", cls.patience)),
+            min_trials=int(raw.get("min_trials", cls.min_trials)),
         )
 
 

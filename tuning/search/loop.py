@@ -5,24 +5,34 @@ trial's life: its record and seed, the per-epoch reports that may prune it, the 
 trial's own failure is that trial's FAIL and the study goes on; an error of ours stops the sweep),
 Ctrl-C and SIGTERM (the trial is told as stopped and its observers see it KILLED, then the
 interrupt goes on up), the observers (progress, MLflow child runs), the failure streak and the
-budgets (``study.n_trials``, ``study.timeout``, this run's attempts). No TensorFlow at import.
+budgets (``study.n_trials``, ``study.timeout``, this run's attempts, ``stop=converged``). No
+TensorFlow at import.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuning import interrupts
+from tuning.config.schema import StopConfig
 from tuning.errors import TrialFailed, TrialPruned
 from tuning.interrupts import shielded
 from tuning.redaction import redact
-from tuning.search.engines.base import Engine, Outcome, Proposal, TooManyFailures, TrialObserver
+from tuning.search.engines.base import (
+    STOP_ATTR,
+    Engine,
+    Outcome,
+    Proposal,
+    TooManyFailures,
+    TrialObserver,
+)
 from tuning.search.runner import TrialRunner
 from tuning.study.record import TrialRecord
+from tuning.study.summary import StudySummary
 
 log = logging.getLogger("tuning")
 
@@ -56,21 +66,58 @@ class FailureStreak:
 @dataclass(frozen=True)
 class Budget:
     """When the search stops: ``n_trials`` finished in the study (COMPLETE or PRUNED, whichever
-    worker ran them), ``timeout`` seconds of this run (None: no limit), or
-    ``max_consecutive_failures`` failed trials in a row (0: never)."""
+    worker ran them), ``timeout`` seconds of this run (None: no limit),
+    ``max_consecutive_failures`` failed trials in a row (0: never), or, with ``stop=converged``,
+    when the engine judges that more trials are unlikely to beat the best."""
 
     n_trials: int
     timeout: float | None = None
     max_consecutive_failures: int = 0
+    stop: StopConfig = field(default_factory=StopConfig)
+
+
+def check_converged(engine: Engine, budget: Budget) -> str | None:
+    """With ``stop=converged``: the line saying why the search ends now, stored with the study
+    (``STOP_ATTR``, with the trial count then); None: go on (or ``stop=none``)."""
+    if not budget.stop.converged:
+        return None
+    found = engine.converged(budget.stop)
+    if found is None:
+        return None
+    finished = engine.n_finished()
+    line = f"stop=converged: {found.why}; stopped after {finished} of {budget.n_trials} finished trials"
+    attrs = {
+        "rule": "converged",
+        "line": line,
+        "best": found.best_number,
+        "value": found.best_value,
+        "completed": found.completed,
+        "finished": finished,
+        "trials": len(engine.summary().trials),  # a later trial makes it an earlier run's stop
+    }
+    with shielded():
+        engine.record_stop(attrs)
+    return line
+
+
+def stopped_converged(summary: StudySummary, stop: StopConfig) -> str | None:
+    """The stop line when the study's last trials ended in a ``stop=converged`` stop (this run's,
+    or one this run found and confirmed); None when trials were added after it, or ``stop=none``."""
+    record = summary.user_attrs.get(STOP_ATTR)
+    if not stop.converged or not isinstance(record, Mapping) or record.get("trials") != len(summary.trials):
+        return None
+    return str(record.get("line", "stop=converged"))
 
 
 def run_search(
     engine: Engine, runner: TrialRunner, budget: Budget, observers: Sequence[TrialObserver]
-) -> None:
-    """Run trials until the budget is spent; trials already in the study count.
+) -> str | None:
+    """Run trials until the budget is spent; trials already in the study count. Returns the
+    line saying why the search stopped itself (``stop=converged``, logged too), else None.
 
     This run tries at most as many trials as were missing when it began (a failed trial uses one
     up, as in Optuna's ``optimize``): a study whose every trial fails ends with exit 3, not a loop.
+    With ``stop=converged`` the engine is asked before each trial (every worker's trials count).
 
     Raises:
         TooManyFailures: the search ended on ``max_consecutive_failures`` failed trials in a row.
@@ -79,6 +126,7 @@ def run_search(
     streak = FailureStreak(budget.max_consecutive_failures)
     deadline = time.monotonic() + budget.timeout if budget.timeout else None
     attempts = budget.n_trials - engine.n_finished()
+    converged: str | None = None
     with engine.searching(runner.build_once), interrupts.handled():
         while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
@@ -86,6 +134,10 @@ def run_search(
             signalled = interrupts.received()
             if signalled is not None:  # a signal whose raise was swallowed (a gc callback)
                 raise signalled
+            converged = check_converged(engine, budget)
+            if converged is not None:
+                log.info(converged)
+                break
             with shielded(release_at_exit=False):  # a signal held here is raised inside run_trial
                 proposal = engine.ask()
             if proposal is None:
@@ -96,6 +148,7 @@ def run_search(
             record = run_trial(engine, runner, proposal, observers)
             streak.add(record.state, record.error)
     streak.check()
+    return converged
 
 
 def run_trial(

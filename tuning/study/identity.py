@@ -30,6 +30,7 @@ CHANGEABLE = (
     "study.grace_period",
     "study.max_consecutive_failures",
     "study.top",
+    "stop",  # when the search ends (stop=converged): a resume may turn it on, off or change it
     "engine",  # each engine keeps its studies apart (its own name and storage)
     "sampler",
     "pruner",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from tuning.config import Settings
+from tuning.config.schema import StopConfig
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
 from tuning.study.record import TrialRecord
@@ -67,6 +68,22 @@ class Outcome:
     seconds: float | None = None
 
 
+# Study user attribute: why the search last stopped itself (stop=converged), and when.
+STOP_ATTR = "stopped"
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Why ``stop=converged`` ends the search: the best trial so far, and the terminator's
+    estimate at that point (``why``: e.g. "no improvement over the best (0.2981, trial 12) in
+    the last 10 completed trials (min 20)")."""
+
+    why: str
+    best_number: int
+    best_value: float
+    completed: int
+
+
 class Engine(ABC):
     """One search algorithm and its study.
 
@@ -81,6 +98,8 @@ class Engine(ABC):
     supports_pruning: ClassVar[bool] = False
     supports_constraints: ClassVar[bool] = False
     supports_multi_objective: ClassVar[bool] = False
+    # stop=converged: the engine can judge, from its study, when more trials are unlikely to help.
+    supports_converged_stop: ClassVar[bool] = False
     storages: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -136,6 +155,16 @@ class Engine(ABC):
     def n_finished(self) -> int:
         """Finished trials (COMPLETE or PRUNED) in the study, whichever worker ran them."""
         return self.summary().finished_count()
+
+    def converged(self, rule: StopConfig) -> Convergence | None:
+        """With ``stop=converged``: whether more trials are unlikely to beat the best, judged
+        from every trial in the study (None: go on). Engines without ``supports_converged_stop``
+        are refused at config-check time and never asked."""
+        return None
+
+    def record_stop(self, attrs: Mapping[str, Any]) -> None:
+        """Store why the search stopped itself (``stop=converged``) with the study."""
+        return
 
     def check_resume(self, identity: Mapping[str, Any]) -> None:
         """Refuse, before anything is written, a resume the engine's stored study would refuse

@@ -16,9 +16,10 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from tuning.config import Settings
+from tuning.config.schema import StopConfig
 from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
-from tuning.search.engines.base import Engine, Outcome, Proposal
+from tuning.search.engines.base import STOP_ATTR, Convergence, Engine, Outcome, Proposal
 from tuning.search.engines.optuna_stale import (
     DEFAULT_GRACE,
     PIDNS_ATTR,
@@ -31,6 +32,7 @@ from tuning.search.engines.optuna_stale import (
     requeue_interrupted,
     worker_id,
 )
+from tuning.search.engines.optuna_stop import ConvergedStop, check_terminator
 from tuning.search.engines.optuna_storage import study_lock
 from tuning.search.engines.optuna_study import connect, open_study, summarize
 from tuning.search.runner import FAIL_ATTRS
@@ -124,6 +126,7 @@ class OptunaEngine(Engine):
     supports_pruning: ClassVar[bool] = True
     supports_constraints: ClassVar[bool] = True
     supports_multi_objective: ClassVar[bool] = True
+    supports_converged_stop: ClassVar[bool] = True
     storages: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "mysql", "journal")
 
     def __init__(self, settings: Settings, storage_url: str) -> None:
@@ -133,6 +136,9 @@ class OptunaEngine(Engine):
         self.sampler = make_sampler(self.sampler_config)
         self.pruner = make_pruner(self.pruner_config)
         self.selection = settings.selection
+        check_terminator(settings.stop, two_objectives=self.selection.mode == "pareto")
+        self.seed = settings.seed
+        self.stop: ConvergedStop | None = None  # made on the first question (stop=converged)
         self.runner_metric = settings.study.metric  # what trials report (their value)
         self.url = storage_url
         self._study: optuna.Study | None = None
@@ -302,6 +308,17 @@ class OptunaEngine(Engine):
                 return value, f"no {gap_key(self.runner_metric)} measured for selection=pareto"
             return [value, overfit(float(gap))], None
         return value, None
+
+    def converged(self, rule: StopConfig) -> Convergence | None:
+        """Optuna's terminator on the study (``tuning.search.engines.optuna_stop``)."""
+        if not rule.converged:
+            return None
+        if self.stop is None or self.stop.rule != rule:
+            self.stop = ConvergedStop(rule, self.seed)
+        return self.stop.check(self.study)
+
+    def record_stop(self, attrs: Mapping[str, Any]) -> None:
+        self.study.set_user_attr(STOP_ATTR, dict(attrs))
 
     def n_finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED))
