@@ -213,6 +213,45 @@ def test_predictions_have_the_tasks_columns(tmp_path, task, target):
         assert list(out["predicted_colour"]) == [["blue", "green", "red"][i] for i in raw.argmax(axis=1)]
 
 
+BEST = {"metric": "val_log_loss", "direction": "minimize", "value": 0.2981, "gap_log_loss": 0.0171}
+
+
+def test_the_final_model_is_checked_against_its_trial_beyond_the_trials_own_noise():
+    from tuning.final.check import compare
+
+    # issue 32's case: refit 0.3629 on its own rows, trial 0.2981: worse by 0.0648 > the gap 0.0171
+    check = compare(BEST, {"log_loss": 0.3629}, {}, refit=True)
+    assert check is not None and check.worse and check.noise == pytest.approx(0.0171)
+    assert check.line() == (
+        "warning: the final model is worse than its trial: log_loss 0.3629 on the train+validation rows it "
+        "trained on vs the best trial's val_log_loss 0.2981 (worse by 0.0648; noise 0.0171: the trial's "
+        "train/validation gap gap_log_loss); use final.refit=false to replay the trial (train split, "
+        "early stopping: its validation score again)"
+    )
+    assert check.metrics()["check_worse"] == 1.0
+    # within the gap, or better: no warning
+    assert not compare(BEST, {"log_loss": 0.31}, {}, refit=True).worse
+    assert (
+        compare(BEST, {"log_loss": 0.25}, {}, refit=True)
+        .line()
+        .startswith(
+            "final model vs its trial: log_loss 0.2500 on the train+validation rows it trained on vs the best "
+            "trial's val_log_loss 0.2981 (not worse by 0.0481;"
+        )
+    )
+    # k-fold: the folds' spread is the noise when it is the larger
+    folds = {**BEST, "cv_std": 0.08, "cv_folds": 3}
+    assert not compare(folds, {"log_loss": 0.3629}, {}, refit=True).worse
+    # a maximized metric: lower is worse; a gap of ~0 leaves the 1% floor (0.0091 here)
+    acc = {"metric": "val_accuracy", "direction": "maximize", "value": 0.9083, "gap_accuracy": 0.0}
+    assert compare(acc, {"accuracy": 0.865}, {}, refit=True).worse
+    assert not compare(acc, {"accuracy": 0.90}, {}, refit=True).worse
+    # replay: the validation split against the trial's validation value
+    assert not compare(BEST, {"log_loss": 0.5}, {"log_loss": 0.2981}, refit=False).worse
+    # a best.yaml without the trial's value: nothing to compare
+    assert compare({"best_epoch": 3}, {"log_loss": 0.3}, {}, refit=True) is None
+
+
 # --- slow: a real sweep, the final model, MLflow, predictions --------------------------------
 
 
@@ -290,6 +329,16 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
     assert table.loc["accuracy", "test"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
     log = next(final.glob("runs/*/train.log")).read_text()
     assert "the test split is used here once" in log and "final train+val" in log
+    # The refit beside its trial on the study's metric: within noise here, and said so in one line.
+    check = meta["check"]
+    assert check["metric"] == "val_log_loss" and check["check_worse"] == 0.0
+    assert check["check_search_value"] == pytest.approx(best["value"])
+    assert check["check_final_value"] == pytest.approx(meta["metrics"]["train"]["log_loss"])
+    assert "warning: the final model is worse" not in log
+    assert (
+        f"final model vs its trial: log_loss {check['check_final_value']:.4f} on the train+validation rows"
+        in log
+    )
 
     # MLflow: a run 'final' linked to the sweep, the model registered with alias champion
     client = MlflowClient(store(swept))
@@ -304,6 +353,9 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
     assert run.data.tags["tuning.best_trial_run_id"] == trial[0].info.run_id
     assert run.data.tags["tuning.best_trial"] == str(best["trial"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
+    assert run.data.metrics["check_worse"] == 0.0
+    assert run.data.metrics["check_final_value"] == pytest.approx(check["check_final_value"])
+    assert run.data.tags["tuning.final_check"].startswith("final model vs its trial: log_loss")
     assert len(client.get_metric_history(run.info.run_id, "loss")) == meta["epochs"]  # learning curve
     assert meta["mlflow"] == {
         "run_id": run.info.run_id,
@@ -357,6 +409,28 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
         one_error_line(capsys) == "error: data.path: missing columns: soil (needed: height, branches, soil)"
     )
     assert not Path("out").exists()
+
+
+@pytest.mark.slow
+def test_a_refit_worse_than_its_trial_is_warned_with_both_figures(swept, monkeypatch):
+    # final.epochs=1: the refit stops after one pass, well short of the trial's updates.
+    monkeypatch.chdir(swept)
+    path = copy_best(swept, "short_refit")
+    best = read_best(path)["best"]
+    assert cli(["train", f"best={path}", "final.epochs=1", "tracking=none"]) == 0
+    meta = json.loads((path.parent / "final" / "meta.json").read_text())
+    check = meta["check"]
+    assert check["check_worse"] == 1.0 and check["check_excess"] > check["check_noise"] > 0
+    assert check["check_final_value"] == pytest.approx(meta["metrics"]["train"]["log_loss"])
+    log = next((path.parent / "final").glob("runs/*/train.log")).read_text()
+    warnings = [line for line in log.splitlines() if "warning: the final model is worse" in line]
+    assert len(warnings) == 1, log
+    assert warnings[0].endswith(
+        f"warning: the final model is worse than its trial: log_loss {check['check_final_value']:.4f} "
+        f"on the train+validation rows it trained on vs the best trial's val_log_loss {best['value']:.4f} "
+        f"(worse by {check['check_excess']:.4f}; noise {check['check_noise']:.4f}: {check['noise_from']}); "
+        "use final.refit=false to replay the trial (train split, early stopping: its validation score again)"
+    )
 
 
 def best_batch_size(root: Path) -> int:

@@ -108,6 +108,8 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
         "train / validation / test (the test split is used here once, never by the search):\n"
         + final.table.to_string(float_format=lambda v: f"{v:.4f}")
     )
+    if final.check is not None:  # one line: within noise, or a warning with the figures and what to do
+        (log.warning if final.check.worse else log.info)(final.check.line())
     folder = save_final(final, best_path.parent / "final")
     log.info(f"final model saved in {folder}/ (model.keras, pipeline.json, preprocessing.joblib, meta.json)")
     log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")

@@ -20,6 +20,7 @@ from tuning.config.space import Hyperparameters
 from tuning.config.tasks import METRICS
 from tuning.data import Dataset, load_dataset
 from tuning.errors import ConfigError, DataError
+from tuning.final.check import ScoreCheck, compare
 from tuning.model.metrics import gap
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is built or loaded, not for path checks
@@ -43,6 +44,8 @@ class FinalModel:
     search: dict[str, Any]
     study: str
     info: dict[str, Any] = field(default_factory=dict)
+    # The final model's score on its training rows beside the best trial's (None: an old best.yaml).
+    check: ScoreCheck | None = None
 
     @property
     def table(self) -> pd.DataFrame:
@@ -142,6 +145,7 @@ def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.
         search=best,
         study=settings.study.name,
         info={"seconds": round(time.perf_counter() - start, 3), "sweep_seed": settings.seed},
+        check=compare(best, result.train, result.val, refit=settings.final.refit),
     )
 
 

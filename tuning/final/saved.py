@@ -66,6 +66,8 @@ def meta(final: FinalModel) -> dict[str, Any]:
             "test": final.test,
             "search_val": {k[4:]: v for k, v in final.search.items() if k.startswith("val_")},
         },
+        # The final model beside its trial on the study's metric (tuning.final.check).
+        "check": final.check.as_dict() if final.check is not None else None,
         "keras_version": keras.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

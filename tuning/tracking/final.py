@@ -125,6 +125,7 @@ class FinalTracker:
             ROLE_TAG: "final",
             "tuning.best_trial": str(trial),
             "tuning.refit": str(final.refit).lower(),
+            **({"tuning.final_check": final.check.line()} if final.check is not None else {}),
             "mlflow.note.content": (
                 f"Final model of study '{self.study}': best trial {trial}'s settings, "
                 + ("refit on train+validation" if final.refit else "trained on the train split")
@@ -163,6 +164,7 @@ class FinalTracker:
         values.update({f"search_{k}": v for k, v in final.search.items() if k.startswith(("val_", "gap_"))})
         table = final.table
         values.update({f"gap_test_{name}": float(v) for name, v in table["test gap"].items()})
+        values.update(final.check.metrics() if final.check is not None else {})  # final vs its trial
         # Learning curves: the Keras history per epoch (step = epoch, from 1), as the sweep logs trials.
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if isinstance(v, (int, float))]
         metrics += [
