@@ -53,6 +53,24 @@ def test_each_algorithm_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp
         assert set(budgets) <= {1, 3}
         for t, budget in zip(first.trials, budgets, strict=True):
             assert t.params["epochs"] == budget and t.user_attrs["epochs_trained"] <= budget
+            assert (t.user_attrs["hyperband_epochs"], t.user_attrs["hyperband_max_epochs"]) == (budget, 3)
+        # 3 trials of a 6-trial iteration: said before the first trial, and again at the export,
+        # since the best of the first round trained 1 of max_epochs=3 epochs.
+        log = "".join(p.read_text() for p in Path(f"experiments/{STUDY}/runs").glob("*/sweep.log"))
+        assert (
+            "warning: study.n_trials=3 stops Hyperband before one whole iteration, which needs "
+            "study.n_trials=6 (2 brackets for max_epochs=3, factor=3): its first bracket trains 3 trials "
+            "for 1 epoch(s) each, and no trial trains 3 epochs until 4 trials have run" in log
+        )
+        winner = first.best()
+        rung = (
+            f"warning: best trial {winner.number} was trained in a lower Hyperband round only (1 of "
+            f"max_epochs=3 epochs): best.yaml records epochs: 1, what it trained and was scored on "
+            f"(it sampled {winner.user_attrs['sampled_epochs']}), not a length it chose; run more trials "
+            "so the brackets reach 3 epochs (one whole iteration: study.n_trials=6)"
+        )
+        assert rung in log
+        assert rung.removeprefix("warning: ") in Path(f"experiments/{STUDY}/best.yaml").read_text()
 
     best = yaml.safe_load(Path(f"experiments/{STUDY}/best.yaml").read_text())
     winner = first.best()

@@ -158,3 +158,55 @@ def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt
         assert err.value.message.startswith("'plants-keras_tuner' is being searched by another process")
     with lock(engine()):  # released when the first ends
         pass
+
+
+def test_hyperband_schedule_is_keras_tuners():
+    from tuning.search.engines.keras_tuner_space import hyperband_brackets, hyperband_short, hyperband_trials
+
+    # max_epochs=3, factor=3: 3 trials for 1 epoch, the best 1 for 3; then 2 trials for 3 epochs
+    assert hyperband_brackets(3, 3) == [[(3, 1), (1, 3)], [(2, 3)]]
+    assert hyperband_trials(3, 3) == (6, 4)
+    # the default sweep's (epochs up to 100): 50 trials never leave the first bracket's 2-epoch round
+    assert hyperband_brackets(100, 3)[0] == [(98, 2), (33, 4), (11, 12), (4, 34), (2, 100)]
+    assert hyperband_trials(100, 3) == (254, 147)
+    assert hyperband_short({"max_epochs": 100, "factor": 3}, 254) is None
+    assert hyperband_short({"max_epochs": 100, "factor": 3}, 50) == (
+        "warning: study.n_trials=50 stops Hyperband before one whole iteration, which needs "
+        "study.n_trials=254 (5 brackets for max_epochs=100, factor=3): its first bracket trains 98 trials "
+        "for 2 epoch(s) each, and no trial trains 100 epochs until 147 trials have run; raise "
+        "study.n_trials, or lower engine.max_epochs"
+    )
+
+
+@pytest.mark.parametrize(("max_epochs", "factor"), [(3, 3), (9, 3), (8, 2)])
+def test_hyperband_schedule_matches_the_oracle_run_to_its_end(in_tmp, kt, max_epochs, factor):
+    """KerasTuner's own HyperbandOracle, one iteration, through its public API as our engine
+    drives it: the budgets it hands out, in order, are the computed schedule."""
+    from keras_tuner.engine.base_tuner import BaseTuner
+    from keras_tuner.engine.trial import TrialStatus
+
+    from tuning.search.engines.keras_tuner_space import hyperband_brackets, hyperband_trials
+
+    hp = kt.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    oracle = kt.oracles.HyperbandOracle(
+        objective=kt.Objective("score", "min"), hyperparameters=hp, max_epochs=max_epochs,
+        factor=factor, hyperband_iterations=1, seed=1,
+    )  # fmt: skip
+    oracle = BaseTuner(oracle, directory=str(in_tmp), project_name="hb").oracle
+    budgets = []
+    while (trial := oracle.create_trial("tuner0")).status == TrialStatus.RUNNING:
+        values = trial.hyperparameters.values
+        budgets.append(values["tuner/epochs"])
+        oracle.update_trial(trial.trial_id, {"score": values["x"]})
+        trial.status = TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+    expected = [
+        epochs
+        for bracket in hyperband_brackets(max_epochs, factor)
+        for n, epochs in bracket
+        for _ in range(n)
+    ]
+    assert budgets == expected
+    assert len(budgets) == hyperband_trials(max_epochs, factor)[0]
+    assert budgets.index(max_epochs) + 1 == hyperband_trials(max_epochs, factor)[1]

@@ -118,17 +118,51 @@ def export_best(
         "selection": {**selection_of(study).as_attr(), "reason": pick_reason(study)},
     }
     path = study_dir / "best.yaml"
+    rung = lower_rung(best, hp.epochs, made_with)
     changed = write_yaml_if_changed(
         path,
         best_config(made_with, hp, task=dataset.task, best=best_info),
         header=f"# Best trial {best.number} of study '{study.name}': "
-        f"{metric}={value:.6g}. Reuse: tuning train study={study.name}\n",
+        f"{metric}={value:.6g}. Reuse: tuning train study={study.name}\n"
+        + (f"# {rung.removeprefix('warning: ')}\n" if rung else ""),
     )
     log.info(f"best trial {best.number}: {metric}={value:.6g}")
+    if rung:
+        log.warning(rung)
     for key, v in (hp.as_params() if hp.builder else hp.as_config()).items():
         log.info(f"  {key}: {v}")
     log.info(f"best config {'written to' if changed else 'unchanged in'} {path}")
     return path
+
+
+def lower_rung(best: TrialSummary, epochs: int, settings: Mapping[str, Any]) -> str | None:
+    """A warning when Hyperband gave the best trial fewer epochs than its largest budget (it was
+    not promoted to the last round of its bracket); None otherwise, and for other engines.
+
+    best.yaml keeps what the trial trained (``epochs`` = its budget), which is what its score
+    measured: a longer ``epochs`` there would describe a model nobody evaluated.
+    """
+    attrs = best.user_attrs
+    budget, top = attrs.get("hyperband_epochs"), attrs.get("hyperband_max_epochs")
+    if not isinstance(budget, int) or not isinstance(top, int) or budget >= top:
+        return None
+    sampled = attrs.get("sampled_epochs")
+    if isinstance(sampled, int) and sampled <= budget:  # the budget did not cap it: its own length
+        records = f"epochs: {epochs}, its own choice, but it was never compared with trials trained longer"
+    else:
+        chose = f" (it sampled {sampled})" if isinstance(sampled, int) else ""
+        records = f"epochs: {epochs}, what it trained and was scored on{chose}, not a length it chose"
+    engine = settings.get("engine") or {}
+    more = ""
+    if isinstance(engine.get("factor"), int):
+        from tuning.search.engines.keras_tuner_space import hyperband_trials
+
+        more = f" (one whole iteration: study.n_trials={hyperband_trials(top, engine['factor'])[0]})"
+    return (
+        f"warning: best trial {best.number} was trained in a lower Hyperband round only ({budget} of "
+        f"max_epochs={top} epochs): best.yaml records {records}; run more trials so the brackets "
+        f"reach {top} epochs{more}"
+    )
 
 
 # Sections a best.yaml must hold to train the final model, and the ``best`` keys it relies on.

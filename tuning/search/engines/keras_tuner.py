@@ -11,6 +11,7 @@ KerasTuner is imported when trials run (``searching``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from tuning.search.engines.keras_tuner_space import (
     check_supported,
     declare,
     hyperband_max_epochs,
+    hyperband_short,
     int_names,
 )
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR, StudyMismatch, check_resume
@@ -41,6 +43,8 @@ from tuning.study.keras_tuner_files import (
     write_json,
 )
 from tuning.study.summary import StudySummary
+
+log = logging.getLogger("tuning")
 
 TUNER_ID = "tuner0"  # the one worker's name in the oracle (KerasTuner's default)
 
@@ -63,6 +67,10 @@ class KerasTunerEngine(Engine):
         self.space: SearchSpace | None = None
         self._attrs: dict[str, Any] = {}
         self.oracle: Any = None  # while searching
+
+    @property
+    def hyperband(self) -> bool:
+        return bool(self.options["algorithm"] == "hyperband")
 
     def describe(self) -> str:
         algorithm = self.options["algorithm"]
@@ -110,6 +118,9 @@ class KerasTunerEngine(Engine):
     ) -> list[str]:
         self.space = space
         self.check_resume(identity)
+        short = hyperband_short(self.options, int(self.study_config.n_trials)) if self.hyperband else None
+        if short:  # before any trial: a sweep this short never promotes a trial to max_epochs
+            log.warning(short)
         stored = read_study_file(self.project)
         if stored is not None:
             direction, metric = stored.get("direction"), (stored.get("user_attrs") or {}).get("metric")
@@ -182,7 +193,7 @@ class KerasTunerEngine(Engine):
         the sweep stopped in stays RUNNING: KerasTuner's oracle runs it again on resume."""
         from keras_tuner.engine.trial import TrialStatus
 
-        trial, attrs = proposal.trial, dict(outcome.attrs)
+        trial, attrs = proposal.trial, {**outcome.attrs, **self._budget(proposal)}
         if self.space is not None and self.space.builder is not None:  # a name asked the first time
             self.oracle.update_space(trial.hyperparameters)
         if outcome.stopped:
@@ -202,6 +213,20 @@ class KerasTunerEngine(Engine):
         return dataclasses.replace(
             outcome, state="COMPLETE" if done else "FAIL", value=outcome.value if done else None, attrs=attrs
         )
+
+    def _budget(self, proposal: Proposal) -> dict[str, Any]:
+        """Hyperband: the epochs the trial was given (``tuner/epochs``), the largest budget, and the
+        epochs it sampled before the budget capped them: best.yaml's export reads them."""
+        values = proposal.trial.hyperparameters.values
+        if not self.hyperband or not values.get("tuner/epochs"):
+            return {}
+        fixed = self.space.fixed.get("epochs") if self.space is not None else None
+        sampled = values.get("epochs", fixed)  # searched, or fixed by the config
+        budget = {
+            "hyperband_epochs": int(values["tuner/epochs"]),
+            "hyperband_max_epochs": int(self.options["max_epochs"]),
+        }
+        return budget if sampled is None else {**budget, "sampled_epochs": int(sampled)}
 
     def _write(
         self,

@@ -10,6 +10,7 @@ nor stores a width for a layer the model does not have. Takes the ``hp`` object 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -100,6 +101,55 @@ def hyperband_max_epochs(options: Mapping[str, Any], space: SearchSpace, cap: in
     dim = space.dimensions.get("epochs")
     epochs = int(dim.high) if dim is not None else int(space.fixed.get("epochs", 50))  # type: ignore[arg-type]
     return min(epochs, cap) if cap else epochs
+
+
+def hyperband_brackets(max_epochs: int, factor: int) -> list[list[tuple[int, int]]]:
+    """One Hyperband iteration of KerasTuner's ``HyperbandOracle``, in the order it runs them:
+    per bracket (most aggressive first), per round, ``(trials, epochs)``.
+
+    Computed from the public parameters with the oracle's own formulas (its docstring's
+    algorithm, KerasTuner 1.4; same float arithmetic, so the same roundings): brackets while
+    ``max_epochs / factor**k >= 1``; bracket ``b`` has ``b + 1`` rounds; round ``r`` of bracket
+    ``b`` trains ``ceil(ceil(1 + log_factor(max_epochs)) / (b + 1) * factor**(b - r))`` trials for
+    ``ceil(max_epochs / factor**(b - r))`` epochs. A round's trials are the best of the round
+    before, trained longer, so a bracket reaches ``max_epochs`` only in its last round.
+    """
+    count, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        count += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    return [
+        [
+            (math.ceil(end_size / (b + 1) * factor ** (b - r)), math.ceil(max_epochs / factor ** (b - r)))
+            for r in range(b + 1)
+        ]
+        for b in reversed(range(count))
+    ]
+
+
+def hyperband_trials(max_epochs: int, factor: int) -> tuple[int, int]:
+    """Trials one whole Hyperband iteration runs, and the count of trials up to the first one
+    trained for ``max_epochs`` (the first of its first bracket's last round)."""
+    brackets = hyperband_brackets(max_epochs, factor)
+    return sum(n for bracket in brackets for n, _ in bracket), sum(n for n, _ in brackets[0][:-1]) + 1
+
+
+def hyperband_short(options: Mapping[str, Any], n_trials: int) -> str | None:
+    """The warning line when ``study.n_trials`` ends Hyperband before one whole iteration (its
+    first brackets would never promote a trial to ``max_epochs``); None when it does not."""
+    max_epochs, factor = int(options["max_epochs"]), int(options["factor"])
+    full, first = hyperband_trials(max_epochs, factor)
+    if n_trials >= full:
+        return None
+    brackets = hyperband_brackets(max_epochs, factor)
+    trials, epochs = brackets[0][0]
+    return (
+        f"warning: study.n_trials={n_trials} stops Hyperband before one whole iteration, which needs "
+        f"study.n_trials={full} ({len(brackets)} brackets for max_epochs={max_epochs}, factor={factor}): "
+        f"its first bracket trains {trials} trials for {epochs} epoch(s) each, and no trial trains "
+        f"{max_epochs} epochs until {first} trials have run; raise study.n_trials, or lower engine.max_epochs"
+    )
 
 
 def layer_counts(space: SearchSpace) -> list[int]:
