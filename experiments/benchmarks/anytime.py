@@ -72,13 +72,13 @@ def internals() -> SimpleNamespace:
     from tuning.config.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
     from tuning.model.build import task_metrics
     from tuning.search.engines.optuna import _Finish
-    from tuning.search.trial import run_trial, targets
+    from tuning.search.trial import fit_trial, targets
 
     return SimpleNamespace(
         run=tuning.commands.sweep.run,  # the sweep `tuning sweep` runs, without Hydra's command line
         Finish=_Finish,  # the Optuna engine's study callback: where the epoch budget is counted (study.stop)
         parse_space=parse_space,
-        run_trial=run_trial,
+        fit_trial=fit_trial,
         targets=targets,
         task_metrics=task_metrics,
         OPTIMIZERS=OPTIMIZERS,
@@ -146,7 +146,7 @@ def tuning_arm(overrides: list[str]) -> common.Job:
         dataset = common.dataset(_data_overrides(job))
         space = T.parse_space(cfg["search_space"], dataset.task)
         hp = space.suggest(FixedTrial(best.params))
-        model, result = T.run_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
+        model, result = T.fit_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
         name = T.resolve_metric("auto", dataset.task).removeprefix("val_")
         test = model.evaluate(
             dataset.x_test, T.targets(dataset.y_test, hp, dataset), verbose=0, return_dict=True

@@ -50,7 +50,7 @@ def _data_overrides(job: dict[str, Any]) -> list[str]:
 def tuning(params: dict[str, Any]) -> common.Job:
     import tuning.commands.sweep
     from tuning.config.space_config import parse_space
-    from tuning.search.trial import run_trial
+    from tuning.search.trial import fit_trial
 
     common.quiet_tuning_logs()
     root = Path.cwd() / "experiments"
@@ -97,7 +97,7 @@ def tuning(params: dict[str, Any]) -> common.Job:
         from optuna.trial import FixedTrial
 
         hp = space.suggest(FixedTrial(best.params))
-        model, result = run_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
+        model, result = fit_trial(hp, dataset, common.training(cfg), seed=int(best.user_attrs["seed"]))
         test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
         return {
             "used": used,

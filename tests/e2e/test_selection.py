@@ -65,14 +65,14 @@ def rerun(study: optuna.Study, number: int, cfg: dict):
 
     from tuning.config import parse, with_task
     from tuning.data import load_dataset
-    from tuning.search.trial import run_trial
+    from tuning.search.trial import fit_trial
 
     trial = study.trials[number]
     parsed = parse(cfg)
     dataset = load_dataset(parsed.data, parsed.split, parsed.seed)
     parsed = with_task(parsed, dataset.task)
     hp = parsed.space.suggest(FixedTrial(trial.params))
-    model, _ = run_trial(hp, dataset, parsed.training, seed=trial.user_attrs["seed"])
+    model, _ = fit_trial(hp, dataset, parsed.training, seed=trial.user_attrs["seed"])
     return model, dataset, hp
 
 

@@ -15,7 +15,7 @@ from tuning.config.space import Hyperparameters
 from tuning.data import load_dataset
 from tuning.model.build import build_model, task_metrics
 from tuning.model.fit import fit_model, fresh_session, seed_everything
-from tuning.search.trial import run_trial, targets
+from tuning.search.trial import fit_trial, targets
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,8 @@ def test_default_steps_per_execution_is_a_real_speed_setting():
 @pytest.mark.parametrize("data", ["plants", "iris"])  # binary (accuracy, AUC) and multiclass (one-hot)
 def test_steps_per_execution_leaves_weights_history_and_metrics_identical(data):
     training, dataset = _data(data)
-    one_step = run_trial(HP, dataset, replace(training, steps_per_execution=1), seed=7)
-    default = run_trial(HP, dataset, training, seed=7)
+    one_step = fit_trial(HP, dataset, replace(training, steps_per_execution=1), seed=7)
+    default = fit_trial(HP, dataset, training, seed=7)
     assert default[0].steps_per_execution == training.steps_per_execution > 1
     assert one_step[0].steps_per_execution == 1
     _assert_same_fit(one_step, default)
@@ -124,10 +124,10 @@ def test_trials_in_one_process_leave_no_graphs_behind():
         graphs = sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects())
         return registered, graphs
 
-    run_trial(small, dataset, training, seed=1)
+    fit_trial(small, dataset, training, seed=1)
     after_one = live()
     for seed in (2, 3, 4):
-        run_trial(small, dataset, training, seed=seed)
+        fit_trial(small, dataset, training, seed=seed)
     assert live() == after_one == (0, after_one[1])
 
 
@@ -174,7 +174,7 @@ def test_graph_optimizations_off_is_applied_and_changes_values_only_by_rounding(
             assert (
                 tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) is not on
             )
-            fits[on] = run_trial(HP, dataset, training, seed=7)
+            fits[on] = fit_trial(HP, dataset, training, seed=7)
     finally:
         start_tensorflow(training)
     (model_on, on), (model_off, off) = fits[True], fits[False]

@@ -1,7 +1,7 @@
 """The final model: refit the best trial's settings and evaluate it once on the test split.
 
 Training goes through the trial's own pieces (``new_model``, ``targets``, ``fit_model``,
-``run_trial``), so the final model is built and fitted exactly as the search's models were.
+``fit_trial``), so the final model is built and fitted exactly as the search's models were.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.
     The weights are seeded as the best trial's were: ``seed + best.trial``.
     """
     from tuning.model.fit import evaluate
-    from tuning.search.trial import run_trial, targets
+    from tuning.search.trial import fit_trial, targets
 
     best = dict(settings.raw["best"])
     trial_seed = settings.seed + int(best["trial"])
@@ -123,7 +123,7 @@ def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.
     if settings.final.refit:
         model, result, epochs = _refit(settings, hp, dataset, best, trial_seed)
     else:
-        model, result = run_trial(hp, dataset, settings.training, seed=trial_seed)
+        model, result = fit_trial(hp, dataset, settings.training, seed=trial_seed)
         epochs = result.epochs_trained
     if result.diverged_at is not None:
         raise ConfigError("final", f"the loss became NaN at epoch {result.diverged_at + 1}; nothing saved")

@@ -21,7 +21,7 @@ from tuning.config.space import Hyperparameters, Suggester
 from tuning.data import Dataset
 from tuning.errors import TrialFailed
 from tuning.model.fit import EpochLog, FitResult
-from tuning.search.trial import objective_value, run_trial
+from tuning.search.trial import fit_trial, objective_value
 
 
 def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to each fold's trial
@@ -46,7 +46,7 @@ def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to ea
     results: list[FitResult] = []
     values: list[float] = []
     for k, fold in enumerate(folds):
-        _, result = run_trial(
+        _, result = fit_trial(
             hp,
             fold,
             training,

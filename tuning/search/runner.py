@@ -127,13 +127,13 @@ class TrialRunner:
         drawn: dict[str, Any],
     ) -> tuple[float, dict[str, Any]]:
         """Fit (over the folds with ``cv.folds``), check the value, and list what to store."""
-        from tuning.search.trial import objective_value, run_trial
+        from tuning.search.trial import fit_trial, objective_value
 
         extras: dict[str, Any] = {}
         if self.folds:
             result, extras = self._cross_validate(record, callbacks, epoch_log, suggester, drawn)
         else:
-            _, result = run_trial(
+            _, result = fit_trial(
                 record.hyperparameters,
                 self.dataset,
                 self.training,

@@ -139,7 +139,7 @@ def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) 
     return dict(values.values)
 
 
-def run_trial(
+def fit_trial(
     hp: Hyperparameters,
     dataset: Dataset,
     training: TrainingConfig,
