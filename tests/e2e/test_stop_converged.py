@@ -28,7 +28,7 @@ ARGS = (*TINY, *NEARLY_ONE_POINT, "training.max_epochs=1", "pruner=none", "study
 STOP = ("stop=converged", "stop.patience=1", "stop.min_trials=2")
 LINE = re.compile(
     r"stop=converged: no improvement over the best \((?P<value>[\d.]+), trial (?P<best>\d+)\) in the last "
-    r"(?P<since>\d+) completed trials \(patience 1, min 2 completed\); stopped after (?P<done>\d+) of 12 "
+    r"(?P<since>\d+) completed trials? \(patience 1, min 2 completed\); stopped after (?P<done>\d+) of 12 "
     r"finished trials"
 )
 

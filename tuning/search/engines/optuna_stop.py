@@ -98,7 +98,7 @@ class ConvergedStop:
         else:
             why = (
                 f"no improvement over the best ({value:.4g}, trial {best.number}) in the last {since} "
-                f"completed trials (patience {rule.patience}, min {rule.min_trials} completed)"
+                f"completed trial{'' if since == 1 else 's'} (patience {rule.patience}, min {rule.min_trials} completed)"
             )
         return Convergence(why, best.number, value, len(complete))
 
