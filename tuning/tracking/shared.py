@@ -118,16 +118,52 @@ def _own_or_first_parent(client: Any, exp: str, where: str, created: Any) -> Any
 
 
 def _child_runs(client: Any, experiment: str, study_name: str) -> dict[int, str]:
-    """Trial number -> run id of the study's child runs already in the store (resume)."""
-    where = f"tags.`{ROLE_TAG}` = 'trial' and tags.`{STUDY_TAG}` = '{study_name}'"
+    """Trial number -> run id of the study's fully logged child runs (resume).
+
+    A trial's run that an outage cut short (left RUNNING) is left out, for the back-fill to
+    complete; a trial's second run (a create retried after its answer was lost) is deleted."""
     found: dict[int, str] = {}
+    for number, runs in retrying(trial_runs, client, experiment, study_name).items():
+        run = retrying(one_run, client, runs)
+        if run.info.status != "RUNNING":
+            found[number] = run.info.run_id
+    return found
+
+
+def trial_runs(
+    client: Any, experiment: str, study_name: str, number: int | None = None
+) -> dict[int, list[Any]]:
+    """The study's child runs in the store by trial number (``number``: that trial's only),
+    recognised by their tags ``tuning.study``, ``tuning.role`` and ``tuning.trial``."""
+    where = f"tags.`{ROLE_TAG}` = 'trial' and tags.`{STUDY_TAG}` = '{study_name}'"
+    if number is not None:
+        where += f" and tags.`{TRIAL_TAG}` = '{number}'"
+    found: dict[int, list[Any]] = {}
     token = None
     while True:
         page = client.search_runs([experiment], where, max_results=1000, page_token=token)
         for run in page:
-            number = run.data.tags.get(TRIAL_TAG, "")
-            if number.isdigit():
-                found[int(number)] = run.info.run_id
+            tag = run.data.tags.get(TRIAL_TAG, "")
+            if tag.isdigit():
+                found.setdefault(int(tag), []).append(run)
         token = page.token
         if not token:
             return found
+
+
+def one_run(client: Any, runs: list[Any]) -> Any:
+    """One trial's run among ``runs``: a finished one before one an outage cut short, then the
+    first made (the same choice in every worker); the others are deleted (MLflow keeps them in
+    its trash, ``mlflow gc`` removes them for good)."""
+    kept = min(runs, key=lambda r: (r.info.status == "RUNNING", r.info.start_time or 0, r.info.run_id))
+    for run in runs:
+        if run.info.run_id != kept.info.run_id:
+            try:
+                client.delete_run(run.info.run_id)
+            except MlflowException as err:  # already removed for good (``mlflow gc``)
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            log.info(
+                f"MLflow: deleted run {run.info.run_id}, a second run of trial {run.data.tags.get(TRIAL_TAG)}"
+            )
+    return kept

@@ -40,7 +40,9 @@ from tuning.tracking.content import (
     BEST_TAG,
     MAX_TAG_TEXT,
     PARENT_TAG,
+    ROLE_TAG,
     RUN_PREFIX,
+    STATE_TAG,
     STATUS,
     STUDY_TAG,
     TRACKING_ERRORS,
@@ -66,9 +68,11 @@ from tuning.tracking.shared import (
     ParentRun,
     _child_runs,
     ended,
+    one_run,
     parent_lock,
     retrying,
     still_running,
+    trial_runs,
 )
 from tuning.tracking.sweep_artifacts import log_sweep_artifacts
 
@@ -76,6 +80,7 @@ if TYPE_CHECKING:
     from tuning.study.record import TrialRecord
 
 log = logging.getLogger("tuning")
+NAME_TAG = "mlflow.runName"
 
 
 def start_sweep_tracking(
@@ -111,7 +116,8 @@ class MlflowSweepTracker:
         self.study_name = study_name
         self.experiment_id = experiment
         self.run_id = run_id
-        self.children = children
+        self.children = children  # trial number -> its fully logged child run
+        self.unlogged: dict[int, TrialRecord] = {}  # this command's trials an outage kept out
         self.best_tags = best_tags
         self.fixed_params: dict[str, Any] = {}
         self.invocation = f"{RUN_PREFIX}1"  # this command's entry on the parent
@@ -182,18 +188,29 @@ class MlflowSweepTracker:
     # --- TrialObserver -------------------------------------------------------------------
 
     def on_trial_end(self, study: StudySummary, record: TrialRecord) -> None:
-        """Log the trial as a child run, then refresh the parent's best. Never stops the sweep."""
+        """Log the trial as a child run (then those an earlier outage kept out), then refresh the
+        parent's best. Never stops the sweep."""
+        self.unlogged[record.number] = record
+        if not self._log_unlogged(first=record.number):
+            return
         try:
-            self.children[record.number] = self._log_trial(record)
             self._tag_selection(study, [record.number])
             self._log_progress(study)
         except TRACKING_ERRORS as err:
-            # Retried already (tracking.shared.retrying). The study keeps the trial and the next
-            # run back-fills its child run; any other error is a bug of ours and stops the sweep.
-            log.warning(
-                f"MLflow: trial {record.number} not fully logged (tried {ATTEMPTS} times): {_one_line(err)}; "
-                "the next `tuning sweep` on this study logs it"
-            )
+            _not_logged(record.number, err)
+
+    def _log_unlogged(self, first: int | None = None) -> bool:
+        """Child runs for this command's trials not yet logged (``first`` first); False when the
+        store still fails. Any error but a store's is a bug of ours and stops the sweep."""
+        for number in sorted(self.unlogged, key=lambda n: n != first):
+            try:
+                # A trial tried before may have a run in the store already: looked for first.
+                self.children[number] = self._log_trial(self.unlogged[number], look=number != first)
+            except TRACKING_ERRORS as err:
+                _not_logged(number, err)
+                return False
+            del self.unlogged[number]
+        return True
 
     def backfill(self, study: StudySummary, space: Any) -> list[int]:
         """Child runs for ended trials that have none (the sweep stopped before logging them, or
@@ -216,6 +233,7 @@ class MlflowSweepTracker:
             reason = t.user_attrs.get("fail_reason")
             record.error = "interrupted" if t.user_attrs.get("interrupted") else reason
             record.history = {}
+            self.unlogged.pop(t.number, None)
             self.children[t.number] = self._log_trial(record, backfilled=t)
             done.append(t.number)
         if done:
@@ -223,7 +241,9 @@ class MlflowSweepTracker:
         self._log_progress(study)
         return done
 
-    def _log_trial(self, record: TrialRecord, backfilled: TrialSummary | None = None) -> str:
+    def _log_trial(
+        self, record: TrialRecord, backfilled: TrialSummary | None = None, *, look: bool = True
+    ) -> str:
         start_ms = int(record.start_time * 1000)
         end_ms = int((record.start_time + record.seconds) * 1000)
         tags = {**trial_tags(self.study_name, record), PARENT_TAG: self.run_id}
@@ -237,14 +257,34 @@ class MlflowSweepTracker:
             tags["tuning.backfilled"] = "true"
             metrics = stored_trial_metrics(backfilled, end_ms)
         name = trial_run_name(record.number, "KILLED" if run_status(record) == "KILLED" else record.state)
-        run = retrying(
-            self.client.create_run, self.experiment_id, start_time=start_ms, run_name=name, tags=tags
-        )
-        run_id = run.info.run_id
+        run_id = self._trial_run(record.number, start_ms, name, tags, look=look)
         params = {**record.hyperparameters.as_params(), "seed": record.seed, **self.fixed_params}
         self._log(run_id, metrics=metrics, params=params)
         retrying(self.client.set_terminated, run_id, status=run_status(record), end_time=end_ms)
         return str(run_id)
+
+    def _trial_run(self, number: int, start_ms: int, name: str, tags: dict[str, str], *, look: bool) -> str:
+        """The trial's child run: the one already in the store, found by its tags, else a new one.
+
+        One is there when an earlier try made it but its answer was lost, or an outage cut its
+        logging short (``look`` false: a trial's first try, which creates at once). Its name and
+        tags are written again, its best mark taken off for ``_mark_best`` to set."""
+        tries = 0
+
+        def find_or_create() -> str:
+            nonlocal tries
+            tries += 1
+            if look or tries > 1:
+                runs = trial_runs(self.client, self.experiment_id, self.study_name, number).get(number)
+                if runs:
+                    run_id = str(one_run(self.client, runs).info.run_id)
+                    again = {**tags, NAME_TAG: name, BEST_TAG: "false"}
+                    self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in again.items()])
+                    return run_id
+            run = self.client.create_run(self.experiment_id, start_time=start_ms, run_name=name, tags=tags)
+            return str(run.info.run_id)
+
+        return retrying(find_or_create)
 
     def _log_progress(self, study: StudySummary) -> None:
         """Parent: the study's best (``objective`` and ``best_objective``), counts, best params.
@@ -306,19 +346,29 @@ class MlflowSweepTracker:
         previous best its plain name back, so the runs table shows the winner at a glance.
 
         The marked runs are looked up in the store, not remembered: another worker may have
-        moved the mark since."""
+        moved the mark since. A run's name and tag are written in one call, the old mark taken
+        off before the new one is set: an outage between them leaves no run marked, never two,
+        and the next trial's end (or the next run) finds any half-marked run and sets it right."""
         run_id = self.children[number]
-        where = f"tags.`{BEST_TAG}` = 'true' and tags.`{STUDY_TAG}` = '{self.study_name}'"
-        marked = self.client.search_runs([self.experiment_id], where, max_results=100)
-        if [r.info.run_id for r in marked] == [run_id]:
+        best = trial_run_name(number, best=True)
+        marked = self._marked_runs()
+        if [r.info.run_id for r in marked] == [run_id] and _marked(marked[0], best):
             return
         for run in marked:
             if run.info.run_id != run_id:
-                old = int(run.data.tags.get(TRIAL_TAG, "0"))
-                retrying(self.client.set_tag, run.info.run_id, "mlflow.runName", trial_run_name(old))
-                retrying(self.client.set_tag, run.info.run_id, BEST_TAG, "false")
-        retrying(self.client.set_tag, run_id, "mlflow.runName", trial_run_name(number, best=True))
-        retrying(self.client.set_tag, run_id, BEST_TAG, "true")
+                self._log(run.info.run_id, tags={NAME_TAG: _plain_name(run), BEST_TAG: "false"})
+        self._log(run_id, tags={NAME_TAG: best, BEST_TAG: "true"})
+
+    def _marked_runs(self) -> list[Any]:
+        """The study's runs that carry the best mark, by tag or by name (half of a mark that an
+        earlier version wrote in two calls)."""
+        study = f"tags.`{STUDY_TAG}` = '{self.study_name}' and tags.`{ROLE_TAG}` = 'trial'"
+        found: dict[str, Any] = {}
+        for mark in (f"tags.`{BEST_TAG}` = 'true'", "attributes.run_name LIKE '% best'"):
+            where = f"{mark} and {study}"
+            for run in retrying(self.client.search_runs, [self.experiment_id], where, max_results=100):
+                found[run.info.run_id] = run
+        return list(found.values())
 
     # --- end of the sweep ----------------------------------------------------------------
 
@@ -330,6 +380,7 @@ class MlflowSweepTracker:
     ) -> None:
         """End the parent run (FINISHED, KILLED or FAILED), then attach the sweep's artifacts
         (``plots``: the engine's own plots of the study, drawn into a folder)."""
+        self._log_unlogged()
         try:
             self._log_progress(study)
             self._tag_selection(study)
@@ -391,6 +442,26 @@ class MlflowSweepTracker:
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         for m, p, t in batches(list(metrics), param_list, tag_list):
             retrying(self.client.log_batch, run_id, metrics=m, params=p, tags=t)
+
+
+def _marked(run: Any, best_name: str) -> bool:
+    return bool(run.info.run_name == best_name and run.data.tags.get(BEST_TAG) == "true")
+
+
+def _plain_name(run: Any) -> str:
+    """A run's name without the best mark: ``trial-0007``, or with its outcome (``pruned``, …)."""
+    tags = run.data.tags
+    state = "KILLED" if run.info.status == "KILLED" else tags.get(STATE_TAG)
+    return trial_run_name(int(tags.get(TRIAL_TAG, "0")), state)
+
+
+def _not_logged(number: int, err: Exception) -> None:
+    # Retried already (tracking.shared.retrying). The study keeps the trial: the next trial's
+    # end, or else the next run's back-fill, logs it (into the run begun, if there is one).
+    log.warning(
+        f"MLflow: trial {number} not fully logged (tried {ATTEMPTS} times): {_one_line(err)}; "
+        "the next `tuning sweep` on this study logs it"
+    )
 
 
 def _now_ms() -> int:
