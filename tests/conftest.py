@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,49 @@ def stop_process_group(proc) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+# --- a real MLflow server (tracking, outage, distributed tests) ---------------------------
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_mlflow_server(folder: Path, port: int, backend_store_uri: str):
+    """`mlflow server` on 127.0.0.1:``port`` over ``backend_store_uri``, artifacts and
+    ``server.log`` (appended: a restart keeps the first start's lines) in ``folder``. Its own
+    process group, so ``stop_process_group`` ends it and its workers; see ``wait_for_mlflow``."""
+    import subprocess
+
+    with (folder / "server.log").open("ab") as log_file:
+        return subprocess.Popen(
+            [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(folder / "artifacts")],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )  # fmt: skip
+
+
+def wait_for_mlflow(proc, port: int, folder: Path, timeout: float = 240) -> str:
+    """The server's URL once ``/health`` answers; the test fails (with the server's log) when
+    it exits or stays silent for ``timeout`` seconds: a server test never skips."""
+    import contextlib
+    import time
+    import urllib.request
+
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            if answer.status == 200:
+                return url
+        time.sleep(0.2)
+    stop_process_group(proc)
+    pytest.fail("mlflow server did not answer /health:\n" + (folder / "server.log").read_text()[-3000:])

@@ -7,25 +7,21 @@ cannot."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pytest
-from conftest import TINY, stop_process_group
+from conftest import TINY, free_port, start_mlflow_server, stop_process_group, wait_for_mlflow
 
 pytestmark = pytest.mark.slow
 
-MLFLOW = Path(sys.executable).with_name("mlflow")
 STUDY = "dist"
 
 
@@ -39,31 +35,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
     except Exception as err:  # CI must notice: a PostgreSQL test that cannot run is a failure
         pytest.fail(f"PostgreSQL (pgserver) did not start: {err!r}")
     folder = tmp_path_factory.mktemp("mlflow-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_file = (folder / "server.log").open("wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", server.get_uri("mlflow"),
-         "--artifacts-destination", str(folder / "artifacts")],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    proc = start_mlflow_server(folder, port, server.get_uri("mlflow"))
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start:\n" + (folder / "server.log").read_text()[-3000:])
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-            time.sleep(0.5)
+        url = wait_for_mlflow(proc, port, folder)
         yield SimpleNamespace(storage=server.get_uri(), tracking=url, folder=folder)
     finally:
         stop_process_group(proc)
-        log_file.close()
         server.cleanup()
         atexit.unregister(server._cleanup)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli, stop_process_group
+from conftest import cli, free_port, stop_process_group
 
 # Each study: its sweep's data arguments, the target, and new raw rows (a gap, an unseen category).
 STUDIES = {
@@ -110,12 +109,6 @@ def test_serve_without_a_champion_says_how_to_get_one(in_tmp, capsys):
 
 
 # --- the served model -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, body: str, content_type: str) -> tuple[int, dict]:

@@ -14,11 +14,8 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +26,16 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import signal_during_trial_1, stop_process_group
+from conftest import (
+    free_port,
+    signal_during_trial_1,
+    start_mlflow_server,
+    stop_process_group,
+    wait_for_mlflow,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-MLFLOW = Path(sys.executable).with_name("mlflow")
 TINY = ("data.n_samples=400", "training.max_epochs=3")
 SECRET = "hunter2"
 # Diabetes regression where only the learning rate varies; seed 0 with the random sampler
@@ -107,12 +109,6 @@ def cli(*args: str) -> int:
         return int(exit_.code or 0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def client_for(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -147,47 +143,16 @@ def series(client: Any, run_id: str, key: str) -> list[float]:
 def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log_file = (folder / "server.log").open("wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            str(MLFLOW),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        start_new_session=True,  # its own process group: teardown ends the server and its workers
-    )
-    yield SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}", port=port, log=folder / "server.log")
+    proc = start_mlflow_server(folder, port, f"sqlite:///{folder / 'server.db'}")
+    yield SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}", port=port, folder=folder)
     stop_process_group(proc)
-    log_file.close()
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(server_process: SimpleNamespace) -> SimpleNamespace:
     """The server's URL once ``/health`` answers."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if server_process.proc.poll() is not None:
-            pytest.fail("mlflow server exited:\n" + server_process.log.read_text()[-3000:])
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{server_process.url}/health", timeout=2) as answer,
-        ):
-            if answer.status == 200:
-                return server_process
-        time.sleep(0.5)
-    pytest.fail("mlflow server did not answer /health:\n" + server_process.log.read_text()[-3000:])
+    wait_for_mlflow(server_process.proc, server_process.port, server_process.folder)
+    return server_process
 
 
 # --- fast checks: nothing trained ---------------------------------------------------------

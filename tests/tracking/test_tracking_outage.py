@@ -9,57 +9,27 @@ started again once the sweep has said a trial was not logged. Nothing mocked.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import stop_process_group
+from conftest import free_port, start_mlflow_server, stop_process_group, wait_for_mlflow
 
 ROLE_TRIAL = "tags.`tuning.role` = 'trial'"
-MLFLOW = Path(sys.executable).with_name("mlflow")
 SWEEP = ("data.n_samples=400", "training.max_epochs=2", "study.n_trials=3", "tracking.learning_curves=0")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    """`mlflow server` on ``port`` over ``folder``'s store, answering ``/health``; fails the test
-    if it exits or does not answer within 120 s."""
-    with (folder / "server.log").open("ab") as log_file:
-        proc = subprocess.Popen(
-            [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-             "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            start_new_session=True,  # its own process group: killed whole, workers included
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("mlflow server exited:\n" + (folder / "server.log").read_text()[-3000:])
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer,
-        ):
-            if answer.status == 200:
-                return proc
-        time.sleep(0.2)
-    stop_process_group(proc)
-    pytest.fail("mlflow server did not answer /health:\n" + (folder / "server.log").read_text()[-3000:])
+    """`mlflow server` on ``port`` over ``folder``'s store, answering ``/health``."""
+    proc = start_mlflow_server(folder, port, f"sqlite:///{folder / 'server.db'}")
+    wait_for_mlflow(proc, port, folder, timeout=120)
+    return proc
 
 
 def sweep(folder: Path, url: str) -> subprocess.Popen[str]:
