@@ -35,9 +35,9 @@ class Redacted(logging.Filter):
     prints each job's overrides): the line with them hidden."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from tuning.redaction import redact
+        from tuning.redaction import redact_text
 
-        record.msg, record.args = redact(record.getMessage()), ()
+        record.msg, record.args = redact_text(record.getMessage()), ()
         return True
 
 

@@ -21,6 +21,12 @@ def redact(url: str | None) -> str | None:
     return _SECRET_QUERY.sub(r"\1***", url)
 
 
+def redact_text(text: str) -> str:
+    """``text`` (a file, a traceback, a log line) with ``redact`` applied line by line, so no
+    match runs from one line into the next."""
+    return "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+
+
 def first_line(err: BaseException) -> str:
     """An error's first non-empty line, credentials redacted; for a SQLAlchemy error, its
     driver's own message (SQLAlchemy wraps it with the SQL and a help link)."""

@@ -35,10 +35,9 @@ def report_crash(err: BaseException, command: str) -> None:
     handler, e.g. ``runs/<time>/sweep.log``), and stderr gets one redacted line naming it. The
     command then exits 1: a failure, not bad input.
     """
-    from tuning.redaction import first_line, redact
+    from tuning.redaction import first_line, redact_text
 
-    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    text = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+    text = redact_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     record = logging.LogRecord("tuning", logging.ERROR, __file__, 0, "%s", (text.rstrip(),), None)
     for handler in files:
@@ -148,14 +147,14 @@ def redact_multirun_file() -> None:
     from hydra.types import RunMode
 
     from tuning.files import atomic_text
-    from tuning.redaction import redact
+    from tuning.redaction import redact_text
 
     hydra_cfg = HydraConfig.get()
     path = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
     if hydra_cfg.mode != RunMode.MULTIRUN or not path.is_file():
         return
     text = path.read_text()
-    hidden = "".join(redact(line) or "" for line in text.splitlines(keepends=True))
+    hidden = redact_text(text)
     if hidden != text:
         with atomic_text(path) as out:
             out.write(hidden)
@@ -167,7 +166,7 @@ def save_run_config(task: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from tuning.files import atomic_text
-    from tuning.redaction import redact
+    from tuning.redaction import redact_text
 
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
@@ -180,4 +179,4 @@ def save_run_config(task: DictConfig) -> None:
     for name, node in files.items():
         text = OmegaConf.to_yaml(node)
         with atomic_text(folder / name) as out:
-            out.write("".join(redact(line) or "" for line in text.splitlines(keepends=True)))
+            out.write(redact_text(text))
