@@ -66,6 +66,13 @@ def received() -> KeyboardInterrupt | None:
     return _state.received
 
 
+def check() -> None:
+    """Raise the command's signal if one came, even one whose raise was swallowed: called
+    where stopping is safe (each epoch's end, before each trial)."""
+    if _state.received is not None:
+        raise _state.received
+
+
 def release() -> None:
     """Raise the signal held during a write, if any (a point where stopping is safe)."""
     if _state.held and not _state.depth:

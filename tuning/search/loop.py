@@ -131,9 +131,7 @@ def run_search(
         while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            signalled = interrupts.received()
-            if signalled is not None:  # a signal whose raise was swallowed (a gc callback)
-                raise signalled
+            interrupts.check()  # a signal whose raise was swallowed (a gc callback)
             converged = check_converged(engine, budget)
             if converged is not None:
                 log.info(converged)
@@ -191,7 +189,7 @@ def _train(
     """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
     from tuning.search.trial import SignalCheck
 
-    callbacks: list[Any] = [SignalCheck(interrupts.received)]
+    callbacks: list[Any] = [SignalCheck()]
     if engine.supports_pruning:
         from tuning.search.trial import EpochReports
 

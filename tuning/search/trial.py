@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tuning import interrupts
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import FixedParams, Hyperparameters, Suggester
 from tuning.config.space_config import CUSTOM_SETTINGS
@@ -35,18 +36,13 @@ class EpochReports(keras.callbacks.Callback):
 
 
 class SignalCheck(keras.callbacks.Callback):
-    """Raises a Ctrl-C / SIGTERM noted by the runner at the end of each epoch: Python's raise
-    from the signal handler can be swallowed ("Exception ignored in ... gc callback" when it
-    lands in TensorFlow's garbage-collection hook), and the trial must stop all the same."""
-
-    def __init__(self, noted: Callable[[], KeyboardInterrupt | None]) -> None:
-        super().__init__()
-        self.noted = noted
+    """Raises the command's Ctrl-C / SIGTERM at the end of each epoch (``interrupts.check``):
+    Python's raise from the signal handler can be swallowed ("Exception ignored in ... gc
+    callback" when it lands in TensorFlow's garbage-collection hook), and the trial must stop
+    all the same."""
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        signal = self.noted()
-        if signal is not None:
-            raise signal
+        interrupts.check()
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:
