@@ -24,7 +24,7 @@ from tuning.commands.support import (
 )
 from tuning.commands.workers import check_workers
 from tuning.config import Settings, compose, conf_dir, parse, resolved, with_task
-from tuning.config.schema import StudyConfig
+from tuning.config.schema import StopConfig, StudyConfig
 from tuning.config.storage import check_storage
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
@@ -35,9 +35,6 @@ from tuning.study.summary import StudySummary
 from tuning.tracking.client import check_tracking, connect_tracking
 
 log = logging.getLogger("tuning")
-
-# The sweep run's tag holding the stop=converged line, when the sweep stopped so.
-STOP_TAG = "tuning.stop"
 
 
 def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settings, Engine]:
@@ -125,9 +122,10 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
             log.info(tracker.ui_hint())
         raise
     summary = engine.summary()
-    converged = _stopped_converged(summary, settings)
+    converged = _stopped_converged(summary, settings.stop)
     if converged is not None and tracker is not None:
-        _tag_stop(tracker, converged)
+        with shielded():
+            tracker.stopped(converged)
     _finish_tracking(tracker, engine, summary, "FAILED" if stopped else "FINISHED")
     if stopped is not None:
         raise stopped
@@ -136,23 +134,11 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
     return summary
 
 
-def _stopped_converged(summary: StudySummary, settings: Settings) -> str | None:
+def _stopped_converged(summary: StudySummary, stop: StopConfig) -> str | None:
+    """With ``stop=converged``: its line when the study's last trials ended in that stop."""
     from tuning.search.loop import stopped_converged
 
-    return stopped_converged(summary, settings.stop)
-
-
-def _tag_stop(tracker: Any, line: str) -> None:
-    """The stop=converged line as the sweep run's tag ``tuning.stop``; a store that refuses it
-    costs a warning, not the sweep (the study keeps the line)."""
-    from tuning.tracking.content import TRACKING_ERRORS
-    from tuning.tracking.shared import retrying
-
-    try:
-        with shielded():
-            retrying(tracker.client.set_tag, tracker.run_id, STOP_TAG, line)
-    except TRACKING_ERRORS as err:
-        log.warning(f"MLflow: sweep run not tagged {STOP_TAG}: {type(err).__name__}: {err}")
+    return stopped_converged(summary) if stop.converged else None
 
 
 def _probe(settings: Settings, dataset: Any) -> None:
@@ -275,11 +261,10 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
 def _converged_before(engine: Engine, budget: Any, summary: StudySummary) -> str | None:
     """A resumed study that stop=converged still judges converged: its line (nothing runs).
     One that stopped so and is resumed with stop=none says it searches on."""
-    from tuning.config.schema import StopConfig
     from tuning.search.loop import check_converged, stopped_converged
 
     if not budget.stop.converged:
-        earlier = stopped_converged(summary, StopConfig(name="converged"))
+        earlier = stopped_converged(summary)
         if earlier is not None:
             log.info(
                 f"study '{summary.name}' had stopped: {earlier}; stop=none searches on to study.n_trials"
@@ -403,10 +388,7 @@ def execute(settings: Mapping[str, Any]) -> int:
 
 def _converged_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
     """The study's last trials ended in a stop=converged stop: fewer than n_trials is no error."""
-    from tuning.config.schema import StopConfig
-    from tuning.search.loop import stopped_converged
-
-    return stopped_converged(summary, StopConfig.parse(settings.get("stop") or {})) is not None
+    return _stopped_converged(summary, StopConfig.parse(settings.get("stop") or {})) is not None
 
 
 def _job(cfg: DictConfig) -> None:

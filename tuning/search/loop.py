@@ -100,11 +100,11 @@ def check_converged(engine: Engine, budget: Budget) -> str | None:
     return line
 
 
-def stopped_converged(summary: StudySummary, stop: StopConfig) -> str | None:
+def stopped_converged(summary: StudySummary) -> str | None:
     """The stop line when the study's last trials ended in a ``stop=converged`` stop (this run's,
-    or one this run found and confirmed); None when trials were added after it, or ``stop=none``."""
+    or an earlier run's); None when it never stopped so, or trials were added after it."""
     record = summary.user_attrs.get(STOP_ATTR)
-    if not stop.converged or not isinstance(record, Mapping) or record.get("trials") != len(summary.trials):
+    if not isinstance(record, Mapping) or record.get("trials") != len(summary.trials):
         return None
     return str(record.get("line", "stop=converged"))
 

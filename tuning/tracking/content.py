@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
 PARENT_TAG = "mlflow.parentRunId"
 BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
+STOP_TAG = "tuning.stop"  # on the sweep run: the stop=converged line, when the sweep stopped so
 BEST_TAG = "tuning.best"  # "true" on the best trial's child run (named "trial-0007 ★ best")
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 MAX_TAG_TEXT = 5000

@@ -44,6 +44,7 @@ from tuning.tracking.content import (
     RUN_PREFIX,
     STATE_TAG,
     STATUS,
+    STOP_TAG,
     STUDY_TAG,
     TRACKING_ERRORS,
     TRIAL_TAG,
@@ -407,6 +408,14 @@ class MlflowSweepTracker:
                 retrying(self.client.set_terminated, self.run_id, status="KILLED")
             except TRACKING_ERRORS as err:
                 log.warning(f"MLflow: sweep run not marked KILLED: {_one_line(err)}")
+
+    def stopped(self, line: str) -> None:
+        """The sweep stopped itself (``stop=converged``): its line as the run's tag ``tuning.stop``.
+        A store that refuses it costs a warning, not the sweep (the study keeps the line)."""
+        try:
+            retrying(self.client.set_tag, self.run_id, STOP_TAG, line)
+        except TRACKING_ERRORS as err:
+            log.warning(f"MLflow: sweep run not tagged {STOP_TAG}: {_one_line(err)}")
 
     def ui_hint(self) -> str:
         """Where to look at the runs: the command that opens the UI, or the server's page."""
