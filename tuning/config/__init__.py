@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +13,7 @@ from tuning.config.composition import compose as compose
 from tuning.config.composition import conf_dir as conf_dir
 from tuning.config.composition import group_options as group_options
 from tuning.config.composition import hydra_error as hydra_error
+from tuning.config.data import DataConfig, dataset_name
 from tuning.config.model import model_builder, split_path
 from tuning.config.schema import (
     Component,
@@ -32,32 +32,6 @@ from tuning.config.space_config import check_task, parse_space
 from tuning.config.storage import default_storage_url
 from tuning.config.tasks import METRICS, TASKS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
-
-
-def dataset_name(data: Mapping[str, Any]) -> str:
-    """The data set's name without loading it: ``data.name``, else the data file's stem.
-
-    Kept here, free of pandas and scikit-learn, because composing any config resolves it
-    (``study.name: ${dataset_name:${data}}``) and config errors must answer fast.
-
-    Raises:
-        ConfigError: under ``data.path`` for a file source with neither set.
-    """
-
-    def option(key: str) -> Any:
-        try:
-            value = data.get(key)
-        except MissingMandatoryValue:  # a '???' value still unset
-            return None
-        return None if value in (None, "", "???") else value
-
-    if option("name") is not None:
-        return str(option("name"))
-    if option("path") is not None:
-        return Path(str(option("path"))).stem
-    if data.get("source") == "csv":
-        raise ConfigError("data.path", "is required: set data.path=customers.csv")
-    return str(data.get("source") or "data")
 
 
 def study_name(data: Mapping[str, Any], engine: Any = "optuna", model: Any = None) -> str:
@@ -131,7 +105,7 @@ class Settings:
     pruner: Component
     selection: Selection
     space: SearchSpace
-    data: Mapping[str, Any]  # an open group: each source checks its own options as it loads
+    data: DataConfig
     paths_root: str
     study_dir: str
     stop: StopConfig = field(default_factory=StopConfig)  # when the search ends before n_trials
@@ -144,8 +118,7 @@ class Settings:
     @property
     def task(self) -> str | None:
         """``data.task`` when the config sets it (else the data decides)."""
-        task = self.data.get("task")
-        return str(task) if task in TASKS else None
+        return self.data.task if self.data.task in TASKS else None
 
 
 def parse(cfg: Mapping[str, Any]) -> Settings:
@@ -179,7 +152,7 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
         pruner=Component.parse("pruner", raw.get("pruner") or {}, "none"),
         selection=selection,
         space=parse_space(raw["search_space"], builder=model_builder(raw)),
-        data=raw.get("data") or {},
+        data=DataConfig.parse(raw.get("data") or {}),
         paths_root=str(paths.get("root", "experiments")),
         study_dir=str(paths.get("study_dir", f"experiments/{study.name}")),
         stop=StopConfig.parse(raw.get("stop") or {}),

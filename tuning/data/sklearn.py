@@ -5,14 +5,14 @@ Only data shipped inside scikit-learn or generated locally: nothing is downloade
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import datasets
 
-from tuning.data.options import float_option, int_option, option
+from tuning.config.data import DataConfig
 from tuning.errors import ConfigError
 
 TARGET = "target"
@@ -64,41 +64,41 @@ def _generate(name: str, make: Callable[..., Any], **kwargs: Any) -> tuple[np.nd
         raise ConfigError("data", f"{name}: {' '.join(str(err).split())}") from None
 
 
-def make_moons(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
+def make_moons(data: DataConfig, seed: int) -> pd.DataFrame:
     """Two interleaving half circles (binary, 2 features)."""
     x, y = _generate(
         "moons",
         datasets.make_moons,
-        n_samples=int_option(data, "n_samples", 1000, minimum=1),
-        noise=float_option(data, "noise", 0.2, minimum=0.0),
+        n_samples=data.integer("n_samples", 1000, minimum=1),
+        noise=data.number("noise", 0.2, minimum=0.0),
         random_state=seed,
     )
     return _table(x, y, classes=True)
 
 
-def make_circles(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
+def make_circles(data: DataConfig, seed: int) -> pd.DataFrame:
     """A small circle inside a large one (binary, 2 features)."""
-    factor = float_option(data, "factor", 0.5, minimum=0.0)
+    factor = data.number("factor", 0.5, minimum=0.0)
     if factor >= 1.0:
         raise ConfigError("data.factor", f"must be below 1 (inner / outer radius), got {factor}")
     x, y = _generate(
         "circles",
         datasets.make_circles,
-        n_samples=int_option(data, "n_samples", 1000, minimum=1),
-        noise=float_option(data, "noise", 0.1, minimum=0.0),
+        n_samples=data.integer("n_samples", 1000, minimum=1),
+        noise=data.number("noise", 0.1, minimum=0.0),
         factor=factor,
         random_state=seed,
     )
     return _table(x, y, classes=True)
 
 
-def make_classification(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
+def make_classification(data: DataConfig, seed: int) -> pd.DataFrame:
     """Gaussian clusters per class (binary or multiclass, ``n_features`` features)."""
-    n_features = int_option(data, "n_features", 20, minimum=1)
-    n_informative = int_option(data, "n_informative", 5, minimum=1)
-    n_redundant = int_option(data, "n_redundant", 2, minimum=0)
-    n_classes = int_option(data, "n_classes", 2, minimum=2)
-    n_clusters = int_option(data, "n_clusters_per_class", 2, minimum=1)
+    n_features = data.integer("n_features", 20, minimum=1)
+    n_informative = data.integer("n_informative", 5, minimum=1)
+    n_redundant = data.integer("n_redundant", 2, minimum=0)
+    n_classes = data.integer("n_classes", 2, minimum=2)
+    n_clusters = data.integer("n_clusters_per_class", 2, minimum=1)
     # Checked here to name the key; scikit-learn's own message names no option.
     if n_informative + n_redundant > n_features:
         raise ConfigError(
@@ -115,23 +115,23 @@ def make_classification(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
     x, y = _generate(
         "classification",
         datasets.make_classification,
-        n_samples=int_option(data, "n_samples", 1000, minimum=1),
+        n_samples=data.integer("n_samples", 1000, minimum=1),
         n_features=n_features,
         n_informative=n_informative,
         n_redundant=n_redundant,
         n_classes=n_classes,
         n_clusters_per_class=n_clusters,
-        class_sep=float_option(data, "class_sep", 1.0, minimum=0.0),
-        flip_y=float_option(data, "flip_y", 0.01, minimum=0.0, maximum=1.0),
+        class_sep=data.number("class_sep", 1.0, minimum=0.0),
+        flip_y=data.number("flip_y", 0.01, minimum=0.0, maximum=1.0),
         random_state=seed,
     )
     return _table(x, y, classes=True)
 
 
-def make_regression(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
+def make_regression(data: DataConfig, seed: int) -> pd.DataFrame:
     """A noisy linear target of ``n_informative`` of the ``n_features`` features."""
-    n_features = int_option(data, "n_features", 10, minimum=1)
-    n_informative = int_option(data, "n_informative", 5, minimum=1)
+    n_features = data.integer("n_features", 10, minimum=1)
+    n_informative = data.integer("n_informative", 5, minimum=1)
     if n_informative > n_features:
         raise ConfigError(
             "data.n_informative",
@@ -140,15 +140,16 @@ def make_regression(data: Mapping[str, Any], seed: int) -> pd.DataFrame:
     x, y = _generate(
         "regression",
         datasets.make_regression,
-        n_samples=int_option(data, "n_samples", 1000, minimum=1),
+        n_samples=data.integer("n_samples", 1000, minimum=1),
         n_features=n_features,
         n_informative=n_informative,
-        noise=float_option(data, "noise", 10.0, minimum=0.0),
+        noise=data.number("noise", 10.0, minimum=0.0),
         random_state=seed,
     )
     return _table(x, y, classes=False)
 
 
-def bundled_name(data: Mapping[str, Any]) -> str:
-    """The bundled data set named by ``data.name`` (default breast_cancer)."""
-    return str(option(data, "name", "breast_cancer"))
+def bundled_name(data: DataConfig) -> str:
+    """The bundled data set named by ``data.name`` (default breast_cancer: a ``name`` left
+    null resolves to the source's own name)."""
+    return data.name if data.name != data.source else "breast_cancer"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 
-from tuning.data.options import list_option, option, required
+from tuning.config.data import DataConfig
 from tuning.errors import DataError
 
 # File suffix -> reader. Anything else is refused before reading.
@@ -133,8 +133,8 @@ def select_columns(
     frame: pd.DataFrame,
     target: str,
     *,
-    features: list[str] | None = None,
-    drop: list[str] | None = None,
+    features: Sequence[str] | None = None,
+    drop: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Keep only ``features`` (all columns when None), minus ``drop``, plus the target."""
     check_target(frame, target)
@@ -152,24 +152,18 @@ def select_columns(
     return frame[[*dict.fromkeys(kept), target]]
 
 
-def load_csv(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, str]:
+def load_csv(data: DataConfig, seed: int) -> tuple[pd.DataFrame, str]:
     """The ``csv`` source: ``data.path`` read as a table, ``data.target`` its label column."""
     del seed  # a file is the same whatever the seed
-    path = required(data, "path", "customers.csv")
-    target = str(required(data, "target", "churned"))
-    frame = read_table(path, key="data.path", sep=option(data, "sep"))
+    path = data.required("path", "customers.csv")
+    target = data.required("target", "churned")
+    frame = read_table(path, key="data.path", sep=data.sep)
     check_target(frame, target, where=str(path))
     return frame, target
 
 
-def read_test_table(data: Mapping[str, Any]) -> pd.DataFrame | None:
+def read_test_table(data: DataConfig) -> pd.DataFrame | None:
     """The fixed test file ``data.test_path``, read like the main file, or None when unset."""
-    path = option(data, "test_path")
-    if path is None or path == "":
+    if data.test_path is None:
         return None
-    return read_table(path, key="data.test_path", sep=option(data, "sep"))
-
-
-def column_choice(data: Mapping[str, Any]) -> tuple[list[str] | None, list[str] | None]:
-    """``data.features`` and ``data.drop`` as lists (None when unset)."""
-    return list_option(data, "features"), list_option(data, "drop")
+    return read_table(data.test_path, key="data.test_path", sep=data.sep)
