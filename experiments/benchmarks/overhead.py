@@ -111,13 +111,30 @@ def plain(_: dict[str, Any]) -> common.Job:
     )
 
 
+RUNNER = "the trial in the runner (the five above)"
 PARTS = {  # tuning's fixed cost, timed where it is spent: (module, class or "", function) -> label
     ("tuning.search.trial", "", "fresh_session"): "clear the last trial's session",
     ("tuning.search.trial", "", "new_model"): "build + compile the model",
     ("keras", "Model", "fit"): "model.fit (its epochs, and tracing)",
+    ("tuning.search.engines.optuna", "OptunaEngine", "report"): "  of which per-epoch reports to the study",
     ("tuning.model.fit", "", "evaluate"): "evaluate train at the restored weights",
-    ("tuning.search.runner", "TrialRunner", "train"): "the trial in the runner (all of the above)",
+    ("tuning.search.runner", "TrialRunner", "train"): RUNNER,
+    (
+        "tuning.search.engines.optuna",
+        "OptunaEngine",
+        "ask",
+    ): "sampling: engine.ask (sampler + the trial's row)",
+    ("tuning.search.engines.optuna", "OptunaEngine", "begin"): "study writes before training (seed, metric)",
+    (
+        "tuning.search.engines.optuna",
+        "OptunaEngine",
+        "tell",
+    ): "study writes after training (tell + attributes)",
+    ("tuning.search.engines.optuna", "OptunaEngine", "summary"): "reading the whole study (summary)",
+    ("tuning.tracking.sweep", "MlflowSweepTracker", "on_trial_end"): "MLflow: the trial's child run",
 }
+# Inside another part (not added to the total again): the reports run inside model.fit.
+NESTED = ("  of which per-epoch reports to the study",)
 
 
 def _time_parts(spent: dict[str, float]) -> None:
@@ -261,12 +278,29 @@ def print_fixed_cost(runs: dict[int, dict[str, list[dict[str, Any]]]], n_trials:
     parts = [r["parts"] for r in runs[short]["tuning"]]
     walls = [r["wall"] for r in runs[short]["tuning"]]
     print(f"\ntuning, {short}-epoch trials: where a trial's seconds go (median over repeats, per trial):")
-    labels = list(PARTS.values())
-    rows = [[label, common.median([p.get(label, 0.0) / n_trials for p in parts])] for label in labels]
-    around = [(w - p.get(labels[-1], 0.0)) / n_trials for w, p in zip(walls, parts, strict=True)]
-    rows.append(["study + MLflow around the trials, sweep start/end", common.median(around)])
+    rows = [[label, common.median([p.get(label, 0.0) / n_trials for p in parts])] for label in PARTS.values()]
+    per_epoch = common.median(
+        [
+            (b["wall"] - a["wall"]) / n_trials / (long - short)
+            for a, b in zip(runs[short]["tuning"], runs[long]["tuning"], strict=True)
+        ]
+    )
+    fit_label = PARTS[("keras", "Model", "fit")]
+    fit = common.median([p.get(fit_label, 0.0) / n_trials for p in parts])
+    rows.insert(3, [f"  of which tracing (fit - {short} x {per_epoch:.3f} s/epoch)", fit - short * per_epoch])
+    timed = [sum(v for k, v in p.items() if k not in NESTED) - _inner(p) for p in parts]
+    around = [(w - t) / n_trials for w, t in zip(walls, timed, strict=True)]
+    rows.append(["the rest (loop, progress, sweep start/end, best.yaml)", common.median(around)])
     rows.append(["total", common.median(walls) / n_trials])
     print(common.table(rows, ["part", "s/trial"]))
+
+
+def _inner(spent: dict[str, float]) -> float:
+    """Seconds counted twice in ``spent``: the runner's parts are inside ``RUNNER``."""
+    inside = [
+        label for label in list(PARTS.values())[: list(PARTS.values()).index(RUNNER)] if label not in NESTED
+    ]
+    return sum(spent.get(label, 0.0) for label in inside)
 
 
 def print_summary(runs: dict[str, list[dict[str, Any]]], n_trials: int) -> None:
