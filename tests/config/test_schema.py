@@ -84,6 +84,11 @@ def test_parsed_settings_are_typed_and_frozen(composed):
         ),
         ("final.epochs=0", "final.epochs", "must be an integer >= 1 or null"),
         ("verbose=2", "verbose", "must be true or false"),
+        (
+            "training.simulate_epoch_seconds=-1",
+            "training.simulate_epoch_seconds",
+            "must be a number of seconds >= 0 or null",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_its_key(override, key, text):

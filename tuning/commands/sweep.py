@@ -31,6 +31,7 @@ from tuning.files import check_writable_folder
 from tuning.interrupts import shielded
 from tuning.model.backend import start_tensorflow
 from tuning.search.engines.base import Engine
+from tuning.search.rehearsal import REHEARSAL_LINE, check_rehearsal
 from tuning.study.summary import StudySummary
 from tuning.tracking.client import check_tracking, connect_tracking
 
@@ -42,6 +43,7 @@ def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settin
     the storage URL (with ``reach_server``, that its database answers), and the losses and
     metric against the task when ``data.task`` is set. Returns the settings and the engine."""
     settings = parse(raw)  # before importing an engine: most mistakes are caught here, fast
+    check_rehearsal(settings.training, settings.space.builder, settings.folds)
     from tuning.search.engines import make_engine
 
     engine = make_engine(settings, settings.storage_url)
@@ -96,6 +98,8 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
     from tuning.study.identity import study_identity
 
     settings, _ = check(raw)
+    if settings.training.simulate_epoch_seconds is not None:  # said first: nothing here is trained
+        log.warning(REHEARSAL_LINE.format(seconds=settings.training.simulate_epoch_seconds))
     # The identity keeps what the command asked (`study.metric: auto`), so the next command that
     # asks the same matches it before any data is read; what `auto` means for this task is
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
@@ -240,7 +244,8 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
             "stop.min_trials, or run stop=none, to search on)"
         )
     else:
-        start_tensorflow(settings.training)
+        if settings.training.simulate_epoch_seconds is None:  # a rehearsal imports no TensorFlow
+            start_tensorflow(settings.training)
         runner = TrialRunner(
             dataset,
             settings.training,

@@ -116,10 +116,20 @@ class TrainingConfig:
     deterministic: bool = True
     graph_optimizations: bool = False
     threads: int | None = None
+    # Rehearsal (tuning/search/rehearsal.py): each epoch sleeps this long and reports a value
+    # computed from the trial's params; no model, no TensorFlow. None: real training.
+    simulate_epoch_seconds: float | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> TrainingConfig:
         check_int("training.max_epochs", raw.get("max_epochs"), 1, allow_none=True)
+        simulate = raw.get("simulate_epoch_seconds")
+        if simulate is not None and (
+            not isinstance(simulate, int | float) or isinstance(simulate, bool) or not simulate >= 0
+        ):
+            raise ConfigError(
+                "training.simulate_epoch_seconds", f"{simulate!r}; must be a number of seconds >= 0 or null"
+            )
         check_int("training.steps_per_execution", raw.get("steps_per_execution", cls.steps_per_execution), 1)
         check_int("training.threads", raw.get("threads"), 1, allow_none=True)
         for flag in ("deterministic", "graph_optimizations"):
@@ -131,6 +141,7 @@ class TrainingConfig:
             deterministic=bool(raw.get("deterministic", cls.deterministic)),
             graph_optimizations=bool(raw.get("graph_optimizations", cls.graph_optimizations)),
             threads=raw.get("threads"),
+            simulate_epoch_seconds=None if simulate is None else float(simulate),
         )
 
 

@@ -117,6 +117,9 @@ def export_best(
         # Why this trial: the selection rule and what it found (README, Overfitting-aware selection).
         "selection": {**selection_of(study).as_attr(), "reason": pick_reason(study)},
     }
+    simulated = (made_with.get("training") or {}).get("simulate_epoch_seconds")
+    if simulated is not None:  # a rehearsal's values are made up: `tuning train` refuses it
+        best_info["rehearsal"] = True
     path = study_dir / "best.yaml"
     rung = lower_rung(best, hp.epochs, made_with)
     changed = write_yaml_if_changed(
@@ -124,7 +127,12 @@ def export_best(
         best_config(made_with, hp, task=dataset.task, best=best_info),
         header=f"# Best trial {best.number} of study '{study.name}': "
         f"{metric}={value:.6g}. Reuse: tuning train study={study.name}\n"
-        + (f"# {rung.removeprefix('warning: ')}\n" if rung else ""),
+        + (f"# {rung.removeprefix('warning: ')}\n" if rung else "")
+        + (
+            "# REHEARSAL (training.simulate_epoch_seconds): no model was trained; not for `tuning train`\n"
+            if simulated is not None
+            else ""
+        ),
     )
     log.info(f"best trial {best.number}: {metric}={value:.6g}")
     if rung:
@@ -206,6 +214,12 @@ def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", f"{seed!r} {hint}; must be an integer >= 0")
     best = cfg["best"]
+    if best.get("rehearsal"):
+        raise ConfigError(
+            "best.rehearsal",
+            f"{source} comes from a rehearsal (training.simulate_epoch_seconds): its values are made up, "
+            "no model was trained; allowed: a best.yaml from a sweep without training.simulate_epoch_seconds",
+        )
     for key, low in BEST_KEYS.items():
         value = best.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

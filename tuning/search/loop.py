@@ -187,20 +187,26 @@ def _train(
     described: dict[str, Any],
 ) -> Outcome:
     """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
-    from tuning.search.trial import SignalCheck
 
-    callbacks: list[Any] = [SignalCheck()]
-    if engine.supports_pruning:
-        from tuning.search.trial import EpochReports
-
-        def report(epoch: int, value: float) -> bool:
+    def epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
+        """After each epoch, Keras's or a rehearsal's: the command's signal (its raise from the
+        handler can be swallowed in TensorFlow's gc hook), then the engine's pruning report."""
+        interrupts.check()
+        value = logs.get(runner.metric)
+        if engine.supports_pruning and value is not None:
             with shielded():
-                return engine.report(proposal, epoch, value)
+                prune = engine.report(proposal, epoch, value)
+            if prune:
+                raise TrialPruned(f"pruned at epoch {epoch + 1}")
 
-        callbacks.append(EpochReports(report, runner.metric))
+    callbacks: list[Any] = []
     try:
         value, attrs = runner.train(
-            record, callbacks=callbacks, passthrough=(TrialPruned,), suggester=proposal.suggester
+            record,
+            epoch_end=epoch_end,
+            callbacks=callbacks,
+            passthrough=(TrialPruned,),
+            suggester=proposal.suggester,
         )
     except TrialPruned:
         pruned = {**described, "epochs_trained": len(record.history.get("loss", []))}

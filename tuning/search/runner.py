@@ -14,18 +14,21 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tuning import interrupts
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
+from tuning.config.tasks import resolve_metric
 from tuning.errors import TrialFailed
 from tuning.redaction import redact
 from tuning.search.failures import is_trial_failure
+from tuning.search.rehearsal import EpochEnd, SimulatedFit, simulate_fit
 from tuning.study.record import TrialRecord
 
 if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
     from tuning.data import Dataset
+    from tuning.model.fit import FitResult
 
 # What a failed trial keeps as user attributes (and a re-run of it must not inherit).
 FAIL_ATTRS = ("fail_reason", "traceback", "interrupted")
@@ -75,13 +78,17 @@ class TrialRunner:
         self,
         record: TrialRecord,
         *,
+        epoch_end: EpochEnd | None = None,
         callbacks: Sequence[Any] = (),
         passthrough: tuple[type[BaseException], ...] = (),
         suggester: Suggester | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Train the record's trial; returns its value and the attributes to store with it.
 
-        ``passthrough``: "stop this trial" exceptions of the callbacks (``TrialPruned``),
+        ``epoch_end(epoch, logs)``: called after each epoch, whether Keras trains it or a
+        rehearsal (``training.simulate_epoch_seconds``) simulates it: the loop's interrupt check
+        and pruning report. ``callbacks``: further Keras callbacks (a rehearsal has no model for
+        them). ``passthrough``: "stop this trial" exceptions of either (``TrialPruned``),
         re-raised as they are. A trial's own failure (NaN loss, a value that is
         not finite, an error ``is_trial_failure`` accepts) raises ``TrialFailed`` with the reason
         in ``record.error``; any other error is re-raised (a bug of ours or a lost store). A
@@ -89,12 +96,17 @@ class TrialRunner:
         ``suggester``: the engine's trial, through which a custom model's builder draws its
         hyperparameters as it builds; they are added to ``record.hyperparameters`` (``extra``).
         """
-        from tuning.model.fit import EpochLog
-
-        epoch_log = EpochLog()
+        history: dict[str, list[float]] = {}  # every epoch's logs, kept whatever ends the fit
         drawn: dict[str, Any] = {}
         try:
-            return self._fit(record, callbacks, epoch_log, suggester, drawn)
+            return self._fit(
+                record,
+                epoch_end=epoch_end,
+                callbacks=callbacks,
+                history=history,
+                suggester=suggester,
+                drawn=drawn,
+            )
         except KeyboardInterrupt:
             record.error = "interrupted"
             raise
@@ -115,35 +127,48 @@ class TrialRunner:
         finally:
             if drawn:  # kept for a failed or pruned build too: its params in MLflow
                 record.hyperparameters = replace(record.hyperparameters, extra=drawn)
-            record.history = epoch_log.history
+            record.history = history
             record.seconds = time.time() - record.start_time
 
     def _fit(
         self,
         record: TrialRecord,
+        *,
+        epoch_end: EpochEnd | None,
         callbacks: Sequence[Any],
-        epoch_log: Any,
+        history: dict[str, list[float]],
         suggester: Suggester | None,
         drawn: dict[str, Any],
     ) -> tuple[float, dict[str, Any]]:
-        """Fit (over the folds with ``cv.folds``), check the value, and list what to store."""
-        from tuning.search.trial import fit_trial, objective_value
-
+        """Fit (simulated in a rehearsal; over the folds with ``cv.folds``), check the value, and
+        list what to store."""
         extras: dict[str, Any] = {}
-        if self.folds:
-            result, extras = self._cross_validate(record, callbacks, epoch_log, suggester, drawn)
-        else:
-            _, result = fit_trial(
+        result: FitResult | SimulatedFit
+        if self.training.simulate_epoch_seconds is not None:  # no Keras imported
+            result = simulate_fit(
                 record.hyperparameters,
-                self.dataset,
                 self.training,
-                seed=record.seed,
+                task=self.dataset.task,
+                monitor=resolve_metric(self.training.early_stopping.monitor, self.dataset.task),
+                shape=(
+                    self.dataset.n_features,
+                    self.dataset.n_classes if self.dataset.task == "multiclass" else 1,
+                ),
+                history=history,
+                epoch_end=epoch_end,
+            )
+        else:
+            result, extras = self._keras_fit(
+                record,
+                epoch_end=epoch_end,
                 callbacks=callbacks,
-                epoch_log=epoch_log,
+                history=history,
                 suggester=suggester,
                 drawn=drawn,
             )
-        record.result = result
+        # A SimulatedFit has every field of FitResult, which the record is typed on (FitResult
+        # lives beside Keras, which a rehearsal must not import): observers read it the same way.
+        record.result = cast("FitResult", result)
         record.extras = extras
         if result.diverged_at is not None:
             raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
@@ -164,6 +189,36 @@ class TrialRunner:
         }
         return value, attrs
 
+    def _keras_fit(
+        self,
+        record: TrialRecord,
+        *,
+        epoch_end: EpochEnd | None,
+        callbacks: Sequence[Any],
+        history: dict[str, list[float]],
+        suggester: Suggester | None,
+        drawn: dict[str, Any],
+    ) -> tuple[FitResult, dict[str, Any]]:
+        from tuning.model.fit import EpochLog
+        from tuning.search.trial import EpochEndCallback, fit_trial
+
+        epoch_log = EpochLog()
+        epoch_log.history = history
+        keras_callbacks = [*([EpochEndCallback(epoch_end)] if epoch_end else []), *callbacks]
+        if self.folds:
+            return self._cross_validate(record, keras_callbacks, epoch_log, suggester, drawn)
+        _, result = fit_trial(
+            record.hyperparameters,
+            self.dataset,
+            self.training,
+            seed=record.seed,
+            callbacks=keras_callbacks,
+            epoch_log=epoch_log,
+            suggester=suggester,
+            drawn=drawn,
+        )
+        return result, {}
+
     def _cross_validate(
         self,
         record: TrialRecord,
@@ -171,7 +226,7 @@ class TrialRunner:
         epoch_log: Any,
         suggester: Suggester | None,
         drawn: dict[str, Any],
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[FitResult, dict[str, Any]]:
         from tuning.data.folds import make_folds
         from tuning.search.cv import cross_validate
 
@@ -198,3 +253,10 @@ class TrialRunner:
         if not isinstance(err, TrialFailed) or err.__cause__ is not None:
             attrs["traceback"] = redact("".join(traceback.format_exception(err))[-8000:])
         return attrs
+
+
+def objective_value(result: FitResult | SimulatedFit, metric: str) -> float:
+    """The objective at the restored weights: ``val_x`` from validation, ``x`` from training."""
+    if metric.startswith("val_"):
+        return result.val.get(metric.removeprefix("val_"), math.nan)
+    return result.train.get(metric, math.nan)

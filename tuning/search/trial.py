@@ -9,40 +9,27 @@ from typing import Any
 import keras
 import numpy as np
 
-from tuning import interrupts
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import FixedParams, Hyperparameters, Suggester
 from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
-from tuning.errors import TrialPruned
 from tuning.model.build import build_model, needs_one_hot
 from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
 
 
-class EpochReports(keras.callbacks.Callback):
-    """Hands ``monitor`` after each epoch (numbered from 0) to ``report``; a True answer prunes
-    the trial (``TrialPruned``). An epoch whose logs lack ``monitor`` is not reported."""
+class EpochEndCallback(keras.callbacks.Callback):
+    """Hands each epoch's logs (epoch numbered from 0) to ``epoch_end``: the search loop's
+    interrupt check and pruning report, the same plain callable a rehearsal calls. What it
+    raises (``TrialPruned``, the command's Ctrl-C / SIGTERM, which Python's raise from the
+    signal handler may have lost in TensorFlow's gc hook) stops the fit."""
 
-    def __init__(self, report: Callable[[int, float], bool], monitor: str) -> None:
+    def __init__(self, epoch_end: Callable[[int, Mapping[str, float]], None]) -> None:
         super().__init__()
-        self.report = report
-        self.monitor = monitor
+        self.epoch_end = epoch_end
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and self.report(epoch, float(value)):
-            raise TrialPruned(f"pruned at epoch {epoch + 1}")
-
-
-class SignalCheck(keras.callbacks.Callback):
-    """Raises the command's Ctrl-C / SIGTERM at the end of each epoch (``interrupts.check``):
-    Python's raise from the signal handler can be swallowed ("Exception ignored in ... gc
-    callback" when it lands in TensorFlow's garbage-collection hook), and the trial must stop
-    all the same."""
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        interrupts.check()
+        self.epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
 
 def effective_epochs(hp: Hyperparameters, max_epochs: int | None) -> int:

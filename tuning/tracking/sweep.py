@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from tuning.redaction import first_line, redact
+from tuning.search.rehearsal import REHEARSAL_TAG
 from tuning.study.selection import trial_marks
 from tuning.study.summary import StudySummary, TrialSummary, state_counts
 from tuning.tracking.client import (
@@ -136,7 +137,7 @@ class MlflowSweepTracker:
         client, name = tracking.client, study.name
         experiment = experiment_name(tracking.options, name)
         exp = experiment_id(client, experiment, artifact_location(tracking.uri))
-        tags = parent_tags(settings, study, storage_url)
+        tags = {**parent_tags(settings, study, storage_url), **rehearsal_tag(settings)}
         params = parent_params(settings, study)
         parent = ParentRun(client, exp, name)
         run, resumed = parent.open(tags, parent_lock(tracking.uri, storage_url, name))
@@ -247,7 +248,11 @@ class MlflowSweepTracker:
     ) -> str:
         start_ms = int(record.start_time * 1000)
         end_ms = int((record.start_time + record.seconds) * 1000)
-        tags = {**trial_tags(self.study_name, record), PARENT_TAG: self.run_id}
+        tags = {
+            **trial_tags(self.study_name, record),
+            PARENT_TAG: self.run_id,
+            **rehearsal_tag(self.settings),
+        }
         if record.state == "FAIL" and record.error == "interrupted" and backfilled is not None:
             reason = backfilled.user_attrs.get("fail_reason")
             if reason:
@@ -479,3 +484,10 @@ def _now_ms() -> int:
 
 def _one_line(err: Exception) -> str:
     return first_line(err)[:300]
+
+
+def rehearsal_tag(settings: Mapping[str, Any]) -> dict[str, str]:
+    """``tuning.rehearsal=true`` on a rehearsal's runs (``training.simulate_epoch_seconds``):
+    their values are made up, and a reader of the MLflow UI must see it."""
+    training = settings.get("training") or {}
+    return {REHEARSAL_TAG: "true"} if training.get("simulate_epoch_seconds") is not None else {}
