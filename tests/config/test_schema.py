@@ -72,6 +72,7 @@ def test_parsed_settings_are_typed_and_frozen(composed):
     [
         ("training.steps_per_execution=0", "training.steps_per_execution", "must be an integer >= 1"),
         ("training.deterministic=maybe", "training.deterministic", "must be true or false"),
+        ("training.checkpoints=maybe", "training.checkpoints", "must be true or false"),
         ("training.early_stopping.min_delta=abc", "training.early_stopping.min_delta", "must be a number"),
         ("study.timeout=-3", "study.timeout", "must be a positive number of seconds or null"),
         ("study.top=0", "study.top", "must be an integer >= 1"),

@@ -253,6 +253,7 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
             direction=summary.direction,
             seed=settings.seed,
             folds=settings.folds,
+            checkpoints=Path(settings.study_dir, "checkpoints") if settings.training.checkpoints else None,
         )
         observers = [Progress(study.n_trials, study.metric), *([tracker] if tracker else [])]
         try:

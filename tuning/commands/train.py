@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from tuning import interrupts
 from tuning.commands.support import crash, fail, hydra_flags, run_hydra, run_job, without_hydra
 from tuning.config import Settings, compose, conf_dir, group_options, parse, resolved
 from tuning.config.space import Hyperparameters
-from tuning.errors import ConfigError
+from tuning.errors import ConfigError, Terminated
 from tuning.files import check_writable_folder
 from tuning.final.best import check_best, read_best
 from tuning.tracking.client import check_tracking
@@ -88,7 +90,9 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
         )
     log.info(f"final model of study '{settings.study.name}' from {best_path} (best trial {best['trial']})")
     start_tensorflow(settings.training)
-    final = train_final(settings, hp, source=str(best_path))
+    # A checkpoint of the final fit beside best.yaml: an interrupted `tuning train` continues it.
+    checkpoints = best_path.parent / "checkpoints" if settings.training.checkpoints else None
+    final = train_final(settings, hp, source=str(best_path), checkpoints=checkpoints)
     data = final.dataset
     log.info(data.summary())
     if final.refit:
@@ -111,6 +115,8 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
     if final.check is not None:  # one line: within noise, or a warning with the figures and what to do
         (log.warning if final.check.worse else log.info)(final.check.line())
     folder = save_final(final, best_path.parent / "final")
+    if checkpoints is not None:  # saved: nothing will continue the fit
+        shutil.rmtree(checkpoints / "final", ignore_errors=True)
     log.info(f"final model saved in {folder}/ (model.keras, pipeline.json, preprocessing.joblib, meta.json)")
     log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")
     if tracker is not None:
@@ -211,9 +217,13 @@ def main(args: Sequence[str]) -> int:
 
     def job(cfg: DictConfig) -> None:
         try:
-            run(resolved(cfg), best_path)
+            with interrupts.handled():  # SIGTERM -> Terminated, after the epoch's checkpoint is whole
+                run(resolved(cfg), best_path)
         except ConfigError as err:
             fail(err)
+        except Terminated:
+            print("\nterminated (SIGTERM): run the same command to continue the final fit", file=sys.stderr)
+            sys.exit(143)
         except KeyboardInterrupt:
             print(
                 "\ninterrupted: final/ holds a new model only if 'final model saved' was logged",

@@ -116,6 +116,9 @@ class TrainingConfig:
     deterministic: bool = True
     graph_optimizations: bool = False
     threads: int | None = None
+    # Each trial's model, optimizer and early-stopping state at every epoch's end, so a resumed
+    # sweep continues an interrupted trial from its last epoch (search/checkpoints.py).
+    checkpoints: bool = True
     # Rehearsal (tuning/search/rehearsal.py): each epoch sleeps this long and reports a value
     # computed from the trial's params; no model, no TensorFlow. None: real training.
     simulate_epoch_seconds: float | None = None
@@ -132,7 +135,7 @@ class TrainingConfig:
             )
         check_int("training.steps_per_execution", raw.get("steps_per_execution", cls.steps_per_execution), 1)
         check_int("training.threads", raw.get("threads"), 1, allow_none=True)
-        for flag in ("deterministic", "graph_optimizations"):
+        for flag in ("deterministic", "graph_optimizations", "checkpoints"):
             check_bool(f"training.{flag}", raw.get(flag, getattr(cls, flag)))
         return cls(
             max_epochs=raw.get("max_epochs"),
@@ -140,6 +143,7 @@ class TrainingConfig:
             steps_per_execution=int(raw.get("steps_per_execution", cls.steps_per_execution)),
             deterministic=bool(raw.get("deterministic", cls.deterministic)),
             graph_optimizations=bool(raw.get("graph_optimizations", cls.graph_optimizations)),
+            checkpoints=bool(raw.get("checkpoints", cls.checkpoints)),
             threads=raw.get("threads"),
             simulate_epoch_seconds=None if simulate is None else float(simulate),
         )

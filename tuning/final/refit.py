@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,12 +105,15 @@ def check_columns(dataset: Dataset, hp: Hyperparameters, best: Mapping[str, Any]
             )
 
 
-def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.yaml") -> FinalModel:
+def train_final(
+    settings: Settings, hp: Hyperparameters, *, source: str = "best.yaml", checkpoints: Path | None = None
+) -> FinalModel:
     """Load the data, train the final model as configured, and evaluate it once on the test split.
 
     ``final.refit`` true: a fresh model on train + validation for :func:`refit_epochs` epochs
     (or ``final.epochs``); false: exactly the trial (train split, early stopping on validation).
-    The weights are seeded as the best trial's were: ``seed + best.trial``.
+    The weights are seeded as the best trial's were: ``seed + best.trial``. ``checkpoints``: a
+    folder where the fit saves its state each epoch and, interrupted, continues from it.
     """
     from tuning.model.fit import evaluate
     from tuning.search.trial import fit_trial, targets
@@ -120,10 +124,11 @@ def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.
     settings = with_task(settings, dataset.task)
     check_columns(dataset, hp, best, source)
     start = time.perf_counter()
+    callbacks = [] if checkpoints is None else [_checkpoint(checkpoints, settings, hp, trial_seed)]
     if settings.final.refit:
-        model, result, epochs = _refit(settings, hp, dataset, best, trial_seed)
+        model, result, epochs = _refit(settings, hp, dataset, best, trial_seed, callbacks=callbacks)
     else:
-        model, result = fit_trial(hp, dataset, settings.training, seed=trial_seed)
+        model, result = fit_trial(hp, dataset, settings.training, seed=trial_seed, callbacks=callbacks)
         epochs = result.epochs_trained
     if result.diverged_at is not None:
         raise ConfigError("final", f"the loss became NaN at epoch {result.diverged_at + 1}; nothing saved")
@@ -149,8 +154,26 @@ def train_final(settings: Settings, hp: Hyperparameters, *, source: str = "best.
     )
 
 
+def _checkpoint(folder: Path, settings: Settings, hp: Hyperparameters, seed: int) -> Any:
+    """The final fit's per-epoch checkpoint in ``folder/final``, keyed by what decides the fit
+    (params, seed, data, split, training and final settings): an interrupted ``tuning train``
+    run again with the same settings continues it; with other settings it starts anew."""
+    import hashlib
+
+    from tuning.search.checkpoints import final_checkpoint
+
+    what = repr((hp.as_params(), seed, settings.data, settings.split, settings.training, settings.final))
+    return final_checkpoint(folder / "final", hashlib.sha256(what.encode()).hexdigest()[:16])
+
+
 def _refit(
-    settings: Settings, hp: Hyperparameters, dataset: Dataset, best: Mapping[str, Any], seed: int
+    settings: Settings,
+    hp: Hyperparameters,
+    dataset: Dataset,
+    best: Mapping[str, Any],
+    seed: int,
+    *,
+    callbacks: Sequence[Any] = (),
 ) -> tuple[Any, Any, int]:
     """A fresh model fitted on train + validation for ``final.epochs`` or :func:`refit_epochs`."""
     from tuning.model.fit import fit_model, fresh_session, seed_everything
@@ -168,7 +191,13 @@ def _refit(
     x = np.concatenate([dataset.x_train, dataset.x_val])
     y = np.concatenate([dataset.y_train, dataset.y_val])
     result = fit_model(
-        model, x, targets(y, hp, dataset, model), epochs=epochs, batch_size=hp.batch_size, patience=None
+        model,
+        x,
+        targets(y, hp, dataset, model),
+        epochs=epochs,
+        batch_size=hp.batch_size,
+        patience=None,
+        callbacks=callbacks,
     )
     return model, result, epochs
 

@@ -95,6 +95,18 @@ class EpochLog(keras.callbacks.Callback):
             self.history.setdefault(name, []).append(float(value))
 
 
+class Resumable(keras.callbacks.Callback):
+    """A callback that continues a fit from a checkpoint (``tuning.search.checkpoints``):
+    ``fit_model`` starts Keras at its ``initial_epoch``, runs it after ``EarlyStopping`` (so it
+    sees each epoch's end once every other callback has, and its ``on_train_begin`` comes after
+    the stopper's reset), and hands it the model, the stopper and the epoch log first."""
+
+    initial_epoch: int = 0
+
+    def attach(self, model: keras.Model, stopper: keras.callbacks.Callback | None, log: EpochLog) -> None:
+        """Called once before ``model.fit``: restore what the checkpoint holds."""
+
+
 @dataclass
 class FitResult:
     """What one fit produced, measured at the weights it ended with (the best ones)."""
@@ -130,17 +142,19 @@ def fit_model(  # noqa: PLR0913 - keyword-only options, as Model.fit's and Early
     ``patience=None`` (or no ``validation``) trains all ``epochs``. After training, the train
     metrics are evaluated at the final weights (the restored best ones), without dropout; the
     validation metrics are those Keras measured at the end of ``best_epoch``, the epoch those
-    weights come from; then their gaps are taken.
+    weights come from; then their gaps are taken. A ``Resumable`` among ``callbacks`` continues
+    the fit from its checkpoint's epoch.
     """
     start = time.perf_counter()
     log = epoch_log or EpochLog()
     stopper = None if validation is None else early_stopping(monitor, patience, min_delta)
-    cbs = [log, *callbacks, keras.callbacks.TerminateOnNaN(), *([stopper] if stopper else [])]
+    cbs, initial_epoch = _arranged(model, callbacks, log, stopper)
     model.fit(
         x_train,
         y_train,
         validation_data=validation,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         batch_size=batch_size,
         callbacks=cbs,
         verbose=0,
@@ -169,6 +183,22 @@ def fit_model(  # noqa: PLR0913 - keyword-only options, as Model.fit's and Early
             result.gaps = gaps(result.train, result.val)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _arranged(
+    model: keras.Model,
+    callbacks: Sequence[keras.callbacks.Callback],
+    log: EpochLog,
+    stopper: keras.callbacks.Callback | None,
+) -> tuple[list[keras.callbacks.Callback], int]:
+    """The fit's callbacks in order and its first epoch: a ``Resumable`` is attached, runs last
+    and sets where the fit starts."""
+    resumable = [cb for cb in callbacks if isinstance(cb, Resumable)]
+    others = [cb for cb in callbacks if not isinstance(cb, Resumable)]
+    for cb in resumable:
+        cb.attach(model, stopper, log)
+    cbs = [log, *others, keras.callbacks.TerminateOnNaN(), *([stopper] if stopper else []), *resumable]
+    return cbs, max((cb.initial_epoch for cb in resumable), default=0)
 
 
 def steps(n_rows: int, batch_size: int) -> int:

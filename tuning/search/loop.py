@@ -158,6 +158,8 @@ def run_trial(
         interrupts.release()  # one that came while the trial was asked for stops it here
         with shielded():
             record = runner.start(proposal.number, proposal.hyperparameters)
+            if proposal.seed is not None:  # a re-run of an interrupted trial draws what it drew
+                record.seed = proposal.seed
             described = runner.describe(record)
             engine.begin(proposal, described)
         outcome = _train(engine, runner, proposal, record, described)
@@ -176,6 +178,7 @@ def run_trial(
                 record.error or told.attrs.get("fail_reason") or "objective returned no finite value"
             )
         _notify(engine, record, observers)
+    _drop_checkpoint(runner, proposal.number)  # it ended on its own: nothing will continue it
     return record
 
 
@@ -200,6 +203,15 @@ def _train(
                 raise TrialPruned(f"pruned at epoch {epoch + 1}")
 
     callbacks: list[Any] = []
+    if runner.checkpoints is not None:
+        from tuning.search.checkpoints import prepare
+
+        checkpoint, start = prepare(runner.checkpoints, proposal.number, proposal.retry_of)
+        callbacks.append(checkpoint)
+        if start is not None and _replay(engine, proposal, start.history.get(runner.metric, [])):
+            record.history = start.history
+            pruned = {**described, "epochs_trained": start.epochs}
+            return _outcome(runner, record, "PRUNED", None, pruned)
     try:
         value, attrs = runner.train(
             record,
@@ -262,11 +274,34 @@ def _stop(
         return
     if interrupted:
         record.error = "interrupted"
+    else:  # an error of ours: the trial is not re-run, so nothing continues its checkpoint
+        _drop_checkpoint(runner, proposal.number)
     attrs = {**runner.describe(record), **runner.failure_attrs(record, err)}
     engine.tell(proposal, _outcome(runner, record, "FAIL", None, attrs, stopped=True))
     if interrupted:
         record.state = "FAIL"
         _notify(engine, record, observers)
+
+
+def _replay(engine: Engine, proposal: Proposal, values: Sequence[float]) -> bool:
+    """Report again the epochs a resumed trial's checkpoint holds (the pruner judges a trial by
+    its own intermediate values, and a re-run is a new trial); True: the pruner stops it now.
+    Nothing is logged: MLflow logs a trial's history once, at its end."""
+    if not engine.supports_pruning:
+        return False
+    for epoch, value in enumerate(values):
+        with shielded():
+            if engine.report(proposal, epoch, value):
+                return True
+    return False
+
+
+def _drop_checkpoint(runner: TrialRunner, number: int) -> None:
+    """Remove a trial's per-epoch checkpoints (``training.checkpoints``) once it has ended."""
+    if runner.checkpoints is not None:
+        from tuning.search.checkpoints import remove
+
+        remove(runner.checkpoints, number)
 
 
 def _notify(engine: Engine, record: TrialRecord, observers: Sequence[TrialObserver]) -> None:

@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tuning import interrupts
@@ -46,8 +47,12 @@ class TrialRunner:
         direction: str,
         seed: int,
         folds: int | None = None,
+        checkpoints: Path | None = None,
     ) -> None:
         self.dataset = dataset
+        # training.checkpoints: each trial's per-epoch checkpoints (search/checkpoints.py) under
+        # this folder; not with cv.folds (k fits per trial).
+        self.checkpoints = None if folds else checkpoints
         self.folds = folds  # cv.folds: each trial's value is the mean over k folds (search/cv.py)
         self._fold_data: list[Dataset] | None = None
         self.training = training

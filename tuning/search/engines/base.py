@@ -38,12 +38,16 @@ class TrialObserver(Protocol):
 class Proposal:
     """A point the engine proposes: its trial number, its hyperparameters, and the ``suggester``
     through which a custom model's builder draws its own values as it builds (None: an MLP).
-    ``trial`` is the engine's own handle on it (an Optuna trial, a KerasTuner trial)."""
+    ``trial`` is the engine's own handle on it (an Optuna trial, a KerasTuner trial).
+    ``retry_of``: the interrupted trial this one runs again under a new number (its checkpoint
+    is continued), and ``seed`` that trial's seed, so the re-run computes what it would have."""
 
     number: int
     hyperparameters: Hyperparameters
     suggester: Suggester | None = None
     trial: Any = None
+    retry_of: int | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

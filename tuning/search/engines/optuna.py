@@ -252,7 +252,19 @@ class OptunaEngine(Engine):
         heartbeat.start()
         self.heartbeats[trial.number] = heartbeat
         # A custom model's builder draws its values from the trial as it builds.
-        return Proposal(trial.number, hp, suggester=trial, trial=trial)
+        retry_of, seed = self._retried(trial)
+        return Proposal(trial.number, hp, suggester=trial, trial=trial, retry_of=retry_of, seed=seed)
+
+    def _retried(self, trial: optuna.Trial) -> tuple[int | None, int | None]:
+        """The interrupted trial this one re-runs (``retry_of``, set by ``requeue_interrupted``)
+        and that trial's seed: the re-run continues its checkpoint and must draw what it drew."""
+        retry_of = trial.user_attrs.get("retry_of")
+        if not isinstance(retry_of, int):
+            return None, None
+        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number == retry_of]
+        seed = earlier[0].user_attrs.get("seed") if earlier else None
+        return retry_of, seed if isinstance(seed, int) else None
+
 
     def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():
