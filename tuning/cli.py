@@ -22,11 +22,15 @@ COMMANDS = {
         "tuning.commands.serve",
         "serve a study's champion model over HTTP with MLflow (raw rows in, predictions out)",
     ),
+    "storage-proxy": (
+        "tuning.commands.storage_proxy",
+        "Optuna's gRPC storage proxy: many workers, one database connection pool",
+    ),
 }
 
 USAGE = (
     "usage: tuning COMMAND [ARGS...]\n\ncommands:\n"
-    + "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
+    + "\n".join(f"  {name:<13} {help_}" for name, (_, help_) in COMMANDS.items())
     + (
         "\n\nexamples:\n"
         "  tuning sweep                                  # tune the built-in plants example\n"

@@ -16,7 +16,7 @@ from tuning.config import compose, resolved
 from tuning.config.storage import check_storage
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-YAML_FILES = sorted([DEPLOY / "compose.yaml", *DEPLOY.glob("kubernetes*/*.yaml")])
+YAML_FILES = sorted([*DEPLOY.glob("compose*.yaml"), *DEPLOY.glob("kubernetes*/*.yaml")])
 # What the environment gives each command at run time (a Secret, the shell, SLURM).
 ENV = {
     "STUDY_STORAGE": "postgresql://tuner@db.example.org/optuna",
@@ -74,7 +74,8 @@ def test_every_recipe_parses_and_has_a_worker_command():
     assert job["spec"]["parallelism"] == job["spec"]["completions"] >= 2
     assert "#SBATCH --array=" in (DEPLOY / "slurm" / "sweep.sbatch").read_text()
     assert sorted({name for name, _ in sweep_commands()}) == [
-        "compose.yaml", "kubernetes-external/job.yaml", "kubernetes/job.yaml", "slurm/sweep.sbatch"
+        "compose-grpc.yaml", "compose.yaml", "kubernetes-external/job.yaml", "kubernetes/job.yaml",
+        "slurm/sweep.sbatch",
     ]  # fmt: skip
 
 
@@ -85,7 +86,7 @@ def test_worker_command_composes_and_validates(name, args):
     overrides = [expand(a) for a in args]
     settings = resolved(compose("config", overrides))
     check(settings)
-    assert settings["study"]["storage"].startswith("postgresql://tuner@")
+    assert settings["study"]["storage"].startswith(("postgresql://tuner@", "grpc://"))
     check_storage(settings["study"]["storage"], reach_server=False)
     assert settings["tracking"]["uri"].startswith(("http://", "https://"))
     assert settings["workers"] == 1  # one process per pod / task: the cluster starts the workers
@@ -107,3 +108,22 @@ def test_no_credential_is_written_in_clear():
                             and "secretKeyRef" in value.get("valueFrom", {})
                             or (isinstance(value, str) and value.startswith("${"))
                         ), (path, key, value)
+
+
+def test_grpc_recipe_workers_reach_the_database_only_through_the_proxy():
+    """compose-grpc.yaml: the proxy is the one service with the study database's URL and
+    password; the workers name the proxy and hold no database password."""
+    [doc] = documents(DEPLOY / "compose-grpc.yaml")
+    services = doc["services"]
+    proxy, worker = services["storage-proxy"], services["worker"]
+    words = proxy["command"]
+    assert words[:2] == ["tuning", "storage-proxy"]
+    options = dict(zip(words[2::2], words[3::2], strict=True))
+    check_storage(options["--storage"], reach_server=False)
+    assert options["--storage"].startswith("postgresql://tuner@postgres:")
+    assert (
+        options["--host"] == "0.0.0.0"
+        and worker["command"].count(f"study.storage=grpc://storage-proxy:{options['--port']}") == 1
+    )
+    assert "environment" not in worker and "postgres" not in worker["depends_on"]
+    assert "storage-proxy" in worker["depends_on"]

@@ -1,4 +1,5 @@
-"""A study's storage from a URL: embedded SQLite by default, any RDB URL or a journal file."""
+"""A study's storage from a URL: embedded SQLite by default, any RDB URL, a journal file, or
+``grpc://HOST:PORT`` (Optuna's gRPC storage proxy in front of one RDB, for many workers)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,42 @@ def is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES)
 
 
+def is_grpc(url: str) -> bool:
+    """A study behind Optuna's gRPC storage proxy (``tuning storage-proxy``)."""
+    return url.startswith("grpc://")
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """Host and port of a ``grpc://HOST:PORT`` URL; anything else is one ``ConfigError`` line."""
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or "/" in host or "@" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            "study.storage",
+            f"{redact(url)!r} is not a gRPC proxy address; allowed: grpc://HOST:PORT (e.g. grpc://proxy:13000, "
+            "started by `tuning storage-proxy`)",
+        )
+    return host, int(port)
+
+
+def check_grpc(url: str, *, reach_server: bool) -> None:
+    """The address's form and, with ``reach_server``, that a proxy answers there (one gRPC
+    channel made ready, nothing asked of the study)."""
+    host, port = grpc_address(url)
+    if not reach_server:
+        return
+    import grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
+        except grpc.FutureTimeoutError:
+            raise ConfigError(
+                "study.storage",
+                f"no gRPC storage proxy answers at {host}:{port} within {CONNECT_TIMEOUT} s; start one with "
+                "`tuning storage-proxy --storage postgresql://... --port PORT`",
+            ) from None
+
+
 def local_path(url: str) -> Path | None:
     """The file behind a SQLite or journal URL (None for a server)."""
     if url.startswith("sqlite:///"):
@@ -53,6 +90,9 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
     Raises:
         ConfigError: under ``study.storage``, credentials redacted.
     """
+    if is_grpc(url):
+        check_grpc(url, reach_server=reach_server)
+        return
     path = local_path(url)
     if is_journal(url) and path is not None:
         check_journal(path)
@@ -74,7 +114,7 @@ def check_storage(url: str, *, reach_server: bool = True) -> None:
         raise ConfigError(
             "study.storage",
             f"{shown!r} is not a storage URL; allowed: sqlite:///FILE, postgresql://USER@HOST/DB, "
-            "mysql+pymysql://..., or a .journal file",
+            "mysql+pymysql://..., a .journal file, or grpc://HOST:PORT",
         ) from None
     load_driver: Any = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
     try:

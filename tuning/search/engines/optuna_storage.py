@@ -1,4 +1,5 @@
-"""Optuna's storage object for a checked URL: SQLite, any RDB (with heartbeats) or a journal file."""
+"""Optuna's storage object for a checked URL: SQLite, any RDB (with heartbeats), a journal file
+or Optuna's gRPC storage proxy."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import optuna
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
-from tuning.config.storage import CREATE_ATTEMPTS, check_journal, is_journal, local_path
+from tuning.config.storage import (
+    CREATE_ATTEMPTS,
+    check_journal,
+    grpc_address,
+    is_grpc,
+    is_journal,
+    local_path,
+)
 from tuning.files import file_lock
 
 
@@ -25,8 +33,13 @@ def open_storage(
 
     RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker died is
     marked FAIL by the next worker and re-queued once with the same parameters
-    (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeat in Optuna.
+    (``RetryHeartbeatStaleTrialCallback``). Journal files have no heartbeat in Optuna, nor has
+    ``grpc://HOST:PORT`` (Optuna's ``GrpcStorageProxy`` implements no ``BaseHeartbeat``): a
+    worker that dies there is found by its process (same host) or after ``grace_period``.
     """
+    if is_grpc(url):  # the proxy holds the database connections; no heartbeat through it
+        host, port = grpc_address(url)
+        return optuna.storages.GrpcStorageProxy(host=host, port=port)
     path = local_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
