@@ -10,12 +10,14 @@ from conftest import settings
 
 from tuning.config import Settings, parse
 from tuning.config.schema import (
+    BudgetConfig,
     EarlyStoppingConfig,
     FinalConfig,
     SplitConfig,
     StudyConfig,
     TrackingConfig,
     TrainingConfig,
+    WarmStartConfig,
 )
 from tuning.errors import ConfigError
 
@@ -44,6 +46,8 @@ def composed() -> Settings:
         ("training", TrainingConfig),
         ("tracking", TrackingConfig),
         ("final", FinalConfig),
+        ("budget", BudgetConfig),
+        ("warm_start", WarmStartConfig),
     ],
 )
 def test_the_code_defaults_are_those_of_conf(composed, part, cls):
@@ -85,6 +89,10 @@ def test_parsed_settings_are_typed_and_frozen(composed):
         ),
         ("final.epochs=0", "final.epochs", "must be an integer >= 1 or null"),
         ("verbose=2", "verbose", "must be true or false"),
+        ("budget.epochs=0", "budget.epochs", "must be an integer >= 1 or null"),
+        ("budget.minutes=-1", "budget.minutes", "must be a positive number of minutes or null"),
+        ("study.n_trials=null", "study.n_trials", "null needs a budget to end the search"),
+        ("warm_start.top=0", "warm_start.top", "must be an integer >= 1 or null"),
         (
             "training.simulate_epoch_seconds=-1",
             "training.simulate_epoch_seconds",

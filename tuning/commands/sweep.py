@@ -53,6 +53,7 @@ def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settin
             f"converged asks Optuna's terminator about an Optuna study; engine={engine.name} keeps "
             "none: use stop=none, or engine=optuna",
         )
+    _check_engine_can(settings, engine)
     check_storage(settings.storage_url, reach_server=reach_server)
     if settings.task is not None:
         settings = with_task(settings, settings.task)
@@ -62,7 +63,24 @@ def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settin
         identity = study_identity(raw)  # what the command asked (`auto` kept), as the study stores it
         check_identity(settings, identity)
         engine.check_resume(identity)
+        if settings.warm_start.source is not None:
+            engine.check_warm_start(settings.warm_start, identity)
     return settings, engine
+
+
+def _check_engine_can(settings: Settings, engine: Engine) -> None:
+    """Refuse a budget or a warm start the engine cannot keep (one line, exit 2)."""
+    if settings.budget.limited and not engine.supports_budget:
+        key = "budget.epochs" if settings.budget.epochs is not None else "budget.minutes"
+        raise ConfigError(
+            key,
+            f"engine={engine.name} cannot count a budget across its trials; use engine=optuna, or study.n_trials",
+        )
+    if settings.warm_start.source is not None and not engine.supports_warm_start:
+        raise ConfigError(
+            "warm_start.from",
+            f"engine={engine.name} cannot be seeded from an earlier study; use engine=optuna, or warm_start.from=null",
+        )
 
 
 def check_identity(settings: Settings, identity: Mapping[str, Any]) -> None:
@@ -185,7 +203,7 @@ def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engi
 
 def _warn_short(summary: StudySummary, study: StudyConfig) -> None:
     done = summary.finished_count()
-    if done < study.n_trials:
+    if study.n_trials is not None and done < study.n_trials:
         budget = f" within study.timeout={study.timeout:g} s" if study.timeout else ""
         log.warning(
             f"study '{summary.name}' has {done} of study.n_trials={study.n_trials} finished trials{budget}; "
@@ -203,6 +221,7 @@ def budget_of(settings: Settings) -> Any:
         timeout=study.timeout,
         max_consecutive_failures=study.max_consecutive_failures,
         stop=settings.stop,
+        spend=settings.budget,
     )
 
 
@@ -227,17 +246,20 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
             tracker.backfill(summary, space)  # trials that ended after the last run stopped logging
     done = summary.finished_count()
     log.info(dataset.summary(settings.folds))
-    log.info(f"study '{summary.name}' in {engine.location()}: {done}/{study.n_trials} trials finished")
+    of = "" if study.n_trials is None else f"/{study.n_trials}"  # None: a budget ends the study
+    log.info(f"study '{summary.name}' in {engine.location()}: {done}{of} trials finished")
     log.info(
         f"{summary.direction} {study.metric}; {engine.describe()}; search space: "
         + "; ".join(space.describe())
     )
     stopped: StudyStopped | None = None
     budget = budget_of(settings)
-    if done >= study.n_trials:
+    if study.n_trials is not None and done >= study.n_trials:
         log.info(
             f"study '{summary.name}' already has {done} finished trials (n_trials={study.n_trials}); nothing to run"
         )
+    elif (spent := budget_spent(settings, summary)) is not None:
+        log.info(f"{spent}; nothing to run (raise the budget to search on)")
     elif (converged := _converged_before(engine, budget, summary)) is not None:
         log.info(
             f"{converged}; nothing to run: the study had converged already (raise stop.patience or "
@@ -260,8 +282,17 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
             run_trials(engine, runner, budget, observers)
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
+        if (spent := budget_spent(settings, engine.summary())) is not None:
+            log.info(spent)
     _summarise(engine.summary(), dataset, settings)
     return stopped
+
+
+def budget_spent(settings: Settings, summary: StudySummary) -> str | None:
+    """With ``budget.*``: how the study spent it, once it is spent (else None)."""
+    from tuning.search.budget import spent_line
+
+    return spent_line(settings.budget, summary) if settings.budget.limited else None
 
 
 def _converged_before(engine: Engine, budget: Any, summary: StudySummary) -> str | None:
@@ -380,9 +411,15 @@ def execute(settings: Mapping[str, Any]) -> int:
     except Exception as err:  # not hidden: one redacted line here, the whole traceback in the run's log
         report_crash(err, "tuning sweep")
         return EXIT_ERROR
-    n_trials = int(settings["study"]["n_trials"])
+    n_trials = settings["study"]["n_trials"]
     done = summary.finished_count()
-    if done < n_trials and not settings["study"].get("timeout") and not _converged_now(summary, settings):
+    if (
+        n_trials is not None
+        and done < int(n_trials)
+        and not settings["study"].get("timeout")
+        and not _converged_now(summary, settings)
+        and not _budget_spent_now(summary, settings)
+    ):
         print(
             f"error: study.n_trials: {done} of {n_trials} trials finished (the others failed: see "
             "`tuning report`); run the same command to add the rest",
@@ -395,6 +432,14 @@ def execute(settings: Mapping[str, Any]) -> int:
 def _converged_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
     """The study's last trials ended in a stop=converged stop: fewer than n_trials is no error."""
     return _stopped_converged(summary, StopConfig.parse(settings.get("stop") or {})) is not None
+
+
+def _budget_spent_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
+    """The study spent its budget: fewer than n_trials is no error."""
+    from tuning.config.schema import BudgetConfig
+    from tuning.search.budget import spent_line
+
+    return spent_line(BudgetConfig.parse(settings.get("budget") or {}), summary) is not None
 
 
 def _job(cfg: DictConfig) -> None:

@@ -16,6 +16,7 @@ from tuning.config.composition import hydra_error as hydra_error
 from tuning.config.data import DataConfig, dataset_name
 from tuning.config.model import model_builder, split_path
 from tuning.config.schema import (
+    BudgetConfig,
     Component,
     FinalConfig,
     SplitConfig,
@@ -23,6 +24,7 @@ from tuning.config.schema import (
     StudyConfig,
     TrackingConfig,
     TrainingConfig,
+    WarmStartConfig,
     check_bool,
     check_int,
 )
@@ -109,6 +111,8 @@ class Settings:
     paths_root: str
     study_dir: str
     stop: StopConfig = field(default_factory=StopConfig)  # when the search ends before n_trials
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # epochs / minutes for the whole study
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)  # seed from an earlier study
 
     @property
     def storage_url(self) -> str:
@@ -136,6 +140,12 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
     training = TrainingConfig.parse(raw["training"], ALL_METRICS)
     selection, folds = parse_selection(raw), check_folds(raw)
     paths = raw.get("paths") or {}
+    budget = BudgetConfig.parse(raw.get("budget") or {})
+    if study.n_trials is None and not budget.limited:
+        raise ConfigError(
+            "study.n_trials",
+            "null needs a budget to end the search; allowed: an integer >= 1, or set budget.epochs or budget.minutes",
+        )
     return Settings(
         raw=raw,
         seed=int(raw["seed"]),
@@ -156,6 +166,8 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
         paths_root=str(paths.get("root", "experiments")),
         study_dir=str(paths.get("study_dir", f"experiments/{study.name}")),
         stop=StopConfig.parse(raw.get("stop") or {}),
+        budget=budget,
+        warm_start=WarmStartConfig.parse(raw.get("warm_start") or {}),
     )
 
 

@@ -154,7 +154,7 @@ class StudyConfig:
     """The study: its name and storage, how many trials, what ranks them, when to stop."""
 
     name: str
-    n_trials: int = 50
+    n_trials: int | None = 50  # None: only with a budget (BudgetConfig)
     metric: str = "auto"
     direction: str = "auto"
     storage: str | None = None
@@ -166,7 +166,7 @@ class StudyConfig:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> StudyConfig:
-        check_int("study.n_trials", raw.get("n_trials"), 1)
+        check_int("study.n_trials", raw.get("n_trials"), 1, allow_none=True)  # null: a budget decides
         direction = check_choice("study.direction", raw.get("direction"), DIRECTIONS)
         metric = check_choice("study.metric", raw.get("metric"), metrics)
         timeout = raw.get("timeout")
@@ -183,7 +183,7 @@ class StudyConfig:
         storage = raw.get("storage")
         return cls(
             name=str(raw["name"]),
-            n_trials=int(raw["n_trials"]),
+            n_trials=None if raw.get("n_trials") is None else int(raw["n_trials"]),
             metric=metric,
             direction=direction,
             storage=None if storage in (None, "") else str(storage),
@@ -229,6 +229,52 @@ class StopConfig:
             patience=int(raw.get("patience", cls.patience)),
             min_trials=int(raw.get("min_trials", cls.min_trials)),
         )
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """``budget``: what the whole study may spend, counted over every worker and every resume
+    from the study's trials: ``epochs`` trained, ``minutes`` of training (trial durations
+    summed). None: no limit. When spent, running trials end at their next epoch (pruned) and no
+    trial starts; ``study.n_trials`` may then be null."""
+
+    epochs: int | None = None
+    minutes: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        """True when either budget is set."""
+        return self.epochs is not None or self.minutes is not None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> BudgetConfig:
+        check_int("budget.epochs", raw.get("epochs"), 1, allow_none=True)
+        minutes = raw.get("minutes")
+        if minutes is not None and (_number("budget.minutes", minutes) <= 0):
+            raise ConfigError("budget.minutes", f"{minutes!r}; must be a positive number of minutes or null")
+        epochs = raw.get("epochs")
+        return cls(None if epochs is None else int(epochs), None if minutes is None else float(minutes))
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """``warm_start``: seed a new study from an earlier one (``from``: its study name, or a
+    best.yaml path; None: start cold). ``top``: configurations queued from a study on other
+    data (None: ``study.top``)."""
+
+    source: str | None = None
+    top: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> WarmStartConfig:
+        source = raw.get("from")
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            raise ConfigError(
+                "warm_start.from", f"{source!r}; must be a study name, a best.yaml path, or null"
+            )
+        check_int("warm_start.top", raw.get("top"), 1, allow_none=True)
+        top = raw.get("top")
+        return cls(None if source is None else source.strip(), None if top is None else int(top))
 
 
 @dataclass(frozen=True)

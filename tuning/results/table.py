@@ -18,7 +18,7 @@ from typing import Any
 
 from tuning.files import atomic_text
 from tuning.study.selection import trial_marks
-from tuning.study.summary import StudySummary
+from tuning.study.summary import WARM_ATTR, WARM_FROM_ATTR, StudySummary, TrialSummary
 
 MISSING = "-"
 
@@ -49,13 +49,26 @@ def trials_table(study: StudySummary) -> Table:
     marks = trial_marks(study)
     mark_names = [m for m in ("feasible", "pareto_rank") if any(m in v for v in marks.values())]
     spread = ["cv_std"] if "cv_std" in attrs else []
-    columns = ["trial", "state", metric, *spread, *counters, *gap_names, *mark_names, *params, "seconds"]
+    warm = ["warm_start"] if WARM_ATTR in attrs else []  # added / queued by warm_start.from
+    columns = [
+        "trial",
+        "state",
+        metric,
+        *spread,
+        *warm,
+        *counters,
+        *gap_names,
+        *mark_names,
+        *params,
+        "seconds",
+    ]
     if "fail_reason" in attrs:
         columns.append("fail_reason")
     rows: list[list[Any]] = []
     for t in trials:
         row = [t.number, t.state, _number(t.value)]
         row += [_number(t.user_attrs.get(name)) for name in spread]
+        row += [_warm(t) for _ in warm]
         row += [_int(t.user_attrs.get(name)) for name in counters]
         row += [_number(t.user_attrs.get(name)) for name in gap_names]
         row += [_mark(marks.get(t.number, {}).get(name)) for name in mark_names]
@@ -75,6 +88,14 @@ def trials_table(study: StudySummary) -> Table:
     if best is not None and study.best_number is not None:  # the selection's pick heads the table
         rows.sort(key=lambda r: r[0] != best.number)
     return Table(columns, rows)
+
+
+def _warm(trial: TrialSummary) -> str | None:
+    """``added`` (copied from an earlier study on the same data), ``queued`` (an earlier
+    configuration run first), or None (the search's own)."""
+    if WARM_ATTR not in trial.user_attrs:
+        return None
+    return "added" if WARM_FROM_ATTR in trial.user_attrs else "queued"
 
 
 def _mark(value: Any) -> Any:
@@ -168,7 +189,7 @@ def _rank(name: str, metric: str) -> int:
     """Which columns stay first when not all fit: 0 always, then 1, 2, ..."""
     if name in ("trial", "state", metric):
         return 0
-    if name in ("cv_std", "gap_" + metric.removeprefix("val_"), "feasible", "pareto_rank"):
+    if name in ("cv_std", "gap_" + metric.removeprefix("val_"), "feasible", "pareto_rank", "warm_start"):
         return 1
     later = ("best_epoch", "epochs_trained", "seconds")
     if name in later:

@@ -12,16 +12,18 @@ TensorFlow at import.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuning import interrupts
-from tuning.config.schema import StopConfig
+from tuning.config.schema import BudgetConfig, StopConfig
 from tuning.errors import TrialFailed, TrialPruned
 from tuning.interrupts import shielded
 from tuning.redaction import redact
+from tuning.search.budget import EPOCHS_ATTR, STOPPED_BY_ATTR, exhausted, spent
 from tuning.search.engines.base import (
     STOP_ATTR,
     Engine,
@@ -70,10 +72,11 @@ class Budget:
     ``max_consecutive_failures`` failed trials in a row (0: never), or, with ``stop=converged``,
     when the engine judges that more trials are unlikely to beat the best."""
 
-    n_trials: int
+    n_trials: int | None  # None: only ``spend`` ends the search
     timeout: float | None = None
     max_consecutive_failures: int = 0
     stop: StopConfig = field(default_factory=StopConfig)
+    spend: BudgetConfig = field(default_factory=BudgetConfig)  # budget.epochs / minutes (search.budget)
 
 
 def check_converged(engine: Engine, budget: Budget) -> str | None:
@@ -85,7 +88,8 @@ def check_converged(engine: Engine, budget: Budget) -> str | None:
     if found is None:
         return None
     finished = engine.n_finished()
-    line = f"stop=converged: {found.why}; stopped after {finished} of {budget.n_trials} finished trials"
+    of = "" if budget.n_trials is None else f" of {budget.n_trials}"  # None: a budget ends the study
+    line = f"stop=converged: {found.why}; stopped after {finished}{of} finished trials"
     attrs = {
         "rule": "converged",
         "line": line,
@@ -109,6 +113,35 @@ def stopped_converged(summary: StudySummary) -> str | None:
     return str(record.get("line", "stop=converged"))
 
 
+def _attempts(engine: Engine, budget: Budget) -> int:
+    """Trials this run may try: those missing from ``n_trials``; with a budget alone, one per
+    epoch it allows (a trial that fails before training spends none), or no limit by minutes."""
+    if budget.n_trials is not None:
+        return budget.n_trials - engine.n_finished()
+    return budget.spend.epochs if budget.spend.epochs is not None else sys.maxsize
+
+
+def _budget_spent(engine: Engine, spend: BudgetConfig) -> bool:
+    """The study spent ``budget.epochs`` or ``budget.minutes``: no trial starts."""
+    return spend.limited and exhausted(spend, spent(engine.summary().trials)) is not None
+
+
+def _claim(
+    engine: Engine, runner: TrialRunner, proposal: Proposal, spend: BudgetConfig, trained: int
+) -> str | None:
+    """Before the trial's next epoch (it has ``trained``): claim it, then read what the study
+    spent; the budget's key when it is spent (the trial stops), else None. The claim is written
+    before the total is read, so two workers claiming the last epoch both see the other's."""
+    if not spend.limited or (
+        runner.training.max_epochs is not None and trained >= runner.training.max_epochs
+    ):
+        return None  # no next epoch: the trial ends on its own
+    if spend.epochs is not None:
+        with shielded():
+            engine.begin(proposal, {EPOCHS_ATTR: trained + 1})
+    return exhausted(spend, spent(engine.summary().trials), claiming=True)
+
+
 def run_search(
     engine: Engine, runner: TrialRunner, budget: Budget, observers: Sequence[TrialObserver]
 ) -> str | None:
@@ -125,11 +158,13 @@ def run_search(
     """
     streak = FailureStreak(budget.max_consecutive_failures)
     deadline = time.monotonic() + budget.timeout if budget.timeout else None
-    attempts = budget.n_trials - engine.n_finished()
+    attempts = _attempts(engine, budget)
     converged: str | None = None
     with engine.searching(runner.build_once), interrupts.handled():
-        while attempts > 0 and not streak.full() and engine.n_finished() < budget.n_trials:
+        while attempts > 0 and not streak.full() and engine.n_finished() < (budget.n_trials or attempts + 1):
             if deadline is not None and time.monotonic() >= deadline:
+                break
+            if _budget_spent(engine, budget.spend):  # every worker's trials, every earlier run's
                 break
             interrupts.check()  # a signal whose raise was swallowed (a gc callback)
             converged = check_converged(engine, budget)
@@ -143,14 +178,19 @@ def run_search(
                 log.info(f"{engine.describe()}: the algorithm has no further point to propose")
                 break
             attempts -= 1
-            record = run_trial(engine, runner, proposal, observers)
+            record = run_trial(engine, runner, proposal, observers, spend=budget.spend)
             streak.add(record.state, record.error)
     streak.check()
     return converged
 
 
 def run_trial(
-    engine: Engine, runner: TrialRunner, proposal: Proposal, observers: Sequence[TrialObserver]
+    engine: Engine,
+    runner: TrialRunner,
+    proposal: Proposal,
+    observers: Sequence[TrialObserver],
+    *,
+    spend: BudgetConfig | None = None,
 ) -> TrialRecord:
     """One trial's life: start its record, train it, tell the engine, then the observers."""
     record: TrialRecord | None = None
@@ -162,7 +202,7 @@ def run_trial(
                 record.seed = proposal.seed
             described = runner.describe(record)
             engine.begin(proposal, described)
-        outcome = _train(engine, runner, proposal, record, described)
+        outcome = _train(engine, runner, proposal, record, described, spend=spend)
     except BaseException as err:  # Ctrl-C, SIGTERM or an error of ours: the sweep stops
         with shielded():
             _stop(engine, runner, proposal, record, err, observers=observers)
@@ -188,8 +228,13 @@ def _train(
     proposal: Proposal,
     record: TrialRecord,
     described: dict[str, Any],
+    *,
+    spend: BudgetConfig | None = None,
 ) -> Outcome:
-    """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised."""
+    """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised.
+    With a budget (``spend``) each epoch is claimed before it trains: a spent budget prunes the
+    trial at that epoch end (``stopped_by``), or before its first."""
+    stopped_by: list[str] = []
 
     def epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
         """After each epoch, Keras's or a rehearsal's: the command's signal (its raise from the
@@ -201,7 +246,14 @@ def _train(
                 prune = engine.report(proposal, epoch, value)
             if prune:
                 raise TrialPruned(f"pruned at epoch {epoch + 1}")
+        if spend is not None and (key := _claim(engine, runner, proposal, spend, epoch + 1)):
+            stopped_by.append(key)
+            raise TrialPruned(f"{key} spent at epoch {epoch + 1}")
 
+    if spend is not None and (key := _claim(engine, runner, proposal, spend, 0)):
+        return _outcome(
+            runner, record, "PRUNED", None, {**described, "epochs_trained": 0, STOPPED_BY_ATTR: key}
+        )
     callbacks: list[Any] = []
     if runner.checkpoints is not None:
         from tuning.search.checkpoints import prepare
@@ -222,6 +274,8 @@ def _train(
         )
     except TrialPruned:
         pruned = {**described, "epochs_trained": len(record.history.get("loss", []))}
+        if stopped_by:  # the budget, not the pruner, ended it
+            pruned[STOPPED_BY_ATTR] = stopped_by[0]
         return _outcome(runner, record, "PRUNED", None, pruned)
     except TrialFailed as err:
         return _outcome(runner, record, "FAIL", None, {**described, **runner.failure_attrs(record, err)})

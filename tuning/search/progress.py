@@ -33,7 +33,7 @@ class Progress:
     does not move it, and its line says so rather than repeating the count as if it had.
     """
 
-    def __init__(self, n_trials: int, metric: str) -> None:
+    def __init__(self, n_trials: int | None, metric: str) -> None:  # None: a budget ends the study
         self.n_trials = n_trials
         self.metric = metric
 
@@ -43,11 +43,8 @@ class Progress:
         best = f"best {_fmt(top.value)} (trial {top.number})" if top is not None else "no complete trial yet"
         epochs = len(record.history.get("loss", []))
         detail = f" ({record.error})" if record.state == "FAIL" and record.error else ""
-        counter = (
-            f"[{done}/{self.n_trials}]"
-            if record.state != "FAIL"
-            else f"[{done}/{self.n_trials}, not counted]"
-        )
+        total = f"{done}" if self.n_trials is None else f"{done}/{self.n_trials}"
+        counter = f"[{total}]" if record.state != "FAIL" else f"[{total}, not counted]"
         log.info(
             f"{counter} trial {record.number} {record.state}{detail} "
             f"{self.metric}={_value(record)} | {best} | {epochs} epochs, {record.seconds:.1f}s"

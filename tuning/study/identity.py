@@ -31,6 +31,8 @@ CHANGEABLE = (
     "study.max_consecutive_failures",
     "study.top",
     "stop",  # when the search ends (stop=converged): a resume may turn it on, off or change it
+    "budget",  # how much the study may spend: a resume may raise it to search on
+    "warm_start",  # applied once, when the study is made or first seeded (a study attribute says so)
     "engine",  # each engine keeps its studies apart (its own name and storage)
     "sampler",
     "pruner",

@@ -13,6 +13,10 @@ from typing import Any
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
+# Trial user attributes of a warm start (warm_start.from): its source, on every trial it gave;
+# and, on a trial copied in from an earlier study on the same data, that trial's number there.
+# A copied trial ran in the earlier study: it counts toward neither study.n_trials nor a budget.
+WARM_ATTR, WARM_FROM_ATTR = "warm_start", "warm_start_trial"
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ class StudySummary:
         return str(self.user_attrs.get("metric", "value"))
 
     def finished_count(self) -> int:
-        """Trials that count toward ``study.n_trials`` (COMPLETE or PRUNED)."""
-        return sum(t.state in FINISHED for t in self.trials)
+        """Trials that count toward ``study.n_trials`` (COMPLETE or PRUNED; not those a warm
+        start copied in from an earlier study)."""
+        return sum(t.state in FINISHED and WARM_FROM_ATTR not in t.user_attrs for t in self.trials)
 
     def best(self) -> TrialSummary | None:
         """The best trial, or None when no trial completed with a finite value."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from tuning.config import Settings
-from tuning.config.schema import StopConfig
+from tuning.config.schema import StopConfig, WarmStartConfig
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
 from tuning.study.record import TrialRecord
@@ -104,6 +104,10 @@ class Engine(ABC):
     supports_multi_objective: ClassVar[bool] = False
     # stop=converged: the engine can judge, from its study, when more trials are unlikely to help.
     supports_converged_stop: ClassVar[bool] = False
+    # budget.epochs / budget.minutes: the engine stores each trial's claimed epochs (``begin``)
+    # where every worker reads them; warm_start.from: it can seed its study from an earlier one.
+    supports_budget: ClassVar[bool] = False
+    supports_warm_start: ClassVar[bool] = False
     storages: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -168,6 +172,11 @@ class Engine(ABC):
 
     def record_stop(self, attrs: Mapping[str, Any]) -> None:
         """Store why the search stopped itself (``stop=converged``) with the study."""
+        return
+
+    def check_warm_start(self, warm: WarmStartConfig, identity: Mapping[str, Any]) -> None:
+        """Refuse, before anything is written, a ``warm_start.from`` with no such study or
+        best.yaml, or one sharing no dimension with the search space (``ConfigError``)."""
         return
 
     def check_resume(self, identity: Mapping[str, Any]) -> None:

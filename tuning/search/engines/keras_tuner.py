@@ -118,7 +118,8 @@ class KerasTunerEngine(Engine):
     ) -> list[str]:
         self.space = space
         self.check_resume(identity)
-        short = hyperband_short(self.options, int(self.study_config.n_trials)) if self.hyperband else None
+        n_trials = self.study_config.n_trials  # never None here: budgets are refused for this engine
+        short = hyperband_short(self.options, n_trials) if self.hyperband and n_trials else None
         if short:  # before any trial: a sweep this short never promotes a trial to max_epochs
             log.warning(short)
         stored = read_study_file(self.project)

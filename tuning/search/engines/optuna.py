@@ -16,9 +16,10 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from tuning.config import Settings
-from tuning.config.schema import StopConfig
+from tuning.config.schema import StopConfig, WarmStartConfig
 from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
+from tuning.interrupts import shielded
 from tuning.search.engines.base import STOP_ATTR, Convergence, Engine, Outcome, Proposal
 from tuning.search.engines.optuna_stale import (
     DEFAULT_GRACE,
@@ -35,10 +36,11 @@ from tuning.search.engines.optuna_stale import (
 from tuning.search.engines.optuna_stop import ConvergedStop, check_terminator
 from tuning.search.engines.optuna_storage import study_lock
 from tuning.search.engines.optuna_study import connect, open_study, summarize
+from tuning.search.engines.optuna_warm import Source, check_shared, load_source, seed_study
 from tuning.search.runner import FAIL_ATTRS
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
 from tuning.study.selection import gap_key, overfit
-from tuning.study.summary import StudySummary
+from tuning.study.summary import WARM_FROM_ATTR, StudySummary
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,8 @@ class OptunaEngine(Engine):
     supports_constraints: ClassVar[bool] = True
     supports_multi_objective: ClassVar[bool] = True
     supports_converged_stop: ClassVar[bool] = True
+    supports_budget: ClassVar[bool] = True
+    supports_warm_start: ClassVar[bool] = True
     storages: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "mysql", "journal")
 
     def __init__(self, settings: Settings, storage_url: str) -> None:
@@ -138,6 +142,8 @@ class OptunaEngine(Engine):
         self.selection = settings.selection
         check_terminator(settings.stop, two_objectives=self.selection.mode == "pareto")
         self.seed = settings.seed
+        self.warm, self.paths_root, self.top = settings.warm_start, settings.paths_root, settings.study.top
+        self.checked_space = settings.space  # warm_start.from is checked against it before open()
         self.stop: ConvergedStop | None = None  # made on the first question (stop=converged)
         self.runner_metric = settings.study.metric  # what trials report (their value)
         self.url = storage_url
@@ -196,7 +202,7 @@ class OptunaEngine(Engine):
         if created:  # a worker that finds no trial in it later can tell a resume from a join
             mark_creator(study)
         notes = []
-        n_trials = int(self.study_config.n_trials)
+        n_trials = self.study_config.n_trials
         grace = float(self.study_config.grace_period or DEFAULT_GRACE)
         # Every run, even one with nothing left to train: a worker killed mid-trial leaves it RUNNING.
         with study_lock(self.url, study.study_name):  # workers starting together: failed once
@@ -206,8 +212,17 @@ class OptunaEngine(Engine):
             notes.append(
                 f"trial(s) {stale} were left running by a worker that stopped (its process is gone, or no "
                 f"heartbeat for over {grace:g} s): marked FAIL"
-                + ("" if done >= n_trials else "; re-running each once with the same parameters")
+                + (
+                    ""
+                    if n_trials is not None and done >= n_trials
+                    else "; re-running each once with the same parameters"
+                )
             )
+        if self.warm.source is not None:  # once per study, whichever worker gets the lock first
+            with study_lock(self.url, study.study_name), shielded():
+                notes += seed_study(
+                    study, self._warm_source(self.warm), space, identity, top=self.warm.top or self.top
+                )
         self.stream = reseed_on_resume(study, self.sampler_config, created=created, index=worker_index())
         if self.stream is not None and self.stream != self.sampler_config.get("seed"):
             log.debug(f"sampler seed {self.stream}: this worker's own stream, not a replay")
@@ -265,7 +280,6 @@ class OptunaEngine(Engine):
         seed = earlier[0].user_attrs.get("seed") if earlier else None
         return retry_of, seed if isinstance(seed, int) else None
 
-
     def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():
             proposal.trial.set_user_attr(key, value)
@@ -321,6 +335,18 @@ class OptunaEngine(Engine):
             return [value, overfit(float(gap))], None
         return value, None
 
+    def check_warm_start(self, warm: WarmStartConfig, identity: Mapping[str, Any]) -> None:
+        """The earlier study or best.yaml exists and shares a dimension with the space."""
+        check_shared(self._warm_source(warm), self.checked_space)
+
+    def _warm_source(self, warm: WarmStartConfig) -> Source:
+        return load_source(
+            warm,
+            storage=self.study_config.storage,
+            paths_root=self.paths_root,
+            own=self.study_config.name,
+        )
+
     def converged(self, rule: StopConfig) -> Convergence | None:
         """Optuna's terminator on the study (``tuning.search.engines.optuna_stop``)."""
         if not rule.converged:
@@ -333,7 +359,8 @@ class OptunaEngine(Engine):
         self.study.set_user_attr(STOP_ATTR, dict(attrs))
 
     def n_finished(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        trials = self.study.get_trials(deepcopy=False, states=FINISHED)
+        return sum(WARM_FROM_ATTR not in t.user_attrs for t in trials)  # a warm start's copies ran before
 
     def summary(self) -> StudySummary:
         return summarize(self.study)

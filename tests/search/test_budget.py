@@ -1,0 +1,76 @@
+"""`budget.epochs` / `budget.minutes` on real tiny sweeps: counted over every worker and resume,
+read from the study's trials, the sweep stopped with its line, and a resume that finds the budget
+spent trains nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import optuna
+import pytest
+from conftest import cli
+
+from tuning.results.table import trials_table
+from tuning.search.budget import spent
+from tuning.search.engines.optuna_study import load_summary
+
+pytestmark = pytest.mark.slow
+
+URL = "sqlite:///experiments/plants/optuna.db"
+# No pruner and one epoch count per trial: what ends a trial early is the budget alone.
+ARGS = ("data.n_samples=200", "tracking=none", "pruner=none", "study.n_trials=null", "search_space.epochs=20")
+
+
+def trained() -> list[int]:
+    """The trials table's epochs column (every trial of the study)."""
+    return [int(n or 0) for n in trials_table(load_summary(URL, "plants")).column("epochs_trained")]
+
+
+def test_budget_epochs_holds_across_two_workers_and_a_resume(in_tmp):
+    command = [sys.executable, "-m", "tuning", "sweep", *ARGS, "training.max_epochs=10", "budget.epochs=40"]
+    done = subprocess.run([*command, "workers=2"], capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    epochs = trained()
+    assert 30 <= sum(epochs) <= 40, epochs  # never over; under only by claims two workers raced for
+    line = re.search(r"budget\.epochs=40 spent: (\d+) epochs over (\d+) trials \((\d) workers?\)", out)
+    assert line is not None, out[-4000:]
+    assert int(line[1]) == sum(epochs) and int(line[2]) == len(epochs)
+    study = optuna.load_study(study_name="plants", storage=URL)
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    early = [t for t in study.trials if t.user_attrs.get("stopped_by") == "budget.epochs"]
+    assert early and all(t.state.name == "PRUNED" for t in early)
+    assert all(t.user_attrs["epochs_trained"] < 10 for t in early)
+
+    # The same command again: the study spent its budget, so nothing trains and it exits 0.
+    assert cli(command[3:]) == 0
+    assert trained() == epochs
+
+
+def test_budget_minutes_stops_by_training_time_and_survives_a_resume(in_tmp, capsys):
+    args = ["sweep", *ARGS, "training.max_epochs=30"]
+    assert cli([*args, "budget.minutes=0.1"]) == 0
+    text = "".join(capsys.readouterr())
+    summary = load_summary(URL, "plants")
+    used = spent(summary.trials)
+    # Spent at an epoch end or before a trial: over by at most an epoch and a trial's start.
+    assert 0.1 <= used.minutes <= 0.1 + 0.1, used
+    assert f"budget.minutes=0.1 spent: {used.minutes:.2f} minutes over {used.trials} trial" in text
+    assert any(t.user_attrs.get("stopped_by") == "budget.minutes" for t in summary.trials)
+
+    # Resumed: the time already spent counts, so nothing runs; a larger budget goes on from it.
+    assert cli([*args, "budget.minutes=0.1"]) == 0
+    assert "nothing to run (raise the budget to search on)" in "".join(capsys.readouterr())
+    assert len(load_summary(URL, "plants").trials) == len(summary.trials)
+    assert cli([*args, "budget.minutes=0.15"]) == 0
+    again = spent(load_summary(URL, "plants").trials)
+    assert again.trials > used.trials and 0.15 <= again.minutes <= 0.15 + 0.1, again
+
+
+def test_a_budget_is_refused_with_keras_tuner_in_one_line(in_tmp, capsys):
+    assert cli(["sweep", *ARGS, "engine=keras_tuner", "budget.epochs=10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: budget.epochs: engine=keras_tuner cannot count a budget")
+    assert "\n" not in err
