@@ -346,18 +346,18 @@ def test_per_epoch_metrics_and_gaps_match_the_trial_history(embedded):
     client = embedded.client
     for t in embedded.study.trials:
         run_id = embedded.children[t.number].info.run_id
-        val_log_loss = series(client, run_id, "epoch/val_log_loss")
+        val_log_loss = series(client, run_id, "while_training/val_log_loss")
         # The pruning callback stored each epoch's objective in the study: the same numbers.
         assert val_log_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
         assert len(val_log_loss) == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
-        val_loss = series(client, run_id, "epoch/val_loss")
-        loss = series(client, run_id, "epoch/loss")
-        assert series(client, run_id, "epoch/gap_loss") == pytest.approx(
+        val_loss = series(client, run_id, "while_training/val_loss")
+        loss = series(client, run_id, "while_training/loss")
+        assert series(client, run_id, "while_training/gap_loss") == pytest.approx(
             [v - tr for tr, v in zip(loss, val_loss, strict=True)], abs=1e-9
         )
         for name in ("accuracy", "auc"):  # accuracy-like: train - validation
-            train, val = series(client, run_id, f"epoch/{name}"), series(client, run_id, f"epoch/val_{name}")
-            assert series(client, run_id, f"epoch/gap_{name}") == pytest.approx(
+            train, val = series(client, run_id, f"while_training/{name}"), series(client, run_id, f"while_training/val_{name}")
+            assert series(client, run_id, f"while_training/gap_{name}") == pytest.approx(
                 [tr - v for tr, v in zip(train, val, strict=True)], abs=1e-9
             )
 
@@ -390,7 +390,7 @@ def test_final_metrics_are_the_restored_best_weights(embedded):
             assert m[f"gap_{name}"] == pytest.approx(a[f"gap_{name}"], rel=1e-12)
         assert m["gap_loss"] == pytest.approx(m["val_loss"] - m["loss"], abs=1e-9)
         # The objective is val_log_loss at the restored best epoch, as the curve shows it.
-        at_best = history(client, run.info.run_id, "epoch/val_log_loss")[int(m["best_epoch"])]
+        at_best = history(client, run.info.run_id, "while_training/val_log_loss")[int(m["best_epoch"])]
         assert m["val_log_loss"] == pytest.approx(t.value, rel=1e-12)
         assert at_best == pytest.approx(t.value, rel=1e-3)
 
@@ -578,7 +578,7 @@ def test_server_failed_trial_keeps_what_it_logged(served):
     assert failed.info.status == "FAILED"
     assert failed.data.tags["tuning.state"] == "FAIL"
     assert failed.data.tags["tuning.fail_reason"] == "loss became NaN at epoch 1"
-    assert math.isnan(series(served.client, failed.info.run_id, "epoch/loss")[0])
+    assert math.isnan(series(served.client, failed.info.run_id, "while_training/loss")[0])
     assert failed.data.params["learning_rate"] == "1000000.0"
     assert "objective" not in failed.data.metrics
 
@@ -589,12 +589,12 @@ def test_server_complete_trial_metrics_and_regression_gaps(served):
     run = served.children[1]
     assert run.info.status == "FINISHED" and run.data.tags["tuning.state"] == "COMPLETE"
     assert run.data.tags["mlflow.parentRunId"] == served.parent.info.run_id
-    val_rmse = series(served.client, run.info.run_id, "epoch/val_rmse")
+    val_rmse = series(served.client, run.info.run_id, "while_training/val_rmse")
     assert val_rmse == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
     for name in ("loss", "mae", "rmse"):  # errors: validation - train
-        train = series(served.client, run.info.run_id, f"epoch/{name}")
-        val = series(served.client, run.info.run_id, f"epoch/val_{name}")
-        assert series(served.client, run.info.run_id, f"epoch/gap_{name}") == pytest.approx(
+        train = series(served.client, run.info.run_id, f"while_training/{name}")
+        val = series(served.client, run.info.run_id, f"while_training/val_{name}")
+        assert series(served.client, run.info.run_id, f"while_training/gap_{name}") == pytest.approx(
             [v - tr for tr, v in zip(train, val, strict=True)], abs=1e-9
         )
         assert run.data.metrics[f"gap_{name}"] == pytest.approx(t.user_attrs[f"gap_{name}"], rel=1e-12)

@@ -97,7 +97,7 @@ def test_a_server_outage_mid_sweep_ends_with_one_run_per_trial_and_one_best_afte
         expected = {t.number: status[t.state.name] for t in study.trials}
         assert {int(r.data.tags["tuning.trial"]): r.info.status for r in runs} == expected, output + resumed
         (cut,) = [r for r in runs if r.data.tags["tuning.trial"] == "0"]  # logged in full, history too
-        assert cut.info.run_id == trials[0].info.run_id and "epoch/loss" in cut.data.metrics
+        assert cut.info.run_id == trials[0].info.run_id and "while_training/loss" in cut.data.metrics
         best = [r for r in runs if r.data.tags.get("tuning.best") == "true"]
         named = [r for r in runs if r.info.run_name.endswith("★ best")]
         assert [r.data.tags["tuning.trial"] for r in best] == [str(study.best_trial.number)]

@@ -20,7 +20,7 @@ from mlflow.utils.validation import (
 
 from tuning.model.metrics import epoch_gaps
 from tuning.redaction import redact
-from tuning.study.summary import StudySummary
+from tuning.study.summary import StudySummary, TrialSummary
 
 if TYPE_CHECKING:
     from tuning.study.record import TrialRecord
@@ -30,6 +30,7 @@ PARENT_TAG = "mlflow.parentRunId"
 BEST_PREFIX = "best."  # parent tags holding the best trial's parameters (tags: they change)
 STOP_TAG = "tuning.stop"  # on the sweep run: the stop=converged line, when the sweep stopped so
 BEST_TAG = "tuning.best"  # "true" on the best trial's child run (named "trial-0007 ★ best")
+NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description; the UI renders Markdown
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 MAX_TAG_TEXT = 5000
 MAX_PARAM_TEXT = 6000
@@ -75,7 +76,17 @@ def _command_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-EPOCH = "epoch/"  # per-epoch series: "epoch/val_log_loss"; the plain name is the restored weights' value
+# Per-epoch series go under this prefix ("while_training/val_log_loss"); the plain name is the
+# restored weights' value. Why a prefix, and why this one:
+# - Not the headline key with steps (MLflow's own per-step history): the UI shows a metric's
+#   latest step, which is the last epoch, not the restored best weights' value the headline is.
+# - Not "epoch/": it sorts before "gap_*", and "epoch/gap_log_loss" (dropout on, averaged over
+#   the epoch) was read as the headline gap, sometimes with the opposite sign.
+# - MLflow allows only letters, digits, "_", "-", ".", " ", ":" and "/" in names (no "~"), and
+#   sorts metric names by code point or case-insensitively depending on the view and the
+#   store: an all-lowercase word from "w" on sorts after every headline name ("val_*" included)
+#   either way, and "while_training" says what the values are (the Keras history).
+EPOCH = "while_training/"
 
 
 def stored_trial_metrics(trial: Any, timestamp: int) -> list[Metric]:
@@ -126,9 +137,9 @@ def trial_metrics(record: TrialRecord, timestamp: int) -> list[Metric]:
     Headline, under the plain names a user sorts by: the fit measured at the restored best
     weights without dropout (``loss``, ``log_loss``, ``accuracy``, ... on train; ``val_<name>``
     on validation; their ``gap_<name>``), ``objective``, ``best_epoch``, ``epochs_trained``,
-    ``early_stopped``, ``n_params``, ``seconds``. Per epoch, under ``epoch/``: the Keras
-    history (``epoch/loss``, ``epoch/val_log_loss``, ...) and the gap per epoch
-    (``epoch/gap_<name>``), for the charts.
+    ``early_stopped``, ``n_params``, ``seconds``. Per epoch, under ``while_training/``: the
+    Keras history (``while_training/loss``, ``while_training/val_log_loss``, ...) and the gap
+    per epoch (``while_training/gap_<name>``), for the charts.
     """
     history = record.history
     per_epoch = {**history, **epoch_gaps(history)}
@@ -138,7 +149,9 @@ def trial_metrics(record: TrialRecord, timestamp: int) -> list[Metric]:
         for step, v in enumerate(values, start=1)
         if v is not None
     ]
-    return metrics + [Metric(k, float(v), timestamp, 0) for k, v in final_values(record).items()]
+    # Headline first: a run's overview lists its metrics in the order the store received them
+    # (MLflow 3.17 on SQLite), so the values that rank the trial come before its history.
+    return [Metric(k, float(v), timestamp, 0) for k, v in final_values(record).items()] + metrics
 
 
 def final_values(record: TrialRecord) -> dict[str, float]:
@@ -194,6 +207,29 @@ def best_values(trial: Any) -> dict[str, float]:
         ):
             values[key.removeprefix("train_")] = float(v)
     return values
+
+
+def best_line(best: TrialSummary, metric: str, run_id: str, experiment_id: str) -> str:
+    """One Markdown line: the study's best trial, a link to its run (relative to the UI's page,
+    so it works on any host), its value, gap and epochs. It leads the sweep run's description
+    and the experiment's, which the runs table shows above the runs when it opens."""
+    attrs = best.user_attrs
+    link = f"[{trial_run_name(best.number, best=True)}](#/experiments/{experiment_id}/runs/{run_id})"
+    values = [f"{metric} **{best.value:.4f}**" if best.value is not None else f"{metric} ?"]
+    name = metric.removeprefix("val_")
+    gap = attrs.get(f"gap_{name}")
+    if isinstance(gap, (int, float)):
+        values.append(f"gap_{name} {gap:+.4f} (positive: overfits)")
+    if isinstance(attrs.get("best_epoch"), int) and isinstance(attrs.get("epochs_trained"), int):
+        values.append(f"best epoch {attrs['best_epoch']} of {attrs['epochs_trained']} trained")
+    return f"**Best: trial {best.number}** ({link}): " + ", ".join(values)
+
+
+def with_best(description: str, line: str) -> str:
+    """``description`` led by the best trial's ``line``; an earlier best line is replaced."""
+    if description.startswith("**Best: trial "):
+        description = description.split("\n\n", 1)[1] if "\n\n" in description else ""
+    return f"{line}\n\n{description}" if description else line
 
 
 def experiment_description(settings: Mapping[str, Any], study: StudySummary) -> str:
@@ -263,7 +299,7 @@ def parent_tags(settings: Mapping[str, Any], study: StudySummary, storage_url: s
         "tuning.pruner": str(settings["pruner"].get("name")),
         "tuning.n_trials": str(settings["study"]["n_trials"]),
         "tuning.seed": str(settings["seed"]),
-        "mlflow.note.content": (
+        NOTE_TAG: (
             f"Sweep of study '{study.name}' ({study.direction} "
             f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
             "plots/*.png (the engine's), learning_curves.png, config.yaml."

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tuning.logs import stderr_to_log
 from tuning.redaction import redact
 from tuning.tracking.client import artifact_location, connect_tracking, experiment_id, experiment_name
+from tuning.tracking.content import EPOCH
 
 if TYPE_CHECKING:
     from tuning.final.refit import FinalModel
@@ -104,6 +105,10 @@ class FinalTracker:
             raise
         version = str(info.registered_model_version)
         self.client.set_registered_model_alias(self.study, ALIAS, version)
+        # The Models page shows these first: what the model is, without opening its run.
+        about = model_description(final, version)
+        self.client.update_registered_model(self.study, description=about)
+        self.client.update_model_version(self.study, version, description=about)
         ids = {
             "run_id": run_id,
             "model_uri": f"models:/{self.study}/{version}",
@@ -165,10 +170,12 @@ class FinalTracker:
         table = final.table
         values.update({f"gap_test_{name}": float(v) for name, v in table["test gap"].items()})
         values.update(final.check.metrics() if final.check is not None else {})  # final vs its trial
-        # Learning curves: the Keras history per epoch (step = epoch, from 1), as the sweep logs trials.
+        # Learning curves: the Keras history per epoch (step = epoch, from 1), under the prefix the
+        # sweep's trials use: under its plain name, "val_loss" at its last epoch would hide the
+        # headline (the UI shows a metric's latest step).
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if isinstance(v, (int, float))]
         metrics += [
-            Metric(key, float(v), now, step)
+            Metric(f"{EPOCH}{key}", float(v), now, step)
             for key, series in final.result.history.items()
             for step, v in enumerate(series, start=1)
         ]
@@ -176,6 +183,25 @@ class FinalTracker:
         for i in range(0, len(metrics), MAX_METRICS_PER_CALL):
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_CALL])
         return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def model_description(final: FinalModel, version: str) -> str:
+    """The registered model's description (Markdown): study, best trial and its validation
+    score, how the final model was trained, its test metrics, and its input columns."""
+    search, metric = final.search, str(final.search.get("metric", "objective"))
+    name = metric.removeprefix("val_")
+    seen = f"{metric} {search['value']:.4f}" if isinstance(search.get("value"), (int, float)) else metric
+    gap = search.get(f"gap_{name}")
+    if isinstance(gap, (int, float)):
+        seen += f", gap_{name} {gap:+.4f}"
+    how = "refit on train+validation" if final.refit else "trained on the train split (early stopping)"
+    test = ", ".join(f"{k} {v:.4f}" for k, v in final.test.items())
+    columns = ", ".join(map(str, final.dataset.columns))
+    return (
+        f"**Study '{final.study}', version {version}**: best trial {search['trial']} ({seen} on "
+        f"validation), {how} for {final.epochs} epochs. **Test** (seen once): {test}. "
+        f"Input columns: {columns}; `tuning predict` and `mlflow.pyfunc` take them by name."
+    )
 
 
 def log_pipeline(final: FinalModel, folder: Path, study: str, tags: Mapping[str, str]) -> Any:

@@ -40,6 +40,7 @@ from tuning.tracking.content import (
     BEST_PREFIX,
     BEST_TAG,
     MAX_TAG_TEXT,
+    NOTE_TAG,
     PARENT_TAG,
     ROLE_TAG,
     RUN_PREFIX,
@@ -50,6 +51,7 @@ from tuning.tracking.content import (
     TRACKING_ERRORS,
     TRIAL_TAG,
     batches,
+    best_line,
     best_values,
     experiment_description,
     invocation_text,
@@ -63,6 +65,7 @@ from tuning.tracking.content import (
     trial_metrics,
     trial_run_name,
     trial_tags,
+    with_best,
 )
 from tuning.tracking.shared import (
     ATTEMPTS,
@@ -125,6 +128,10 @@ class MlflowSweepTracker:
         self.invocation = f"{RUN_PREFIX}1"  # this command's entry on the parent
         self.invocation_start = ""
         self.trials_before = 0
+        # The experiment's own description (None: a shared experiment, which describes no one
+        # study) and the best line last written on it: rewritten only when the best changes.
+        self.experiment_note: str | None = None
+        self.noted_best = ""
 
     @classmethod
     def start(
@@ -165,8 +172,11 @@ class MlflowSweepTracker:
         if experiment == name:
             # Through the retry: workers starting together on a server backed by PostgreSQL may
             # both insert this new tag, and one gets a unique-key error; its retry updates it.
-            description = experiment_description(settings, study)
-            retrying(client.set_experiment_tag, exp, "mlflow.note.content", description)
+            tracker.experiment_note = experiment_description(settings, study)
+            line = tracker._best_line(study)  # a resumed study's best leads it at once
+            tracker.noted_best = line
+            note = with_best(tracker.experiment_note, line) if line else tracker.experiment_note
+            retrying(client.set_experiment_tag, exp, NOTE_TAG, note)
         tracker._claim_invocation()
         return tracker
 
@@ -327,6 +337,7 @@ class MlflowSweepTracker:
         if newer:  # the parent already shows a later state of the study than this reading
             self._log(self.run_id, metrics=metrics)
             return
+        self._describe_best(study, parent, tags)
         self._log(self.run_id, metrics=metrics, tags=tags)
         stored = {k for k in parent.data.tags if k.startswith(BEST_PREFIX)}
         for stale in sorted(
@@ -338,6 +349,27 @@ class MlflowSweepTracker:
                 if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
         self.best_tags = {k for k in tags if k.startswith(BEST_PREFIX)}
+
+    def _best_line(self, study: StudySummary) -> str:
+        """The best trial's Markdown line, linked to its child run; "" before one is logged."""
+        best = study.best()
+        if best is None or best.value is None or best.number not in self.children:
+            return ""
+        return best_line(best, study.metric, self.children[best.number], self.experiment_id)
+
+    def _describe_best(self, study: StudySummary, parent: Any, tags: dict[str, str]) -> None:
+        """Lead the sweep run's description (into ``tags``) and the experiment's with the best
+        trial's line, each written only when that line changed: at most once per trial."""
+        line = self._best_line(study)
+        if not line:
+            return
+        note = with_best(parent.data.tags.get(NOTE_TAG, ""), line)
+        if note != parent.data.tags.get(NOTE_TAG):
+            tags[NOTE_TAG] = note
+        if self.experiment_note is not None and line != self.noted_best:
+            note = with_best(self.experiment_note, line)
+            retrying(self.client.set_experiment_tag, self.experiment_id, NOTE_TAG, note)
+            self.noted_best = line
 
     def _tag_selection(self, study: StudySummary, numbers: list[int] | None = None) -> None:
         """Child runs' feasible flag and Pareto rank (``numbers``: those trials; None: all, as
