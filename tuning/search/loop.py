@@ -123,7 +123,7 @@ def _attempts(engine: Engine, budget: Budget) -> int:
 
 def _budget_spent(engine: Engine, spend: BudgetConfig) -> bool:
     """The study spent ``budget.epochs`` or ``budget.minutes``: no trial starts."""
-    return spend.limited and exhausted(spend, spent(engine.summary().trials)) is not None
+    return spend.limited and exhausted(spend, spent(engine.trials())) is not None
 
 
 def _claim(
@@ -139,7 +139,7 @@ def _claim(
     if spend.epochs is not None:
         with shielded():
             engine.begin(proposal, {EPOCHS_ATTR: trained + 1})
-    return exhausted(spend, spent(engine.summary().trials), claiming=True)
+    return exhausted(spend, spent(engine.trials()), claiming=True)
 
 
 def run_search(

@@ -25,7 +25,7 @@ from tuning.config.schema import StopConfig, WarmStartConfig
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
 from tuning.study.record import TrialRecord
-from tuning.study.summary import StudySummary
+from tuning.study.summary import StudySummary, TrialSummary
 
 
 class TrialObserver(Protocol):
@@ -159,6 +159,10 @@ class Engine(ABC):
     @abstractmethod
     def summary(self) -> StudySummary:
         """Every trial of the study as engine-neutral records, with the engine's best."""
+
+    def trials(self) -> list[TrialSummary]:
+        """Every trial as a record, as cheaply as the engine can (a budget reads them each epoch)."""
+        return self.summary().trials
 
     def n_finished(self) -> int:
         """Finished trials (COMPLETE or PRUNED) in the study, whichever worker ran them."""

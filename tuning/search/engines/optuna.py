@@ -35,12 +35,12 @@ from tuning.search.engines.optuna_stale import (
 )
 from tuning.search.engines.optuna_stop import ConvergedStop, check_terminator
 from tuning.search.engines.optuna_storage import study_lock
-from tuning.search.engines.optuna_study import connect, open_study, summarize
+from tuning.search.engines.optuna_study import connect, open_study, summarize, trial_summaries
 from tuning.search.engines.optuna_warm import Source, check_shared, load_source, seed_study
 from tuning.search.runner import FAIL_ATTRS
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
 from tuning.study.selection import gap_key, overfit
-from tuning.study.summary import WARM_FROM_ATTR, StudySummary
+from tuning.study.summary import WARM_FROM_ATTR, StudySummary, TrialSummary
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +364,9 @@ class OptunaEngine(Engine):
 
     def summary(self) -> StudySummary:
         return summarize(self.study)
+
+    def trials(self) -> list[TrialSummary]:
+        return trial_summaries(self.study)
 
     def write_plots(self, folder: Path, plotlyjs: str = "none") -> list[Path]:
         from tuning.search.engines.optuna_plots import write_plots

@@ -160,22 +160,7 @@ def summarize(study: optuna.Study) -> StudySummary:
     A two-objective study (selection=pareto) keeps ``value`` = the validation metric; its second
     objective, the overfitting gap, is in the trial's user attributes (``gap_<metric>``).
     """
-    trials = [
-        TrialSummary(
-            number=t.number,
-            state=t.state.name,
-            value=t.values[0] if t.values else None,
-            params=dict(t.params),
-            int_params=frozenset(
-                n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
-            ),
-            user_attrs=dict(t.user_attrs),
-            seconds=t.duration.total_seconds() if t.duration is not None else None,
-            start_time=t.datetime_start.timestamp() if t.datetime_start else None,
-            intermediate_values=dict(t.intermediate_values),
-        )
-        for t in study.get_trials(deepcopy=False)
-    ]
+    trials = trial_summaries(study)
     best: int | None = None
     if len(study.directions) == 1:
         try:
@@ -191,6 +176,26 @@ def summarize(study: optuna.Study) -> StudySummary:
         best_number=best,
     )
     return apply_selection(summary)
+
+
+def trial_summaries(study: optuna.Study) -> list[TrialSummary]:
+    """Every trial of ``study`` as a record, in one read (no best trial, no selection)."""
+    return [
+        TrialSummary(
+            number=t.number,
+            state=t.state.name,
+            value=t.values[0] if t.values else None,
+            params=dict(t.params),
+            int_params=frozenset(
+                n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
+            ),
+            user_attrs=dict(t.user_attrs),
+            seconds=t.duration.total_seconds() if t.duration is not None else None,
+            start_time=t.datetime_start.timestamp() if t.datetime_start else None,
+            intermediate_values=dict(t.intermediate_values),
+        )
+        for t in study.get_trials(deepcopy=False)
+    ]
 
 
 def load_summary(url: str, name: str) -> StudySummary:
