@@ -2,13 +2,14 @@
 
 Real sweeps as processes, real signals (kill -9, SIGTERM), one 30-epoch trial on plants: the
 resumed trial's value equals an uninterrupted run's (deterministic mode), its MLflow run holds
-each epoch once, the log says where it resumed, and its checkpoint folder is gone afterwards.
+each epoch once, the log says where it resumed, and its checkpoint folder is gone afterwards;
+`tuning train` killed mid-fit the same. One chain of kills (kill -9, then SIGTERM of the
+re-run) keeps the test to three sweeps beside the reference.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -58,20 +59,25 @@ def checkpoints(folder: Path) -> Path:
 
 
 def kill_at_epoch(
-    folder: Path, signum: int, epoch: int = 10, *, command: tuple[str, ...] = (), watch: Path | None = None
+    folder: Path,
+    signum: int,
+    epoch: int,
+    *,
+    trial: int = 0,
+    command: tuple[str, ...] = (),
+    watch: Path | None = None,
 ) -> tuple[int, str, float]:
-    """Start the sweep (or ``command``) and send it ``signum`` once trial 0 (or the fit whose
-    checkpoints go to ``watch``) has checkpointed ``epoch`` epochs; returns its exit code,
-    output and the seconds it took to exit after the signal."""
+    """Start the sweep (or ``tuning train`` with ``command``) and send it ``signum`` once
+    ``trial`` (or the fit whose checkpoints go to ``watch``) has checkpointed ``epoch`` epochs;
+    returns its exit code, output and the seconds it took to exit after the signal."""
     proc = train(folder, *command) if command else sweep(folder)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            found = latest(watch or trial_folder(checkpoints(folder), 0))
-            if found is not None and int(found.name.split("-")[1]) >= epoch:
+            if epochs_done(watch or trial_folder(checkpoints(folder), trial)) >= epoch:
                 break
             time.sleep(0.02)
-        assert proc.poll() is None, "the sweep ended before the signal"
+        assert proc.poll() is None, "the command ended before the signal"
         sent = time.monotonic()
         proc.send_signal(signum)
         code, output = finish(proc)
@@ -80,6 +86,12 @@ def kill_at_epoch(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def epochs_done(folder: Path) -> int:
+    """Epochs in the newest checkpoint in ``folder`` (0: none)."""
+    found = latest(folder)
+    return int(found.name.split("-")[1]) if found is not None else 0
 
 
 @pytest.fixture(scope="module")
@@ -101,47 +113,50 @@ def uninterrupted(uninterrupted_sweep) -> float:
     return uninterrupted_sweep[1]
 
 
-def resume_and_check(folder: Path, reference: float) -> None:
-    """Resume the sweep: the re-run of trial 0 continues its checkpoint to the same value."""
+def test_kill_9_then_sigterm_mid_trial_each_resume_from_the_last_epoch(tmp_path, uninterrupted):
+    """kill -9 during trial 0; the resumed sweep's trial 1 continues it and gets SIGTERM (exit
+    143); the next resume's trial 2 continues trial 1 to the uninterrupted value."""
     from mlflow import MlflowClient
 
     from tuning.search.engines.optuna_study import load_summary
+    from tuning.tracking.content import EPOCH  # the per-epoch series' prefix
 
-    stopped = latest(trial_folder(checkpoints(folder), 0))
-    assert stopped is not None, "the interrupted trial kept its checkpoint"
-    done_epochs = int(stopped.name.split("-")[1])
-    code, output = finish(sweep(folder))
-    assert code == 0, output[-3000:]
-    assert f"trial 1: resumed at epoch {done_epochs + 1} from trial 0's checkpoint" in output, output
-    study = load_summary(f"sqlite:///{folder}/experiments/plants/optuna.db", "plants")
-    first, rerun = study.trials
-    assert first.state == "FAIL" and first.user_attrs.get("interrupted")
-    assert rerun.state == "COMPLETE" and rerun.user_attrs["retry_of"] == 0
-    assert rerun.user_attrs["seed"] == first.user_attrs["seed"], "the re-run draws what trial 0 drew"
-    assert rerun.value == pytest.approx(reference, abs=1e-6)
-    assert rerun.user_attrs["epochs_trained"] == 30
-    assert not any(checkpoints(folder).iterdir()), "the checkpoint is removed when the trial ends"
-
-    client = MlflowClient(f"sqlite:///{folder}/experiments/mlflow.db")
-    experiment = client.get_experiment_by_name("plants").experiment_id
-    runs = client.search_runs([experiment], "tags.`tuning.trial` = '1'")
-    [run] = [r for r in runs if r.data.tags.get("tuning.role") == "trial"]
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch/loss")]
-    assert sorted(steps) == list(range(1, 31)), "each epoch once"
-
-
-def test_kill_9_mid_trial_resumes_from_the_last_epoch(tmp_path, uninterrupted):
-    code, output, _ = kill_at_epoch(tmp_path, signal.SIGKILL)
+    code, output, _ = kill_at_epoch(tmp_path, signal.SIGKILL, 8)
     assert code == -signal.SIGKILL, output[-3000:]
-    resume_and_check(tmp_path, uninterrupted)
+    first = epochs_done(trial_folder(checkpoints(tmp_path), 0))
+    assert first >= 8, "the killed trial kept its checkpoint"
 
-
-def test_sigterm_saves_exits_143_and_resumes_from_the_last_epoch(tmp_path, uninterrupted):
-    code, output, seconds = kill_at_epoch(tmp_path, signal.SIGTERM)
+    code, output, seconds = kill_at_epoch(tmp_path, signal.SIGTERM, first + 5, trial=1)
     assert code == 143, output[-3000:]
     assert seconds < 30, f"{seconds:.1f} s from SIGTERM to exit: past a 30 s grace period"
-    assert re.search(r"interrupted", output), output[-3000:]
-    resume_and_check(tmp_path, uninterrupted)
+    assert "terminated (SIGTERM)" in output, output[-3000:]
+    assert f"trial 1: resumed at epoch {first + 1} from trial 0's checkpoint" in output, output
+    second = epochs_done(trial_folder(checkpoints(tmp_path), 1))
+    assert second >= first + 5
+
+    code, output = finish(sweep(tmp_path))
+    assert code == 0, output[-3000:]
+    assert f"trial 2: resumed at epoch {second + 1} from trial 1's checkpoint" in output, output
+    study = load_summary(f"sqlite:///{tmp_path}/experiments/plants/optuna.db", "plants")
+    killed, terminated, done = study.trials
+    assert killed.state == terminated.state == "FAIL"
+    assert killed.user_attrs.get("interrupted") and terminated.user_attrs.get("interrupted")
+    assert (terminated.user_attrs["retry_of"], done.user_attrs["retry_of"]) == (0, 1)
+    assert done.state == "COMPLETE" and done.params == killed.params
+    seeds = {t.user_attrs["seed"] for t in study.trials}
+    assert len(seeds) == 1, f"each re-run draws what trial 0 drew: {seeds}"
+    assert done.value == pytest.approx(uninterrupted, abs=1e-6)
+    assert done.user_attrs["epochs_trained"] == 30
+    assert not any(checkpoints(tmp_path).iterdir()), "the checkpoint is removed when the trial ends"
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/experiments/mlflow.db")
+    experiment = client.get_experiment_by_name("plants").experiment_id
+    for number, least in ((2, 30), (1, second)):  # the interrupted trial 1 keeps what it trained
+        runs = client.search_runs([experiment], f"tags.`tuning.trial` = '{number}'")
+        [run] = [r for r in runs if r.data.tags.get("tuning.role") == "trial"]
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, f"{EPOCH}loss"))
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= least, f"trial {number}: {steps}"
+    assert len(steps) <= 30
 
 
 def test_tuning_train_killed_mid_fit_resumes_from_the_last_epoch(uninterrupted_sweep):
@@ -157,9 +172,8 @@ def test_tuning_train_killed_mid_fit_resumes_from_the_last_epoch(uninterrupted_s
 
     code, output, _ = kill_at_epoch(folder, signal.SIGKILL, 8, command=("tracking=none",), watch=watch)
     assert code == -signal.SIGKILL, output[-3000:]
-    stopped = latest(watch)
-    assert stopped is not None
-    done_epochs = int(stopped.name.split("-")[1])
+    done_epochs = epochs_done(watch)
+    assert done_epochs >= 8
     code, output = finish(train(folder, "tracking=none"))
     assert code == 0, output[-3000:]
     assert f"final model: resumed at epoch {done_epochs + 1} from its checkpoint" in output, output
