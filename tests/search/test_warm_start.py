@@ -74,9 +74,16 @@ def test_same_data_adds_the_trials_once_and_they_do_not_count(with_source, capsy
     # study.n_trials=1 trained one trial of its own: the copies ran in the earlier study.
     assert len(study("new").trials) == len(fits) + 1
 
-    # A resume adds nothing again and trains the next trial.
-    assert cli([*args, "study.n_trials=2"]) == 0
+    # A resume adds nothing again and trains the next trial; with MLflow on, the copies get
+    # child runs marked with their source (the runs an earlier run did not log are back-filled).
+    assert cli([*args, "study.n_trials=2", "tracking=mlflow", "tracking.learning_curves=0"]) == 0
     assert "warm start from" not in "".join(capsys.readouterr())
+    client = mlflow.MlflowClient(
+        f"sqlite:///{with_source / 'experiments' / 'mlflow.db'}"
+    )  # absolute: MLflow caches a store per URI
+    experiment = client.get_experiment_by_name("new").experiment_id
+    runs = client.search_runs([experiment], "tags.`tuning.warm_start` = 'src'")
+    assert sorted(r.info.run_name[:10] for r in runs) == [f"trial-{t.number:04d}" for t in added]
     trials = study("new").trials
     assert len(trials) == len(fits) + 2 and sum("warm_start" in t.user_attrs for t in trials) == len(fits)
     marks = trials_table(load_summary("sqlite:///experiments/new/optuna.db", "new")).column("warm_start")
@@ -101,7 +108,9 @@ def test_other_data_and_a_best_yaml_queue_their_top_configurations_first(with_so
     for earlier, queued in zip(ranked, trials, strict=False):  # a value outside the space is drawn anew
         kept = {k: v for k, v in earlier.params.items() if not (k.startswith("units_") and v > 64)}
         assert kept.items() <= queued.params.items() and queued.user_attrs["warm_start"] == "src"
-    client = mlflow.MlflowClient("sqlite:///experiments/mlflow.db")
+    client = mlflow.MlflowClient(
+        f"sqlite:///{with_source / 'experiments' / 'mlflow.db'}"
+    )  # absolute: MLflow caches a store per URI
     experiment = client.get_experiment_by_name("other").experiment_id
     runs = client.search_runs([experiment], "tags.`tuning.warm_start` = 'src'")
     assert sorted(r.info.run_name[:10] for r in runs) == ["trial-0000", "trial-0001"]

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from tuning.redaction import first_line, redact
 from tuning.search.rehearsal import REHEARSAL_TAG
 from tuning.study.selection import trial_marks
-from tuning.study.summary import StudySummary, TrialSummary, state_counts
+from tuning.study.summary import WARM_ATTR, StudySummary, TrialSummary, state_counts
 from tuning.tracking.client import (
     Tracking,
     artifact_location,
@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tuning")
 NAME_TAG = "mlflow.runName"
+WARM_TAG = "tuning.warm_start"  # on a child run: the warm start (its source) that gave the trial
 
 
 def start_sweep_tracking(
@@ -128,6 +129,7 @@ class MlflowSweepTracker:
         self.invocation = f"{RUN_PREFIX}1"  # this command's entry on the parent
         self.invocation_start = ""
         self.trials_before = 0
+        self.warm: dict[int, str] = {}  # trial number -> warm_start.from that gave it
         # The experiment's own description (None: a shared experiment, which describes no one
         # study) and the best line last written on it: rewritten only when the best changes.
         self.experiment_note: str | None = None
@@ -202,6 +204,7 @@ class MlflowSweepTracker:
     def on_trial_end(self, study: StudySummary, record: TrialRecord) -> None:
         """Log the trial as a child run (then those an earlier outage kept out), then refresh the
         parent's best. Never stops the sweep."""
+        self._note_warm(study)
         self.unlogged[record.number] = record
         if not self._log_unlogged(first=record.number):
             return
@@ -229,6 +232,7 @@ class MlflowSweepTracker:
         tracking was off); then the parent's counts and best. Returns the trial numbers."""
         from tuning.study.record import TrialRecord
 
+        self._note_warm(study)
         done = []
         for t in study.trials:
             if t.state not in ("COMPLETE", "PRUNED", "FAIL") or t.number in self.children:
@@ -263,6 +267,8 @@ class MlflowSweepTracker:
             PARENT_TAG: self.run_id,
             **rehearsal_tag(self.settings),
         }
+        if record.number in self.warm:
+            tags[WARM_TAG] = self.warm[record.number][:MAX_TAG_TEXT]
         if record.state == "FAIL" and record.error == "interrupted" and backfilled is not None:
             reason = backfilled.user_attrs.get("fail_reason")
             if reason:
@@ -278,6 +284,12 @@ class MlflowSweepTracker:
         self._log(run_id, metrics=metrics, params=params)
         retrying(self.client.set_terminated, run_id, status=run_status(record), end_time=end_ms)
         return str(run_id)
+
+    def _note_warm(self, study: StudySummary) -> None:
+        """Which trials a warm start gave (copied in, or queued first), for their runs' tag."""
+        self.warm = {
+            t.number: str(t.user_attrs[WARM_ATTR]) for t in study.trials if WARM_ATTR in t.user_attrs
+        }
 
     def _trial_run(self, number: int, start_ms: int, name: str, tags: dict[str, str], *, look: bool) -> str:
         """The trial's child run: the one already in the store, found by its tags, else a new one.
