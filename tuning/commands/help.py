@@ -20,6 +20,8 @@ COMMON_KEYS: dict[str, str] = {
     "study.name": "study name and folder experiments/<name>/",
     "study.storage": "Optuna storage URL; null = SQLite file in the study folder; grpc://HOST:PORT = `tuning storage-proxy`",
     "study.timeout": "seconds for this run; null = no limit",
+    "budget.epochs": "epochs for the whole study, all workers and resumes; null = none (docs/engines.md#budgets)",
+    "warm_start.from": "seed a new study from an earlier study or a best.yaml (docs/engines.md#warm-starts)",
     "seed": "seeds data splits, the sampler and each trial",
     "training.max_epochs": "cap on every trial's epochs (e.g. 5 for a quick run)",
     "training.early_stopping.patience": "epochs without improvement before a trial stops",
