@@ -157,7 +157,7 @@ def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsy
         mean = f"{t.value:.4g}"
         spread = f"{t.user_attrs['cv_std']:.{len(mean.split('.')[1])}f}"  # to the mean's decimals
         assert f" trial {t.number} COMPLETE val_log_loss={mean} ± {spread} (3 folds) | best " in out
-    assert cli(["train", "study=plants", "tracking=none"]) == 0
+    assert cli(["train", "study=plants", "tracking=none", "final.refit=true"]) == 0
     from tuning.final.refit import refit_epochs
 
     made = yaml.safe_load(Path("experiments/plants/best.yaml").read_text())

@@ -273,6 +273,7 @@ SWEEP = [
     "data.target=species",
     "study.n_trials=2",
     "training.max_epochs=3",
+    "final.refit=true",  # these tests follow the refit; the replay has its own (final.refit=false)
 ]
 
 
@@ -356,7 +357,7 @@ def test_sweep_train_predict_end_to_end(swept, monkeypatch, capsys):
     assert run.data.metrics["check_worse"] == 0.0
     assert run.data.metrics["check_final_value"] == pytest.approx(check["check_final_value"])
     assert run.data.tags["tuning.final_check"].startswith("final model vs its trial: log_loss")
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == meta["epochs"]  # learning curve
+    assert len(client.get_metric_history(run.info.run_id, "while_training/loss")) == meta["epochs"]  # curve
     assert meta["mlflow"] == {
         "run_id": run.info.run_id,
         "model_uri": f"models:/plants/{version.version}",
