@@ -37,7 +37,7 @@ USAGE = (
         "  tuning sweep study.name=plants-7 seed=7 sampler=random  # another seed: a new study\n"
         "  tuning sweep --cfg job                        # print the composed config, train nothing\n"
         "  tuning report plants\n"
-        "  tuning train study=plants                     # final model: refit, test, save, register\n"
+        "  tuning train study=plants                     # final model: replay, test, save, register\n"
         "  tuning predict model=experiments/plants/final/model.keras data.path=new_plants.csv\n"
         "  tuning serve study=plants                     # http://127.0.0.1:5001/invocations\n\n"
         "`tuning COMMAND --help` shows a command's own help."
