@@ -31,6 +31,7 @@ from tuning.config.schema import WarmStartConfig
 from tuning.config.space import Hyperparameters, SearchSpace
 from tuning.config.storage import default_storage_url, local_path
 from tuning.errors import ConfigError
+from tuning.redaction import first_line
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR
 from tuning.study.summary import WARM_ATTR, WARM_FROM_ATTR
@@ -96,7 +97,9 @@ def _best_yaml(path: Path) -> Source:
     try:
         loaded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ConfigError("warm_start.from", f"cannot read {path}: {err}; allowed: {ALLOWED}") from None
+        raise ConfigError(
+            "warm_start.from", f"cannot read {path}: {first_line(err)}; allowed: {ALLOWED}"
+        ) from None
     if not isinstance(loaded, Mapping) or not isinstance(loaded.get("search_space"), Mapping):
         raise ConfigError("warm_start.from", f"{path} has no search_space values; allowed: {ALLOWED}")
     point = _flat(loaded["search_space"])
