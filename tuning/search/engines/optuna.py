@@ -271,13 +271,19 @@ class OptunaEngine(Engine):
         return Proposal(trial.number, hp, suggester=trial, trial=trial, retry_of=retry_of, seed=seed)
 
     def _retried(self, trial: optuna.Trial) -> tuple[int | None, int | None]:
-        """The interrupted trial this one re-runs (``retry_of``, set by ``requeue_interrupted``)
-        and that trial's seed: the re-run continues its checkpoint and must draw what it drew."""
+        """The interrupted trial this one re-runs and that trial's seed: the re-run continues
+        its checkpoint and must draw what it drew. ``retry_of`` is set by ``requeue_interrupted``
+        (a dead worker on this host); a trial Optuna's heartbeat check re-queued (a worker on
+        another host) names it in Optuna's own record, read by its public helper."""
         retry_of = trial.user_attrs.get("retry_of")
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        if not isinstance(retry_of, int) and trial.number in trials:
+            retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+                trials[trial.number]
+            )
         if not isinstance(retry_of, int):
             return None, None
-        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number == retry_of]
-        seed = earlier[0].user_attrs.get("seed") if earlier else None
+        seed = trials[retry_of].user_attrs.get("seed") if retry_of in trials else None
         return retry_of, seed if isinstance(seed, int) else None
 
     def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
