@@ -51,8 +51,9 @@ class TrialRunner:
     ) -> None:
         self.dataset = dataset
         # training.checkpoints: each trial's per-epoch checkpoints (search/checkpoints.py) under
-        # this folder; not with cv.folds (k fits per trial).
-        self.checkpoints = None if folds else checkpoints
+        # this folder; not with cv.folds (k fits per trial) or a rehearsal (no model to save).
+        simulated = training.simulate_epoch_seconds is not None
+        self.checkpoints = None if folds or simulated else checkpoints
         self.folds = folds  # cv.folds: each trial's value is the mean over k folds (search/cv.py)
         self._fold_data: list[Dataset] | None = None
         self.training = training
