@@ -17,9 +17,9 @@ not from one sweep's sampling luck. The steering of the sampler by the constrain
 two objectives is therefore not part of this measurement. cv5 spends the same number of trials
 (each trains 5 models).
 
-Each pick becomes a final model exactly as ``tuning train`` makes it (refit on train+validation
-with the pick's weight updates, seeded as the pick), evaluated once on the test split, which no
-search saw. The score is the study metric on test: log loss (classification) or RMSE
+Each pick becomes a final model exactly as ``tuning train`` makes it (since 2026-12-07 the pick's
+own training replayed with its seed, ``final.refit=false``; results/2026-12-02-selection-quick.txt
+was made with the refit on train+validation), evaluated once on the test split, which no search saw. The score is the study metric on test: log loss (classification) or RMSE
 (regression), lower is better. Per data set: the median over seeds, the spread (min..max), and
 how often each method's test score beat `best`'s on the same seed (ties: the same trial picked).
 
