@@ -12,11 +12,11 @@ import optuna
 import pytest
 from conftest import cli
 
+from tuning.config.schema import BudgetConfig
 from tuning.results.table import trials_table
-from tuning.search.budget import spent
+from tuning.search.budget import exhausted, spent
 from tuning.search.engines.optuna_study import load_summary
-
-pytestmark = pytest.mark.slow
+from tuning.study.summary import TrialSummary
 
 URL = "sqlite:///experiments/plants/optuna.db"
 # No pruner and one epoch count per trial: what ends a trial early is the budget alone.
@@ -28,6 +28,7 @@ def trained() -> list[int]:
     return [int(n or 0) for n in trials_table(load_summary(URL, "plants")).column("epochs_trained")]
 
 
+@pytest.mark.slow
 def test_budget_epochs_holds_across_two_workers_and_a_resume(in_tmp):
     # A rehearsal (each epoch a 0.05 s sleep, no TensorFlow): the workers race for the last
     # epochs as real ones do, at a fraction of the time (the minutes test below trains Keras).
@@ -37,23 +38,30 @@ def test_budget_epochs_holds_across_two_workers_and_a_resume(in_tmp):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     epochs = trained()
-    assert 30 <= sum(epochs) <= 40, epochs  # never over; under only by claims two workers raced for
+    assert 36 <= sum(epochs) <= 40, epochs  # never over; under only by claims two workers raced for
     line = re.search(r"budget\.epochs=40 spent: (\d+) epochs over (\d+) trials \((\d) workers?\)", out)
     assert line is not None, out[-4000:]
     assert int(line[1]) == sum(epochs) and int(line[2]) == len(epochs)
     study = optuna.load_study(study_name="plants", storage=URL)
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    # A trial the budget ended (none when the workers' trials happened to fill it exactly).
     early = [t for t in study.trials if t.user_attrs.get("stopped_by") == "budget.epochs"]
-    assert early and all(t.state.name == "PRUNED" for t in early)
-    assert all(t.user_attrs["epochs_trained"] < 10 for t in early)
+    assert all(t.state.name == "PRUNED" and t.user_attrs["epochs_trained"] < 10 for t in early)
 
     # The same command again: the study spent its budget, so nothing trains and it exits 0.
     assert cli(command[3:]) == 0  # in this process: a resume that trains nothing
     assert trained() == epochs
+    # Five epochs more: they go on from what was spent, and the budget cuts the new trial short.
+    assert cli([*command[3:], "budget.epochs=45"]) == 0
+    assert sum(trained()) == 45 and len(trained()) == len(epochs) + 1
+    last = optuna.load_study(study_name="plants", storage=URL).trials[-1]
+    assert last.state.name == "PRUNED" and last.user_attrs["stopped_by"] == "budget.epochs"
 
 
+@pytest.mark.slow
 def test_budget_minutes_stops_by_training_time_and_survives_a_resume(in_tmp, capsys):
-    args = ["sweep", *ARGS, "training.max_epochs=30"]
+    # No epoch cap and no early stop: only the budget ends a trial, however fast the machine.
+    args = ["sweep", *ARGS, "search_space.epochs=100000", "training.early_stopping.patience=null"]
     assert cli([*args, "budget.minutes=0.1"]) == 0
     text = "".join(capsys.readouterr())
     summary = load_summary(URL, "plants")
@@ -78,3 +86,41 @@ def test_a_budget_is_refused_with_keras_tuner_in_one_line(in_tmp, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: budget.epochs: engine=keras_tuner cannot count a budget")
     assert "\n" not in err
+
+
+def test_spent_reads_claims_resumed_trials_and_leaves_out_warm_start_copies():
+    trials = [
+        TrialSummary(0, "COMPLETE", 0.5, user_attrs={"epochs_trained": 10}, seconds=60.0, start_time=0.0),
+        # interrupted after 4 epochs, then continued from its checkpoint by trial 2
+        TrialSummary(
+            1, "FAIL", None, intermediate_values=dict.fromkeys(range(4), 0.1), seconds=30.0, start_time=60.0
+        ),
+        TrialSummary(
+            2,
+            "RUNNING",
+            None,
+            user_attrs={"retry_of": 1, "resumed_epochs": 4, "budget_epochs": 7},
+            intermediate_values=dict.fromkeys(range(6), 0.1),
+            start_time=100.0,
+        ),
+        TrialSummary(
+            3, "COMPLETE", 0.4, user_attrs={"epochs_trained": 10, "warm_start_trial": 3}, seconds=999.0
+        ),
+        TrialSummary(
+            4,
+            "PRUNED",
+            None,
+            user_attrs={"epochs_trained": 2, "stopped_by": "budget.epochs"},
+            seconds=12.0,
+            start_time=50.0,
+        ),
+        TrialSummary(5, "WAITING", None),
+    ]
+    used = spent(trials, now=160.0)
+    # 10 + 4 + (7 claimed - 4 taken over) + 2; the copy (trial 3) and the queued trial spent nothing
+    assert (used.epochs, used.trials, used.ended_early, used.workers) == (19, 4, 1, 2)
+    assert used.minutes == pytest.approx((60 + 30 + 60 + 12) / 60)
+    assert exhausted(BudgetConfig(epochs=19), used) == "budget.epochs"
+    assert exhausted(BudgetConfig(epochs=19), used, claiming=True) is None  # its own claim may reach it
+    assert exhausted(BudgetConfig(epochs=18), used, claiming=True) == "budget.epochs"
+    assert exhausted(BudgetConfig(minutes=2.7), used) == "budget.minutes"

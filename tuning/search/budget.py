@@ -20,8 +20,9 @@ from tuning.config.schema import BudgetConfig
 from tuning.study.summary import WARM_FROM_ATTR, StudySummary, TrialSummary
 
 # Trial user attributes: the epochs a running trial has claimed (trained + the one in progress),
-# and which budget ended a trial early (``budget.epochs`` / ``budget.minutes``).
-EPOCHS_ATTR, STOPPED_BY_ATTR = "budget_epochs", "stopped_by"
+# which budget ended a trial early (``budget.epochs`` / ``budget.minutes``), and the epochs a
+# re-run took over from an interrupted trial's checkpoint (counted on that trial already).
+EPOCHS_ATTR, STOPPED_BY_ATTR, RESUMED_ATTR = "budget_epochs", "stopped_by", "resumed_epochs"
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ class Spent:
 
 
 def trial_epochs(trial: TrialSummary) -> int:
-    """Epochs ``trial`` trained, or (running) has claimed: its stored count once it ended."""
+    """Epochs ``trial`` trained, or (running) has claimed: its stored count once it ended, less
+    those it took over from an interrupted trial's checkpoint."""
+    resumed = int(trial.user_attrs.get(RESUMED_ATTR) or 0)
     if trial.state != "RUNNING" and trial.user_attrs.get("epochs_trained") is not None:
-        return int(trial.user_attrs["epochs_trained"])
+        return max(0, int(trial.user_attrs["epochs_trained"]) - resumed)
     claimed = trial.user_attrs.get(EPOCHS_ATTR)
-    return max(len(trial.intermediate_values), int(claimed) if claimed is not None else 0)
+    return max(0, max(len(trial.intermediate_values), int(claimed or 0)) - resumed)
 
 
 def spent(trials: Iterable[TrialSummary], now: float | None = None) -> Spent:

@@ -23,7 +23,7 @@ from tuning.config.schema import BudgetConfig, StopConfig
 from tuning.errors import TrialFailed, TrialPruned
 from tuning.interrupts import shielded
 from tuning.redaction import redact
-from tuning.search.budget import EPOCHS_ATTR, STOPPED_BY_ATTR, exhausted, spent
+from tuning.search.budget import EPOCHS_ATTR, RESUMED_ATTR, STOPPED_BY_ATTR, exhausted, spent
 from tuning.search.engines.base import (
     STOP_ATTR,
     Engine,
@@ -260,6 +260,9 @@ def _train(
 
         checkpoint, start = prepare(runner.checkpoints, proposal.number, proposal.retry_of)
         callbacks.append(checkpoint)
+        if start is not None and spend is not None and spend.limited:
+            with shielded():  # the trial it continues counted those epochs already
+                engine.begin(proposal, {RESUMED_ATTR: start.epochs})
         if start is not None and _replay(engine, proposal, start.history.get(runner.metric, [])):
             record.history = start.history
             pruned = {**described, "epochs_trained": start.epochs}
