@@ -147,6 +147,9 @@ def test_kill_9_then_sigterm_mid_trial_each_resume_from_the_last_epoch(tmp_path,
     assert len(seeds) == 1, f"each re-run draws what trial 0 drew: {seeds}"
     assert done.value == pytest.approx(uninterrupted, abs=1e-6)
     assert done.user_attrs["epochs_trained"] == 30
+    # The pruner heard every epoch of the re-run once: the checkpoint's again, then its own.
+    assert sorted(done.intermediate_values) == list(range(30))
+    assert all(done.intermediate_values[e] == v for e, v in killed.intermediate_values.items() if e < first)
     assert not any(checkpoints(tmp_path).iterdir()), "the checkpoint is removed when the trial ends"
 
     client = MlflowClient(f"sqlite:///{tmp_path}/experiments/mlflow.db")
