@@ -142,6 +142,14 @@ def _claim(
     return exhausted(spend, spent(engine.trials()), claiming=True)
 
 
+def _took_over(engine: Engine, proposal: Proposal, spend: BudgetConfig | None, epochs: int) -> None:
+    """A re-run continuing an interrupted trial's checkpoint: note the ``epochs`` it took over,
+    which the budget counted on the interrupted trial already."""
+    if epochs and spend is not None and spend.limited:
+        with shielded():
+            engine.begin(proposal, {RESUMED_ATTR: epochs})
+
+
 def run_search(
     engine: Engine, runner: TrialRunner, budget: Budget, observers: Sequence[TrialObserver]
 ) -> str | None:
@@ -260,9 +268,7 @@ def _train(
 
         checkpoint, start = prepare(runner.checkpoints, proposal.number, proposal.retry_of)
         callbacks.append(checkpoint)
-        if start is not None and spend is not None and spend.limited:
-            with shielded():  # the trial it continues counted those epochs already
-                engine.begin(proposal, {RESUMED_ATTR: start.epochs})
+        _took_over(engine, proposal, spend, start.epochs if start is not None else 0)
         if start is not None and _replay(engine, proposal, start.history.get(runner.metric, [])):
             record.history = start.history
             pruned = {**described, "epochs_trained": start.epochs}
