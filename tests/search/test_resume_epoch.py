@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.search.checkpoints import latest, trial_folder
+from tuning.search.checkpoints import claim, latest, trial_folder
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +184,13 @@ def test_tuning_train_killed_mid_fit_resumes_from_the_last_epoch(uninterrupted_s
     for split in ("train", "test"):
         assert resumed[split] == pytest.approx(reference[split], abs=1e-6)
     assert not watch.exists()
+
+
+def test_a_damaged_checkpoint_is_warned_about_and_not_continued(tmp_path, caplog):
+    """A state file a disk fault cut short: the re-run starts at epoch 0, the sweep goes on."""
+    epoch = trial_folder(tmp_path, 0) / "epoch-4"
+    epoch.mkdir(parents=True)
+    (epoch / "state.json").write_text('{"epochs": 4, "hist')
+    with caplog.at_level("WARNING", logger="tuning"):
+        assert claim(tmp_path, 1, retry_of=0) is None
+    assert "unreadable checkpoint (JSONDecodeError" in caplog.text

@@ -17,7 +17,8 @@ fit drifts from an uninterrupted one), writes its two files one after the other 
 them pairs one epoch's weights with another's counter) and resumes through the model's private
 ``_initial_epoch``. Here the fit starts at ``initial_epoch`` through ``Model.fit``'s own argument.
 
-Keras is imported when a checkpoint is written or read, never at import.
+Imports Keras (through ``tuning.model.fit``): the search loop imports this module only when a
+trial trains, never a rehearsal or a config check.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from tuning.model.fit import EpochLog, Resumable
 
 log = logging.getLogger("tuning")
 
-FOLDER = "checkpoints"  # under the study folder
 _EPOCH = re.compile(r"^epoch-(\d+)$")
 ARRAYS_FILE, STATE_FILE = "arrays.npz", "state.json"
 # EarlyStopping's state between epochs (public attributes it resets in on_train_begin).
@@ -68,10 +68,17 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def read(path: Path) -> Checkpoint:
-    """The checkpoint written in ``path`` (an ``epoch-<k>`` folder)."""
-    state = json.loads((path / STATE_FILE).read_text())
-    return Checkpoint(path, int(state["epochs"]), state["history"], int(state["trial"]), state)
+def read(path: Path | None) -> Checkpoint | None:
+    """The checkpoint written in ``path`` (an ``epoch-<k>`` folder); None for no path, or one a
+    disk fault damaged (warned: the fit starts anew rather than the sweep stopping)."""
+    if path is None:
+        return None
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        return Checkpoint(path, int(state["epochs"]), state["history"], int(state["trial"]), state)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); starting anew")
+        return None
 
 
 def claim(root: Path, number: int, retry_of: int | None) -> Checkpoint | None:
@@ -91,8 +98,7 @@ def claim(root: Path, number: int, retry_of: int | None) -> Checkpoint | None:
         if latest(earlier) is not None:
             shutil.rmtree(own, ignore_errors=True)
             earlier.replace(own)
-    found = latest(own)
-    return read(found) if found is not None else None
+    return read(latest(own))
 
 
 def remove(root: Path, number: int) -> None:
@@ -115,8 +121,7 @@ def final_checkpoint(folder: Path, key: str) -> EpochCheckpoint:
     """The final model's checkpoint callback (``tuning train``), continuing the checkpoint in
     ``folder`` when it was written by the same fit (``key``: params, seed, data and training
     settings); one of another fit is removed, not continued."""
-    found = latest(folder)
-    start = read(found) if found is not None else None
+    start = read(latest(folder))
     if start is not None and start.state.get("key") != key:
         log.info(f"final model: {folder} holds another fit's checkpoint (other settings): starting anew")
         shutil.rmtree(folder, ignore_errors=True)
@@ -146,27 +151,22 @@ class EpochCheckpoint(Resumable):
         done = start is not None and bool(start.state.get("stopped"))
         self.initial_epoch = (2**31 if done else start.epochs) if start is not None else 0
 
-    def attach(self, model: Any, stopper: Any, log: EpochLog) -> None:
-        self.stopper, self.log = stopper, log
+    def attach(self, model: Any, stopper: Any, epoch_log: EpochLog) -> None:
+        self.stopper, self.log = stopper, epoch_log
         if self.start is None:
             return
-        import numpy as np
-
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # its slots exist before they load
         variables = _variables(model)
-        with np.load(self.start.path / ARRAYS_FILE) as arrays:
-            saved = [arrays[f"var_{i}"] for i in range(int(self.start.state.get("variables", -1)))]
-            if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in variables]:
-                log.warning(
-                    f"{self.start.path}: another model's checkpoint (its variables differ): starting anew"
-                )
-                self.start, self.initial_epoch = None, 0
-                return
-            for variable, value in zip(variables, saved, strict=True):
-                variable.assign(value)
+        saved = _arrays(self.start.path, int(self.start.state.get("variables", 0)))
+        if saved is None or [a.shape for a in saved] != [tuple(v.shape) for v in variables]:
+            log.warning(f"{self.start.path}: unreadable, or another model's variables: starting anew")
+            self.start, self.initial_epoch = None, 0
+            return
+        for variable, value in zip(variables, saved, strict=True):
+            variable.assign(value)
         for name, values in self.start.history.items():  # in place: the runner holds this dict
-            log.history[name] = list(values)
+            epoch_log.history[name] = list(values)
 
     def on_train_begin(self, logs: Any = None) -> None:
         """After the stopper's own reset: give it back its best value, wait and best weights."""
@@ -227,6 +227,19 @@ class EpochCheckpoint(Resumable):
 
     def _history(self) -> dict[str, list[float]]:
         return self.log.history if self.log is not None else {}
+
+
+def _arrays(path: Path, count: int) -> list[Any] | None:
+    """The ``count`` variables saved in ``path``; None where a disk fault damaged the file."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path / ARRAYS_FILE) as arrays:
+            return [arrays[f"var_{i}"] for i in range(count)]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 def _variables(model: Any) -> list[Any]:
