@@ -23,6 +23,7 @@ LAYERS = [
     ("results",),  # the trials table and the fast study readers of `tuning report`
     ("final",),  # best.yaml, the refit, the saved pipeline
     ("tracking",),  # MLflow: the sweep, its trials and the final model
+    ("service",),  # a command's phases in order (the sweep: check, open, search, summarise, export)
     ("commands",),
     ("cli", "__main__"),
 ]
