@@ -166,19 +166,20 @@ def rehearsal_workers(
     return procs
 
 
-def store_seconds(url: str) -> float:
+def store_seconds(url: str) -> tuple[float, int]:
     """Seconds PostgreSQL spent executing statements in the database so far
-    (``pg_stat_database.active_time``): the store's own service time, whoever asked."""
+    (``pg_stat_database.active_time``): the store's own service time, whoever asked; and the
+    transactions it committed (each a round trip at least)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as c:
-        ms = c.execute(
-            text("SELECT active_time FROM pg_stat_database WHERE datname = current_database()")
-        ).scalar()
+        ms, commits = c.execute(
+            text("SELECT active_time, xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        ).one()
     engine.dispose()
-    return float(ms or 0.0) / 1000
+    return float(ms or 0.0) / 1000, int(commits or 0)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -233,7 +234,8 @@ def measure(
         cpu = cpu_seconds(pids) - cpu0
         proxy = cpu_seconds([proxy_pid]) - proxy0 if proxy_pid else 0.0
         time.sleep(1)  # PostgreSQL publishes its statistics about once a second
-        store = store_seconds(url) - store0
+        store1 = store_seconds(url)
+        store, commits = store1[0] - store0[0], store1[1] - store0[1]
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
@@ -243,6 +245,7 @@ def measure(
     finished = max(found["rate"] * (t1 - t0).total_seconds(), 1)
     return found | {
         "store_ms": store / finished * 1000,
+        "commits": commits / finished,
         "worker_cpu_ms": cpu / finished * 1000,
         "proxy_cpu_ms": proxy / finished * 1000,
         "workers": workers,
@@ -357,7 +360,7 @@ def report(results: list[dict[str, Any]], sleep: float) -> None:
         conn = r["conn"] / r["workers"] if r["mode"] == "direct" else r["conn"]
         rows.append((
             r["mode"], r["workers"], *cycle, spread(r["in_trial"])[0], r["rate"], speedup,
-            speedup / r["workers"], r["store_ms"], r["proxy_cpu_ms"], r["worker_cpu_ms"], r["repeats"],
+            speedup / r["workers"], r["store_ms"], r["commits"], r["proxy_cpu_ms"], r["worker_cpu_ms"], r["repeats"],
             conn, r["rss_mb"], r["startup_s"],
         ))  # fmt: skip
     print(
@@ -367,10 +370,12 @@ def report(results: list[dict[str, Any]], sleep: float) -> None:
     print("the worker's next (the loop's reads between trials count), median, p10, p90 ms; in-trial: ask to")
     print("tell, median ms. trials/s: finished in the window with every worker running. Per trial: PG ms,")
     print("PostgreSQL's own statement time (pg_stat_database.active_time); proxy CPU ms; worker CPU ms (all")
-    print("workers' CPU / trials). conn: PostgreSQL connections per worker (direct) or in all (proxy).")
+    print(
+        "workers' CPU / trials); PG commits: transactions per trial. conn: PostgreSQL connections per worker (direct) or in all (proxy)."
+    )
     header = [
         "storage", "workers", "cycle ms", "p10", "p90", "in-trial", "trials/s", "vs 1", "efficiency",
-        "PG ms", "proxy ms", "worker CPU ms", "repeats", "conn", "RSS MB", "startup s",
+        "PG ms", "PG commits", "proxy ms", "worker CPU ms", "repeats", "conn", "RSS MB", "startup s",
     ]  # fmt: skip
     print(common.table(rows, header))
     for mode in ("direct", "proxy"):
