@@ -162,7 +162,7 @@ def test_kill_9_then_sigterm_mid_trial_each_resume_from_the_last_epoch(tmp_path,
     assert len(steps) <= 30
 
 
-def test_tuning_train_killed_mid_fit_resumes_from_the_last_epoch(uninterrupted_sweep):
+def test_tuning_train_killed_then_terminated_mid_fit_resumes_from_the_last_epoch(uninterrupted_sweep):
     import json
 
     folder, _ = uninterrupted_sweep
@@ -173,13 +173,20 @@ def test_tuning_train_killed_mid_fit_resumes_from_the_last_epoch(uninterrupted_s
     watch = folder / "experiments" / "plants" / "checkpoints" / "final"
     assert not watch.exists(), "the final fit's checkpoint is removed once the model is saved"
 
-    code, output, _ = kill_at_epoch(folder, signal.SIGKILL, 8, command=("tracking=none",), watch=watch)
+    code, output, _ = kill_at_epoch(folder, signal.SIGKILL, 6, command=("tracking=none",), watch=watch)
     assert code == -signal.SIGKILL, output[-3000:]
-    done_epochs = epochs_done(watch)
-    assert done_epochs >= 8
+    first = epochs_done(watch)
+    assert first >= 6
+    code, output, _ = kill_at_epoch(
+        folder, signal.SIGTERM, first + 4, command=("tracking=none",), watch=watch
+    )
+    assert code == 143, output[-3000:]
+    assert f"final model: resumed at epoch {first + 1} from its checkpoint" in output, output
+    second = epochs_done(watch)
+    assert second >= first + 4, "SIGTERM kept the checkpoint"
     code, output = finish(train(folder, "tracking=none"))
     assert code == 0, output[-3000:]
-    assert f"final model: resumed at epoch {done_epochs + 1} from its checkpoint" in output, output
+    assert f"final model: resumed at epoch {second + 1} from its checkpoint" in output, output
     resumed = json.loads(meta.read_text())["metrics"]
     for split in ("train", "test"):
         assert resumed[split] == pytest.approx(reference[split], abs=1e-6)

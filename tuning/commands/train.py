@@ -72,7 +72,6 @@ def check(
 
 def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
     """Train, report, save and register the final model described by a resolved config."""
-    from tuning.final.refit import train_final
     from tuning.final.saved import save_final
     from tuning.model.backend import start_tensorflow
     from tuning.tracking.final import open_final_tracking
@@ -90,9 +89,7 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
         )
     log.info(f"final model of study '{settings.study.name}' from {best_path} (best trial {best['trial']})")
     start_tensorflow(settings.training)
-    # A checkpoint of the final fit beside best.yaml: an interrupted `tuning train` continues it.
-    checkpoints = best_path.parent / "checkpoints" if settings.training.checkpoints else None
-    final = train_final(settings, hp, source=str(best_path), checkpoints=checkpoints)
+    final = _train(settings, hp, best_path)
     data = final.dataset
     log.info(data.summary())
     if final.refit:
@@ -115,14 +112,28 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
     if final.check is not None:  # one line: within noise, or a warning with the figures and what to do
         (log.warning if final.check.worse else log.info)(final.check.line())
     folder = save_final(final, best_path.parent / "final")
-    if checkpoints is not None:  # saved: nothing will continue the fit
-        shutil.rmtree(checkpoints / "final", ignore_errors=True)
     log.info(f"final model saved in {folder}/ (model.keras, pipeline.json, preprocessing.joblib, meta.json)")
     log.info(f"predict: tuning predict model={folder / 'model.keras'} data.path=NEW_ROWS.csv")
     if tracker is not None:
         tracker.log(final, folder)
         log.info(f"serve: tuning serve study={final.study} (docs/serving.md)")
     return final
+
+
+def _train(settings: Settings, hp: Hyperparameters, best_path: Path) -> Any:
+    """``train_final`` with a checkpoint of the fit beside best.yaml (``training.checkpoints``):
+    kept when Ctrl-C or SIGTERM stops the fit (the same command continues it; after kill -9 it
+    is simply there), removed once the fit is done or failed, so nothing else is left behind."""
+    from tuning.final.refit import train_final
+
+    folder = best_path.parent / "checkpoints" if settings.training.checkpoints else None
+    try:
+        return train_final(settings, hp, source=str(best_path), checkpoints=folder)
+    finally:
+        if folder is not None and interrupts.received() is None:
+            shutil.rmtree(folder / "final", ignore_errors=True)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def find_best(args: Sequence[str]) -> tuple[Path, list[str]]:
