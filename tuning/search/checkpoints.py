@@ -23,6 +23,7 @@ trial trains, never a rehearsal or a config check.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -102,8 +103,11 @@ def claim(root: Path, number: int, retry_of: int | None) -> Checkpoint | None:
 
 
 def remove(root: Path, number: int) -> None:
-    """Drop trial ``number``'s checkpoints (it ended on its own: nothing will continue it)."""
+    """Drop trial ``number``'s checkpoints (it ended on its own: nothing will continue it), and
+    the ``checkpoints`` folder once no trial keeps one."""
     shutil.rmtree(trial_folder(root, number), ignore_errors=True)
+    with contextlib.suppress(OSError):  # another trial's checkpoint is in it, or it is gone
+        root.rmdir()
 
 
 def prepare(root: Path, number: int, retry_of: int | None) -> tuple[EpochCheckpoint, Checkpoint | None]:
