@@ -144,7 +144,7 @@ def test_failed_trials_are_fail_and_too_many_in_a_row_stop_the_sweep(in_tmp, cap
 
 @pytest.mark.parametrize("where", ["training", "sampling"])
 def test_a_bug_of_ours_stops_the_sweep_and_is_not_a_failed_trial(in_tmp, monkeypatch, where):
-    import tuning.search.trial
+    import tuning.search.runner
     from tuning.commands.sweep import run
     from tuning.search.runner import TrialRunner
 
@@ -152,7 +152,7 @@ def test_a_bug_of_ours_stops_the_sweep_and_is_not_a_failed_trial(in_tmp, monkeyp
         raise KeyError("units_7")
 
     if where == "training":
-        monkeypatch.setattr(tuning.search.trial, "objective_value", broken)
+        monkeypatch.setattr(tuning.search.runner, "objective_value", broken)
     else:  # before the trial trains: KerasTuner would call any error there a failed trial
         monkeypatch.setattr(TrialRunner, "start", broken)
     with pytest.raises(KeyError, match="units_7"):

@@ -27,7 +27,7 @@ from tuning.model.metrics import gap
 if TYPE_CHECKING:  # TensorFlow is imported where a model is built or loaded, not for path checks
     import keras
 
-    from tuning.model.fit import FitResult
+    from tuning.model.result import FitResult
 
 
 @dataclass

@@ -6,7 +6,6 @@ import gc
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -14,6 +13,7 @@ import numpy as np
 
 from tuning.config.tasks import direction_of
 from tuning.model.metrics import diverged, gaps
+from tuning.model.result import FitResult
 
 _determinism_on = False
 _long_lived_frozen = False
@@ -105,22 +105,6 @@ class Resumable(keras.callbacks.Callback):
 
     def attach(self, model: keras.Model, stopper: keras.callbacks.Callback | None, log: EpochLog) -> None:
         """Called once before ``model.fit``: restore what the checkpoint holds."""
-
-
-@dataclass
-class FitResult:
-    """What one fit produced, measured at the weights it ended with (the best ones)."""
-
-    history: dict[str, list[float]]
-    best_epoch: int
-    epochs_trained: int
-    early_stopped: bool
-    train: dict[str, float] = field(default_factory=dict)
-    val: dict[str, float] = field(default_factory=dict)
-    gaps: dict[str, float] = field(default_factory=dict)
-    n_params: int = 0
-    seconds: float = 0.0
-    diverged_at: int | None = None
 
 
 def fit_model(  # noqa: PLR0913 - keyword-only options, as Model.fit's and EarlyStopping's own

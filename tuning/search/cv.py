@@ -20,8 +20,9 @@ from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
 from tuning.data import Dataset
 from tuning.errors import TrialFailed
-from tuning.model.fit import EpochLog, FitResult
-from tuning.search.trial import fit_trial, objective_value
+from tuning.model.fit import EpochLog
+from tuning.model.result import FitResult, objective_value
+from tuning.search.trial import fit_trial
 
 
 def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to each fold's trial

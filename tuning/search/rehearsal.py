@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters
 from tuning.config.tasks import METRICS, direction_of
 from tuning.errors import ConfigError
 from tuning.model.metrics import gaps
+from tuning.model.result import FitResult
 
 # The line a rehearsal starts with (the log) and the MLflow tag its runs carry.
 REHEARSAL_LINE = (
@@ -33,22 +33,6 @@ ACTIVATION_COST = {"relu": 0.0, "gelu": 0.01, "silu": 0.01, "swish": 0.01, "elu"
 OPTIMIZER_COST = {"adam": 0.0, "adamw": 0.0, "nadam": 0.02, "rmsprop": 0.05, "sgd": 0.2}
 
 EpochEnd = Callable[[int, Mapping[str, float]], None]
-
-
-@dataclass
-class SimulatedFit:
-    """What a simulated fit produced: the fields of ``tuning.model.fit.FitResult``."""
-
-    history: dict[str, list[float]]
-    best_epoch: int
-    epochs_trained: int
-    early_stopped: bool
-    train: dict[str, float] = field(default_factory=dict)
-    val: dict[str, float] = field(default_factory=dict)
-    gaps: dict[str, float] = field(default_factory=dict)
-    n_params: int = 0
-    seconds: float = 0.0
-    diverged_at: int | None = None
 
 
 def check_rehearsal(training: TrainingConfig, builder: str | None, folds: int | None) -> None:
@@ -118,7 +102,7 @@ def simulate_fit(
     shape: tuple[int, int],
     history: dict[str, list[float]],
     epoch_end: EpochEnd | None = None,
-) -> SimulatedFit:
+) -> FitResult:
     """Sleep ``training.simulate_epoch_seconds`` per epoch and log ``epoch_logs`` into ``history``
     (before ``epoch_end`` sees them, so a pruned trial keeps its last epoch), with the early
     stopping of ``training.early_stopping`` on ``monitor`` (Keras's rule, best epoch restored).
@@ -150,7 +134,7 @@ def simulate_fit(
         best_epoch = len(history["loss"]) - 1  # no early stopping: the last epoch's weights
     train = {k: v[best_epoch] for k, v in history.items() if not k.startswith("val_")}
     val = {k.removeprefix("val_"): v[best_epoch] for k, v in history.items() if k.startswith("val_")}
-    return SimulatedFit(
+    return FitResult(
         history=history,
         best_epoch=best_epoch,
         epochs_trained=len(history["loss"]),

@@ -15,21 +15,21 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from tuning import interrupts
 from tuning.config.schema import TrainingConfig
 from tuning.config.space import Hyperparameters, Suggester
 from tuning.config.tasks import resolve_metric
 from tuning.errors import TrialFailed
+from tuning.model.result import FitResult, objective_value
 from tuning.redaction import redact
 from tuning.search.failures import is_trial_failure
-from tuning.search.rehearsal import EpochEnd, SimulatedFit, simulate_fit
+from tuning.search.rehearsal import EpochEnd, simulate_fit
 from tuning.study.record import TrialRecord
 
 if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
     from tuning.data import Dataset
-    from tuning.model.fit import FitResult
 
 # What a failed trial keeps as user attributes (and a re-run of it must not inherit).
 FAIL_ATTRS = ("fail_reason", "traceback", "interrupted")
@@ -149,7 +149,7 @@ class TrialRunner:
         """Fit (simulated in a rehearsal; over the folds with ``cv.folds``), check the value, and
         list what to store."""
         extras: dict[str, Any] = {}
-        result: FitResult | SimulatedFit
+        result: FitResult
         if self.training.simulate_epoch_seconds is not None:  # no Keras imported
             result = simulate_fit(
                 record.hyperparameters,
@@ -172,9 +172,7 @@ class TrialRunner:
                 suggester=suggester,
                 drawn=drawn,
             )
-        # A SimulatedFit has every field of FitResult, which the record is typed on (FitResult
-        # lives beside Keras, which a rehearsal must not import): observers read it the same way.
-        record.result = cast("FitResult", result)
+        record.result = result
         record.extras = extras
         if result.diverged_at is not None:
             raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1}")
@@ -259,10 +257,3 @@ class TrialRunner:
         if not isinstance(err, TrialFailed) or err.__cause__ is not None:
             attrs["traceback"] = redact("".join(traceback.format_exception(err))[-8000:])
         return attrs
-
-
-def objective_value(result: FitResult | SimulatedFit, metric: str) -> float:
-    """The objective at the restored weights: ``val_x`` from validation, ``x`` from training."""
-    if metric.startswith("val_"):
-        return result.val.get(metric.removeprefix("val_"), math.nan)
-    return result.train.get(metric, math.nan)

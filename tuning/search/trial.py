@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,8 @@ from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
 from tuning.model.build import build_model, needs_one_hot
-from tuning.model.fit import EpochLog, FitResult, fit_model, fresh_session, seed_everything
+from tuning.model.fit import EpochLog, fit_model, fresh_session, seed_everything
+from tuning.model.result import FitResult
 
 
 class EpochEndCallback(keras.callbacks.Callback):
@@ -160,10 +160,3 @@ def fit_trial(
         epoch_log=epoch_log,
     )
     return model, result
-
-
-def objective_value(result: FitResult, metric: str) -> float:
-    """The objective at the restored weights: ``val_x`` from validation, ``x`` from training."""
-    if metric.startswith("val_"):
-        return result.val.get(metric.removeprefix("val_"), math.nan)
-    return result.train.get(metric, math.nan)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tuning.config.space import Hyperparameters
 
 if TYPE_CHECKING:
-    from tuning.model.fit import FitResult
+    from tuning.model.result import FitResult
 
 
 @dataclass
