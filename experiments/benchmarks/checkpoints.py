@@ -75,9 +75,13 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, xs in (("checkpoints off", off), ("checkpoints on", on)):
-        print(f"{name:16s} median {statistics.median(xs):.3f} s per {EPOCHS}-epoch fit (min {min(xs):.3f}, max {max(xs):.3f})")
+        print(
+            f"{name:16s} median {statistics.median(xs):.3f} s per {EPOCHS}-epoch fit (min {min(xs):.3f}, max {max(xs):.3f})"
+        )
     extra = (statistics.median(on) - statistics.median(off)) / EPOCHS
-    print(f"extra per epoch: {extra * 1000:.1f} ms (ratio on/off {statistics.median(on) / statistics.median(off):.2f})")
+    print(
+        f"extra per epoch: {extra * 1000:.1f} ms (ratio on/off {statistics.median(on) / statistics.median(off):.2f})"
+    )
     print(f"one checkpoint: {small / 1024:.0f} KiB (units 32,16), {large / 1024:.0f} KiB (units 128,128,128)")
 
 

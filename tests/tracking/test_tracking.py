@@ -356,7 +356,10 @@ def test_per_epoch_metrics_and_gaps_match_the_trial_history(embedded):
             [v - tr for tr, v in zip(loss, val_loss, strict=True)], abs=1e-9
         )
         for name in ("accuracy", "auc"):  # accuracy-like: train - validation
-            train, val = series(client, run_id, f"while_training/{name}"), series(client, run_id, f"while_training/val_{name}")
+            train, val = (
+                series(client, run_id, f"while_training/{name}"),
+                series(client, run_id, f"while_training/val_{name}"),
+            )
             assert series(client, run_id, f"while_training/gap_{name}") == pytest.approx(
                 [tr - v for tr, v in zip(train, val, strict=True)], abs=1e-9
             )
