@@ -139,7 +139,11 @@ def _claim(
     if spend.epochs is not None:
         with shielded():
             engine.begin(proposal, {EPOCHS_ATTR: trained + 1})
-    return exhausted(spend, spent(engine.trials()), claiming=True)
+    key = exhausted(spend, spent(engine.trials()), claiming=True)
+    if key is not None and spend.epochs is not None:  # refused: withdrawn at once, so that another
+        with shielded():  # worker's "spent" line never counts an epoch nobody will train
+            engine.begin(proposal, {EPOCHS_ATTR: trained})
+    return key
 
 
 def _took_over(engine: Engine, proposal: Proposal, spend: BudgetConfig | None, epochs: int) -> None:
