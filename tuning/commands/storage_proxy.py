@@ -12,7 +12,6 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import NoReturn
 
@@ -72,19 +71,15 @@ def main(args: Sequence[str]) -> int:
         check_storage(url, reach_server=True)
     except ConfigError as err:
         fail(err)
-    import optuna
+    from tuning.search.engines.optuna_storage import serve_proxy
 
-    # get_storage: the RDB storage behind Optuna's cache, as run_grpc_proxy_server's docs ask.
-    storage = optuna.storages.get_storage(url)
     print(
         f"storage proxy for {redact(url)} on grpc://{options.host}:{options.port} ({options.threads} threads)"
     )
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        optuna.storages.run_grpc_proxy_server(
-            storage, host=options.host, port=options.port, thread_pool=ThreadPoolExecutor(options.threads)
-        )
+        serve_proxy(url, host=options.host, port=options.port, threads=options.threads)
     except KeyboardInterrupt:
         print("\ninterrupted: storage proxy stopped", file=sys.stderr)
         return 130

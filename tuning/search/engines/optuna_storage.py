@@ -78,6 +78,18 @@ def open_storage(
     )(create)
 
 
+def serve_proxy(url: str, *, host: str, port: int, threads: int) -> None:
+    """Serve the database at ``url`` to ``grpc://host:port`` workers until stopped (Optuna's gRPC
+    storage proxy, ``tuning storage-proxy``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # get_storage: the RDB storage behind Optuna's cache, as run_grpc_proxy_server's docs ask.
+    storage = optuna.storages.get_storage(url)
+    optuna.storages.run_grpc_proxy_server(
+        storage, host=host, port=port, thread_pool=ThreadPoolExecutor(threads)
+    )
+
+
 @contextmanager
 def study_lock(url: str, name: str) -> Iterator[None]:
     """Hold a lock on study ``name`` for a few storage writes that must happen once among
