@@ -121,6 +121,11 @@ def _attempts(engine: Engine, budget: Budget) -> int:
     return budget.spend.epochs if budget.spend.epochs is not None else sys.maxsize
 
 
+def _trials_missing(engine: Engine, budget: Budget) -> bool:
+    """Fewer than ``n_trials`` finished (always, without ``n_trials``: a budget ends the search)."""
+    return budget.n_trials is None or engine.n_finished() < budget.n_trials
+
+
 def _budget_spent(engine: Engine, spend: BudgetConfig) -> bool:
     """The study spent ``budget.epochs`` or ``budget.minutes``: no trial starts."""
     return spend.limited and exhausted(spend, spent(engine.trials())) is not None
@@ -173,7 +178,7 @@ def run_search(
     attempts = _attempts(engine, budget)
     converged: str | None = None
     with engine.searching(runner.build_once), interrupts.handled():
-        while attempts > 0 and not streak.full() and engine.n_finished() < (budget.n_trials or attempts + 1):
+        while attempts > 0 and not streak.full() and _trials_missing(engine, budget):
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if _budget_spent(engine, budget.spend):  # every worker's trials, every earlier run's
