@@ -14,7 +14,7 @@ PACKAGE = Path(tuning.__file__).parent
 
 # Lowest first. A module may import its own package and the packages below it, never above.
 LAYERS = [
-    ("errors", "redaction", "files", "logs", "interrupts"),
+    ("errors", "redaction", "files", "logs", "interrupts", "payload"),
     ("config",),
     ("data",),
     ("model",),
