@@ -34,9 +34,10 @@ from tuning.config.space_config import check_task, parse_space
 from tuning.config.storage import default_storage_url
 from tuning.config.tasks import METRICS, TASKS, direction_of, monitored_metrics, resolve_loss, resolve_metric
 from tuning.errors import ConfigError
+from tuning.payload import RawConfig
 
 
-def study_name(data: Mapping[str, Any], engine: Any = "optuna", model: Any = None) -> str:
+def study_name(data: RawConfig, engine: Any = "optuna", model: Any = None) -> str:
     """The default study name: the data set's, with the engine's name after it for any engine
     but Optuna (``plants``, ``plants-keras_tuner``), so two engines on one data set keep
     separate studies, folders and best.yaml files; a custom model adds its module's name
@@ -92,7 +93,7 @@ class Settings:
     MLflow record (the config boundary), never read by key for a setting.
     """
 
-    raw: Mapping[str, Any]
+    raw: RawConfig
     seed: int
     workers: int
     verbose: bool
@@ -125,7 +126,7 @@ class Settings:
         return self.data.task if self.data.task in TASKS else None
 
 
-def parse(cfg: Mapping[str, Any]) -> Settings:
+def parse(cfg: RawConfig) -> Settings:
     """Check everything that can be checked without the data, once, into typed parts.
 
     Raises:
@@ -171,7 +172,7 @@ def parse(cfg: Mapping[str, Any]) -> Settings:
     )
 
 
-def validate(cfg: Mapping[str, Any]) -> SearchSpace:
+def validate(cfg: RawConfig) -> SearchSpace:
     """``parse``'s checks; returns the parsed search space."""
     return parse(cfg).space
 
@@ -188,7 +189,7 @@ def with_task(settings: Settings, task: str) -> Settings:
     return replace(settings, raw=raw, study=study, training=training, space=space)
 
 
-def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
+def for_task(cfg: RawConfig, task: str) -> dict[str, Any]:
     """``cfg`` with ``auto`` metrics resolved for ``task``: ``study.metric`` (and the early-stopping
     monitor that follows it) become the task's selection metric, ``study.direction`` follows."""
     study = dict(cfg["study"])
@@ -201,7 +202,7 @@ def for_task(cfg: Mapping[str, Any], task: str) -> dict[str, Any]:
     return {**cfg, "study": study, "training": training}
 
 
-def validate_for_task(cfg: Mapping[str, Any], space: SearchSpace, task: str) -> SearchSpace:
+def validate_for_task(cfg: RawConfig, space: SearchSpace, task: str) -> SearchSpace:
     """Checks that need the task: losses, objective metric and early-stopping monitor."""
     cfg = for_task(cfg, task)
     allowed = monitored_metrics(task)

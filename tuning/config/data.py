@@ -9,7 +9,6 @@ which name the key (``data.<key>``) and what is allowed when the value is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,13 @@ from typing import Any
 from omegaconf.errors import MissingMandatoryValue
 
 from tuning.errors import ConfigError
+from tuning.payload import Payload, RawConfig
 
 # Keys every source may use; the rest of the group is the source's own options.
 SHARED = ("source", "name", "task", "path", "target", "test_path", "sep", "features", "drop")
 
 
-def _value(raw: Mapping[str, Any], key: str) -> Any:
+def _value(raw: RawConfig, key: str) -> Any:
     """``raw[key]``; None when absent, null or still ``???`` (an unset mandatory value)."""
     try:
         value = raw.get(key)
@@ -47,7 +47,7 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def dataset_name(data: Mapping[str, Any]) -> str:
+def dataset_name(data: RawConfig) -> str:
     """The data set's name without loading it: ``data.name``, else the data file's stem.
 
     Free of pandas and scikit-learn, because composing any config resolves it
@@ -78,10 +78,10 @@ class DataConfig:
     sep: str | None = None
     features: tuple[str, ...] | None = None  # None: every column but the target
     drop: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)  # the source's own keys
+    options: Payload = field(default_factory=dict)  # the source's own keys
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> DataConfig:
+    def parse(cls, raw: RawConfig) -> DataConfig:
         """Read the group (a composed ``DictConfig`` or a plain dict); ``???`` counts as unset."""
         return cls(
             source=str(_value(raw, "source") or ""),

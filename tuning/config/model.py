@@ -10,15 +10,15 @@ import importlib.util
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from tuning.errors import ConfigError
+from tuning.payload import RawConfig
 
 MODELS = ("mlp", "custom")
 MODEL_KEYS = ("name", "build", "hp")  # hp: the winning values, in a best.yaml only
 
 
-def model_builder(cfg: Mapping[str, Any]) -> str | None:
+def model_builder(cfg: RawConfig) -> str | None:
     """Check the ``model`` config; returns ``model.build`` for model=custom, None for the MLP.
 
     The builder's module must be findable from the working directory (put on ``sys.path``, as

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuning.errors import ConfigError
+from tuning.payload import Payload, RawConfig
 
 DIRECTIONS = ("auto", "minimize", "maximize")
 # tracking.plotlyjs: "none" draws Optuna's plots as PNGs only; "embed" adds interactive HTML
@@ -60,7 +61,7 @@ def _number(key: str, value: Any) -> float:
     return float(value)
 
 
-def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _section(raw: RawConfig, key: str) -> RawConfig:
     value = raw.get(key)
     if value is None:
         return {}
@@ -77,7 +78,7 @@ class SplitConfig:
     test: float = 0.2
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> SplitConfig:
+    def parse(cls, raw: RawConfig) -> SplitConfig:
         for part in ("val", "test"):
             value = raw.get(part)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
@@ -99,7 +100,7 @@ class EarlyStoppingConfig:
     min_delta: float = 0.0
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> EarlyStoppingConfig:
+    def parse(cls, raw: RawConfig, metrics: list[str]) -> EarlyStoppingConfig:
         check_int("training.early_stopping.patience", raw.get("patience"), 0, allow_none=True)
         monitor = check_choice("training.early_stopping.monitor", raw.get("monitor"), metrics)
         delta = _number("training.early_stopping.min_delta", raw.get("min_delta", cls.min_delta))
@@ -124,7 +125,7 @@ class TrainingConfig:
     simulate_epoch_seconds: float | None = None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> TrainingConfig:
+    def parse(cls, raw: RawConfig, metrics: list[str]) -> TrainingConfig:
         check_int("training.max_epochs", raw.get("max_epochs"), 1, allow_none=True)
         simulate = raw.get("simulate_epoch_seconds")
         if simulate is not None and (
@@ -165,7 +166,7 @@ class StudyConfig:
     top: int = 5
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], metrics: list[str]) -> StudyConfig:
+    def parse(cls, raw: RawConfig, metrics: list[str]) -> StudyConfig:
         check_int("study.n_trials", raw.get("n_trials"), 1, allow_none=True)  # null: a budget decides
         direction = check_choice("study.direction", raw.get("direction"), DIRECTIONS)
         metric = check_choice("study.metric", raw.get("metric"), metrics)
@@ -212,7 +213,7 @@ class StopConfig:
         return self.name == "converged"
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> StopConfig:
+    def parse(cls, raw: RawConfig) -> StopConfig:
         name = check_choice("stop", raw.get("name", cls.name), STOP_MODES)
         evaluator = check_choice("stop.evaluator", raw.get("evaluator", cls.evaluator), STOP_EVALUATORS)
         for key in ("patience", "min_trials"):
@@ -247,7 +248,7 @@ class BudgetConfig:
         return self.epochs is not None or self.minutes is not None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> BudgetConfig:
+    def parse(cls, raw: RawConfig) -> BudgetConfig:
         check_int("budget.epochs", raw.get("epochs"), 1, allow_none=True)
         minutes = raw.get("minutes")
         if minutes is not None and (_number("budget.minutes", minutes) <= 0):
@@ -266,7 +267,7 @@ class WarmStartConfig:
     top: int | None = None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> WarmStartConfig:
+    def parse(cls, raw: RawConfig) -> WarmStartConfig:
         source = raw.get("from")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise ConfigError(
@@ -288,7 +289,7 @@ class TrackingConfig:
     plotlyjs: str = "none"
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> TrackingConfig:
+    def parse(cls, raw: RawConfig) -> TrackingConfig:
         plotlyjs = check_choice("tracking.plotlyjs", raw.get("plotlyjs", cls.plotlyjs), PLOTLYJS)
         check_int("tracking.learning_curves", raw.get("learning_curves", cls.learning_curves), 0)
         uri, experiment = raw.get("uri"), raw.get("experiment")
@@ -317,7 +318,7 @@ class FinalConfig:
     epochs: int | None = None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> FinalConfig:
+    def parse(cls, raw: RawConfig) -> FinalConfig:
         check_bool("final.refit", raw.get("refit", cls.refit))
         check_int("final.epochs", raw.get("epochs"), 1, allow_none=True)
         return cls(bool(raw.get("refit", cls.refit)), raw.get("epochs"))
@@ -329,10 +330,10 @@ class Component:
     which the component itself checks (an engine in its constructor, Optuna for a sampler)."""
 
     name: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Payload = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, key: str, raw: Mapping[str, Any], default: str) -> Component:
+    def parse(cls, key: str, raw: RawConfig, default: str) -> Component:
         name = raw.get("name", default)
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{key}.name", f"{name!r}; must be a name")

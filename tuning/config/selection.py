@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuning.errors import ConfigError
+from tuning.payload import RawConfig
 
 MODES = ("best", "constrained", "pareto")
 # Study user attribute holding the selection the study was made with.
@@ -38,7 +39,7 @@ class Selection:
         return cls(str(value["mode"]), None if gap is None else float(gap))
 
 
-def parse_selection(cfg: Mapping[str, Any]) -> Selection:
+def parse_selection(cfg: RawConfig) -> Selection:
     """The ``selection`` group checked against the engine and sampler (no data needed).
 
     Raises:
@@ -72,7 +73,7 @@ def parse_selection(cfg: Mapping[str, Any]) -> Selection:
     return Selection(str(mode), None if gap is None else float(gap))
 
 
-def check_folds(cfg: Mapping[str, Any]) -> int | None:
+def check_folds(cfg: RawConfig) -> int | None:
     """``cv.folds``: None (off) or an integer >= 2. The class-count limit is checked on the data."""
     folds = (cfg.get("cv") or {}).get("folds")
     if folds is None:

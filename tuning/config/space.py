@@ -9,9 +9,11 @@ user's builder draws the model's own hyperparameters while it builds (``tuning.m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
+
+from tuning.payload import Payload, RawConfig
 
 
 class Suggester(Protocol):
@@ -41,7 +43,7 @@ class Hyperparameters:
     optimizer: str = "adam"
     loss: str = "auto"
     builder: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Payload = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:
@@ -121,7 +123,7 @@ class SearchSpace:
             units = _fixed_units(self.fixed.get("units", Hyperparameters.units[0]), n_layers)
         return Hyperparameters(units=tuple(int(u) for u in units), **values)
 
-    def replay(self, params: Mapping[str, Any]) -> Hyperparameters:
+    def replay(self, params: Payload) -> Hyperparameters:
         """A stored trial's point from its parameters; for a custom model, the parameters that are
         not the space's own are its builder's values."""
         hp = self.suggest(FixedParams(params))
@@ -145,7 +147,7 @@ class SearchSpace:
         return lines
 
 
-def _default_layers(fixed: Mapping[str, Any]) -> int:
+def _default_layers(fixed: RawConfig) -> int:
     units = fixed.get("units")
     return len(units) if isinstance(units, (list, tuple)) else Hyperparameters().n_layers
 
@@ -160,7 +162,7 @@ class FixedParams:
     """A ``Suggester`` that answers with stored values: a finished trial's parameters replayed
     through the same ``SearchSpace.suggest`` (a missing name raises KeyError)."""
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
+    def __init__(self, params: Payload) -> None:
         self.params = params
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:

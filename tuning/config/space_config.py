@@ -11,6 +11,7 @@ from typing import Any
 from tuning.config.space import Dimension, Hyperparameters, SearchSpace
 from tuning.config.tasks import ACTIVATIONS, LOSSES, OPTIMIZERS, loss_fits
 from tuning.errors import ConfigError
+from tuning.payload import Payload, RawConfig
 
 # --- settings: what each name means and which values are allowed -------------------------
 
@@ -60,9 +61,7 @@ CUSTOM_SETTINGS = ("batch_size", "epochs")
 # --- parsing and validation ----------------------------------------------------------------
 
 
-def parse_space(
-    config: Mapping[str, Any], task: str | None = None, builder: str | None = None
-) -> SearchSpace:
+def parse_space(config: RawConfig, task: str | None = None, builder: str | None = None) -> SearchSpace:
     """Validate the ``search_space`` config and build the SearchSpace.
 
     Args:
@@ -114,7 +113,7 @@ def check_task(space: SearchSpace, task: str) -> None:
             )
 
 
-def _parse_dimension(key: str, name: str, entry: Mapping[str, Any], task: str | None) -> Dimension:
+def _parse_dimension(key: str, name: str, entry: RawConfig, task: str | None) -> Dimension:
     kind = _check_keys(key, entry)
     if kind == "categorical":
         return _parse_categorical(key, name, entry.get("choices"), task)
@@ -130,7 +129,7 @@ def _parse_dimension(key: str, name: str, entry: Mapping[str, Any], task: str | 
     return Dimension(kind, low=low, high=high, step=step, log=log)
 
 
-def _check_keys(key: str, entry: Mapping[str, Any]) -> str:
+def _check_keys(key: str, entry: RawConfig) -> str:
     """The entry's ``type``, once it is a known one and every other key is an option of it."""
     kind = entry.get("type")
     if kind not in DIMENSION_TYPES:
@@ -216,7 +215,7 @@ def _check_fixed(key: str, name: str, value: Any) -> Any:
     return setting.kind(value)
 
 
-def _check_units(fixed: Mapping[str, Any], dims: Mapping[str, Dimension]) -> None:
+def _check_units(fixed: RawConfig, dims: Mapping[str, Dimension]) -> None:
     units = fixed.get("units")
     if not isinstance(units, list):
         return
@@ -231,11 +230,11 @@ def _check_units(fixed: Mapping[str, Any], dims: Mapping[str, Dimension]) -> Non
 
 
 def hyperparameters_from_config(
-    config: Mapping[str, Any],
+    config: RawConfig,
     task: str | None = None,
     *,
     builder: str | None = None,
-    extra: Mapping[str, Any] | None = None,
+    extra: Payload | None = None,
 ) -> Hyperparameters:
     """A fully fixed search space (as in best.yaml) as Hyperparameters; ``builder`` and ``extra``
     (its stored values) for a custom model.
