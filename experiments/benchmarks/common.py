@@ -271,10 +271,11 @@ def training(cfg: Mapping[str, Any] | None = None) -> Any:
 
 def dataset(overrides: Sequence[str] = ()) -> Any:
     """The splits ``tuning sweep`` would train on for ``overrides`` (same seed, same rows)."""
+    from tuning.config import DataConfig
     from tuning.data import load_dataset
 
     s = settings(overrides)
-    return load_dataset(s["data"], SplitConfig.parse(s["split"]), int(s["seed"]))
+    return load_dataset(DataConfig.parse(s["data"]), SplitConfig.parse(s["split"]), int(s["seed"]))
 
 
 def quiet_tuning_logs() -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from tuning.config import DataConfig
 from tuning.config.schema import SplitConfig
 from tuning.data import dataset_name, load_dataset, transform_features
 from tuning.data.plants import load_plants
@@ -66,13 +67,13 @@ def csv_config(path: Path | str, target: str = "churned", **options: Any) -> dic
 
 
 def load_csv_table(frame: pd.DataFrame, tmp_path: Path, name: str = "table.csv", **options: Any):
-    return load_dataset(csv_config(write(frame, tmp_path / name), **options), SPLIT, seed=0)
+    return load_dataset(DataConfig.parse(csv_config(write(frame, tmp_path / name), **options)), SPLIT, seed=0)
 
 
 def error(exc: type[Exception], data: Any, split: Any = SPLIT) -> ConfigError:
     """The error ``load_dataset`` raises, checked to print as one line."""
     with pytest.raises(exc) as info:
-        load_dataset(data, split, seed=0)
+        load_dataset(DataConfig.parse(data), split, seed=0)
     assert "\n" not in str(info.value)
     return info.value
 
@@ -98,7 +99,7 @@ BUILT_IN = {
 @pytest.mark.parametrize("config", sorted(BUILT_IN))
 def test_every_built_in_source_loads_with_its_task_and_shapes(config: str) -> None:
     task, n_features, rows, class_names = BUILT_IN[config]
-    ds = load_dataset(OmegaConf.load(CONF / f"{config}.yaml"), SPLIT, seed=0)
+    ds = load_dataset(DataConfig.parse(OmegaConf.load(CONF / f"{config}.yaml")), SPLIT, seed=0)
     assert ds.task == task
     assert ds.class_names == class_names
     assert ds.x_train.shape[1] == ds.x_val.shape[1] == ds.x_test.shape[1] == n_features
@@ -112,13 +113,15 @@ def test_every_built_in_source_loads_with_its_task_and_shapes(config: str) -> No
 def test_generator_options_are_used() -> None:
     data = OmegaConf.load(CONF / "classification.yaml")
     data.merge_with({"n_samples": 300, "n_features": 6, "n_informative": 3, "n_classes": 4})
-    ds = load_dataset(data, SPLIT, seed=0)
+    ds = load_dataset(DataConfig.parse(data), SPLIT, seed=0)
     assert ds.task == "multiclass"
     assert ds.class_names == ["0", "1", "2", "3"]
     assert ds.n_features == 6
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 300
 
-    moons = load_dataset({"source": "moons", "name": "m", "n_samples": 5000, "noise": 0.3}, SPLIT, 0)
+    moons = load_dataset(
+        DataConfig.parse({"source": "moons", "name": "m", "n_samples": 5000, "noise": 0.3}), SPLIT, 0
+    )
     assert len(moons.y_train) == 3000
 
 
@@ -126,7 +129,7 @@ def test_plants_rows_and_splits_are_unchanged() -> None:
     frame = load_plants(seed=0)
     assert frame.iloc[0].tolist() == [131.0, 27, "A"]
     assert frame.iloc[2].tolist() == [17.8, 16, "A"]
-    ds = load_dataset(OmegaConf.load(CONF / "plants.yaml"), SPLIT, seed=0)
+    ds = load_dataset(DataConfig.parse(OmegaConf.load(CONF / "plants.yaml")), SPLIT, seed=0)
     assert ds.summary() == (
         "data 'plants': binary, 2 features, train 1800 / val 600 / test 600 rows, classes ['A', 'B']"
     )
@@ -152,8 +155,9 @@ def test_dataset_name_needs_no_loading() -> None:
 
 def test_data_layer_does_not_import_tensorflow() -> None:
     code = (
-        "import sys; from tuning.config.schema import SplitConfig; from tuning.data import load_dataset; "
-        "load_dataset({'source': 'moons', 'name': 'm'}, SplitConfig(0.2, 0.2), 0); "
+        "import sys; from tuning.config import DataConfig; from tuning.config.schema import SplitConfig; "
+        "from tuning.data import load_dataset; "
+        "load_dataset(DataConfig.parse({'source': 'moons', 'name': 'm'}), SplitConfig(0.2, 0.2), 0); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
         "assert not bad, bad"
     )
@@ -166,7 +170,7 @@ def test_data_layer_does_not_import_tensorflow() -> None:
 def test_csv_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(customers(), tmp_path / "customers.csv")
     with caplog.at_level(logging.WARNING):
-        ds = load_dataset(csv_config(path), SPLIT, seed=0)
+        ds = load_dataset(DataConfig.parse(csv_config(path)), SPLIT, seed=0)
     assert ds.name == "customers"
     assert ds.task == "binary"
     assert ds.class_names == ["no", "yes"]
@@ -216,7 +220,7 @@ def test_tsv_and_custom_separator(tmp_path: Path) -> None:
     tsv = load_csv_table(table, tmp_path, "t.tsv")
     assert tsv.columns == ["age", "income", "plan", "member"]
     (tmp_path / "t.txt").write_text(table.to_csv(index=False, sep=";"))
-    txt = load_dataset(csv_config(tmp_path / "t.txt", sep=";"), SPLIT, seed=0)
+    txt = load_dataset(DataConfig.parse(csv_config(tmp_path / "t.txt", sep=";")), SPLIT, seed=0)
     np.testing.assert_allclose(txt.x_train, tsv.x_train, rtol=1e-6)
 
 
@@ -244,7 +248,7 @@ def test_hydra_overrides_reach_the_csv_loader(tmp_path: Path) -> None:
     ]
     with initialize_config_dir(config_dir=str(CONF.parent), version_base=None):
         cfg = compose(overrides=overrides)
-    ds = load_dataset(cfg.data, SPLIT, seed=0)
+    ds = load_dataset(DataConfig.parse(cfg.data), SPLIT, seed=0)
     assert ds.columns == ["age", "income", "plan"]
 
 
@@ -311,8 +315,11 @@ def test_classification_splits_are_stratified(tmp_path: Path) -> None:
 
 def test_splits_are_seeded(tmp_path: Path) -> None:
     data = csv_config(write(customers(), tmp_path / "c.csv"))
-    first, again = load_dataset(data, SPLIT, seed=3), load_dataset(data, SPLIT, seed=3)
-    other = load_dataset(data, SPLIT, seed=4)
+    first, again = (
+        load_dataset(DataConfig.parse(data), SPLIT, seed=3),
+        load_dataset(DataConfig.parse(data), SPLIT, seed=3),
+    )
+    other = load_dataset(DataConfig.parse(data), SPLIT, seed=4)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
     assert not np.array_equal(first.x_test, other.x_test)
@@ -320,7 +327,7 @@ def test_splits_are_seeded(tmp_path: Path) -> None:
 
 def test_split_fractions_are_configurable(tmp_path: Path) -> None:
     data = csv_config(write(customers(), tmp_path / "c.csv"))
-    ds = load_dataset(data, SplitConfig(0.1, 0.3), seed=0)
+    ds = load_dataset(DataConfig.parse(data), SplitConfig(0.1, 0.3), seed=0)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (120, 20, 60)
 
 
@@ -329,7 +336,7 @@ def test_fixed_test_file(tmp_path: Path) -> None:
     main, test = table.iloc[:200], table.iloc[200:].copy()
     test.loc[test.index[:5], "plan"] = "enterprise"  # a category the training rows never saw
     data = csv_config(write(main, tmp_path / "main.csv"), test_path=str(write(test, tmp_path / "test.csv")))
-    ds = load_dataset(data, SplitConfig(0.25, 0.9), seed=0)  # split.test is ignored
+    ds = load_dataset(DataConfig.parse(data), SplitConfig(0.25, 0.9), seed=0)  # split.test is ignored
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (150, 50, 50)
     expected = np.where(test["churned"] == "yes", 1, 0)
     np.testing.assert_array_equal(ds.y_test, expected)

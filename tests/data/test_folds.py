@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import settings
 
+from tuning.config import DataConfig
 from tuning.config.schema import SplitConfig
 from tuning.data import load_dataset
 from tuning.data.folds import check_fold_count, make_folds
@@ -15,7 +16,7 @@ from tuning.errors import ConfigError
 
 def dataset(*overrides: str):
     cfg = settings(*overrides, tiny=False)
-    return load_dataset(cfg["data"], SplitConfig.parse(cfg["split"]), int(cfg["seed"]))
+    return load_dataset(DataConfig.parse(cfg["data"]), SplitConfig.parse(cfg["split"]), int(cfg["seed"]))
 
 
 def test_folds_never_hold_test_rows_and_cover_train_plus_validation():

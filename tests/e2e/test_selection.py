@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from conftest import TINY, cli, settings
 
+from tuning.config import DataConfig
 from tuning.config.schema import SplitConfig
 from tuning.errors import ConfigError
 
@@ -125,7 +126,9 @@ def test_regression_in_thousands_trains_with_mse_and_sgd_and_reports_its_units(i
     from tuning.final.saved import load_final
 
     saved = load_final("experiments/prices/final")
-    dataset = load_dataset(settings(*args, tiny=False)["data"], SplitConfig.parse(settings()["split"]), 42)
+    dataset = load_dataset(
+        DataConfig.parse(settings(*args, tiny=False)["data"]), SplitConfig.parse(settings()["split"]), 42
+    )
     pred = saved.model.predict(dataset.x_val, verbose=0).reshape(-1).astype("float64")
     assert best.value == pytest.approx(math.sqrt(np.mean((pred - dataset.y_val) ** 2)), rel=1e-3)
     meta = json.loads(Path("experiments/prices/final/meta.json").read_text())

@@ -94,9 +94,10 @@ import os, signal
 from tuning.commands.sweep import check
 from tuning.config import compose, resolved
 from tuning.search.engines import make_engine
+from tuning.search.engines.base import StudyRecord
 parsed, _ = check(resolved(compose("config", {overrides!r})))
 engine = make_engine(parsed, {url!r})
-engine.open(parsed.space, user_attrs={{"metric": "val_log_loss"}}, identity={{}}, config={{}})
+engine.open(parsed.space, StudyRecord({{"metric": "val_log_loss"}}, {{}}, {{}}))
 {then}
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -107,10 +108,11 @@ def open_engine(url: str) -> tuple[Any, list[str]]:
     """An Optuna engine on ``url``, opened as a sweep opens it; and its notes."""
     from tuning.commands.sweep import check
     from tuning.search.engines import make_engine
+    from tuning.search.engines.base import StudyRecord
 
     parsed, _ = check(settings(*OVERRIDES))
     engine = make_engine(parsed, url)
-    notes = engine.open(parsed.space, user_attrs={"metric": "val_log_loss"}, identity={}, config={})
+    notes = engine.open(parsed.space, StudyRecord({"metric": "val_log_loss"}, {}, {}))
     return engine, notes
 
 

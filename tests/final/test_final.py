@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import cli, settings
 
+from tuning.config import DataConfig
 from tuning.config.schema import SplitConfig
 from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError
@@ -161,7 +162,7 @@ def test_a_best_yaml_listing_other_columns_or_classes_is_refused(tmp_path):
     from tuning.final.refit import check_columns
 
     cfg = settings()
-    dataset = load_dataset(cfg["data"], SplitConfig.parse(cfg["split"]), 42)
+    dataset = load_dataset(DataConfig.parse(cfg["data"]), SplitConfig.parse(cfg["split"]), 42)
     hp = Hyperparameters(units=(8,))
     with pytest.raises(DataError, match="made for the columns height, width; this data has height, branches"):
         check_columns(dataset, hp, {"columns": ["height", "width"]}, "best.yaml")
@@ -192,7 +193,7 @@ def test_predictions_have_the_tasks_columns(tmp_path, task, target):
     table.to_csv(tmp_path / "t.csv", index=False)
     data = {"source": "csv", "path": str(tmp_path / "t.csv"), "target": target, "task": task}
     data["drop"] = ["price" if target == "colour" else "colour"]
-    dataset = load_dataset(data, SplitConfig(0.2, 0.2), 0)
+    dataset = load_dataset(DataConfig.parse(data), SplitConfig(0.2, 0.2), 0)
     model = new_model(Hyperparameters(units=(4,)), dataset)
     meta = {"task": task, "target": target, "columns": dataset.columns, "class_names": dataset.class_names}
     rows = table.drop(columns=[target]).head(5).assign(shop=["east", None, "north", "south", "west"])

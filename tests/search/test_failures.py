@@ -60,6 +60,7 @@ def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     from tuning.config import with_task
     from tuning.data import load_dataset
     from tuning.search.engines import make_engine
+    from tuning.search.engines.base import StudyRecord
     from tuning.search.loop import Budget, run_search
     from tuning.search.runner import TrialRunner
 
@@ -67,7 +68,7 @@ def test_a_bug_in_an_observer_stops_the_trials(in_tmp):
     data = load_dataset(parsed.data, parsed.split, 42)
     parsed = with_task(parsed, data.task)  # study.metric: auto -> val_log_loss, minimize
     engine = make_engine(parsed, STORAGE)
-    engine.open(parsed.space, user_attrs={"metric": "val_log_loss"}, identity={}, config={})
+    engine.open(parsed.space, StudyRecord({"metric": "val_log_loss"}, {}, {}))
     runner = TrialRunner(data, parsed.training, metric="val_log_loss", direction="minimize", seed=42)
     with pytest.raises(KeyError, match="units_7"):
         run_search(engine, runner, Budget(n_trials=3, max_consecutive_failures=5), [Broken()])

@@ -115,11 +115,11 @@ def test_bad_options_are_one_config_error(override, key, text):
 
 def test_options_and_hyperband_budget():
     hb = engine("engine.algorithm=hyperband")
-    assert hb.options["max_epochs"] == 3, "the space's largest epochs (100), capped by training.max_epochs=3"
-    assert engine("engine.algorithm=hyperband", "training.max_epochs=null").options["max_epochs"] == 100
+    assert hb.options.max_epochs == 3, "the space's largest epochs (100), capped by training.max_epochs=3"
+    assert engine("engine.algorithm=hyperband", "training.max_epochs=null").options.max_epochs == 100
     assert hb.describe() == "keras_tuner: hyperband, max_epochs 3, factor 3"
     assert engine().describe() == "keras_tuner: bayesian, alpha 0.0001, beta 2.6"
-    assert engine("pruner=none").options["algorithm"] == "bayesian"
+    assert engine("pruner=none").options.algorithm == "bayesian"
 
 
 def test_bad_options_on_the_command_line_are_one_line_exit_2(in_tmp, capsys):
@@ -161,7 +161,12 @@ def test_a_second_worker_on_one_study_is_refused_while_the_first_runs(in_tmp, kt
 
 
 def test_hyperband_schedule_is_keras_tuners():
-    from tuning.search.engines.keras_tuner_space import hyperband_brackets, hyperband_short, hyperband_trials
+    from tuning.search.engines.keras_tuner_space import (
+        KerasTunerOptions,
+        hyperband_brackets,
+        hyperband_short,
+        hyperband_trials,
+    )
 
     # max_epochs=3, factor=3: 3 trials for 1 epoch, the best 1 for 3; then 2 trials for 3 epochs
     assert hyperband_brackets(3, 3) == [[(3, 1), (1, 3)], [(2, 3)]]
@@ -169,8 +174,8 @@ def test_hyperband_schedule_is_keras_tuners():
     # the default sweep's (epochs up to 100): 50 trials never leave the first bracket's 2-epoch round
     assert hyperband_brackets(100, 3)[0] == [(98, 2), (33, 4), (11, 12), (4, 34), (2, 100)]
     assert hyperband_trials(100, 3) == (254, 147)
-    assert hyperband_short({"max_epochs": 100, "factor": 3}, 254) is None
-    assert hyperband_short({"max_epochs": 100, "factor": 3}, 50) == (
+    assert hyperband_short(KerasTunerOptions("hyperband", max_epochs=100, factor=3), 254) is None
+    assert hyperband_short(KerasTunerOptions("hyperband", max_epochs=100, factor=3), 50) == (
         "warning: study.n_trials=50 stops Hyperband before one whole iteration, which needs "
         "study.n_trials=254 (5 brackets for max_epochs=100, factor=3): its first bracket trains 98 trials "
         "for 2 epoch(s) each, and no trial trains 100 epochs until 147 trials have run; raise "

@@ -11,10 +11,11 @@ import optuna
 import pytest
 from conftest import TINY
 
+from tuning.config.schema import Component
 from tuning.search.engines.optuna import reseed_on_resume
 from tuning.search.workers import sampler_seed, worker_index, worker_key
 
-SAMPLER = {"_target_": "optuna.samplers.RandomSampler", "name": "random", "seed": 42}
+SAMPLER = Component("random", {"_target_": "optuna.samplers.RandomSampler", "seed": 42})
 
 
 def draws(study: optuna.Study, n: int = 3) -> list[float]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from tuning.config.data import DataConfig, dataset_name
 from tuning.config.schema import SplitConfig
 from tuning.config.tasks import TASKS
@@ -26,20 +23,18 @@ __all__ = [
 ]
 
 
-def load_dataset(data: DataConfig | Mapping[str, Any], split: SplitConfig, seed: int) -> Dataset:
+def load_dataset(data: DataConfig, split: SplitConfig, seed: int) -> Dataset:
     """Load the source named by ``data.source`` and prepare its splits.
 
     The config is checked (source, task, split fractions) before any data is read.
 
     Args:
-        data: the ``data`` config group, checked (``Settings.data``) or as composed (a mapping:
-            a notebook's or a test's own dict), with ``source``, ``name``, optional ``task``,
+        data: the ``data`` config group, checked (``Settings.data``; a notebook's or a test's
+            own dict: ``DataConfig.parse({...})``), with ``source``, ``name``, optional ``task``,
             the source's options, optional ``features`` / ``drop`` / ``test_path``.
         split: the validation and test fractions.
         seed: seeds generation and splitting, so the same seed gives the same splits.
     """
-    if not isinstance(data, DataConfig):
-        data = DataConfig.parse(data)
     if data.source not in LOADERS:
         raise ConfigError("data.source", f"'{data.source}' is not one of: {', '.join(sorted(LOADERS))}")
     task = check_task(data.task)

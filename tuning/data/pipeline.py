@@ -2,21 +2,27 @@
 and the one check of raw rows (missing columns, text or infinities in number columns) that the
 data layer applies too (``tuning.data.preprocess`` turns its ``RowsError`` into a ``DataError``).
 
-Self-contained on purpose (numpy and pandas only, no ``tuning`` import): the MLflow model ships
-this file beside its code (``code_paths``) and imports it as the top-level module ``pipeline``,
-so a served model needs neither ``tuning`` nor a pickle. The fitted preprocessing is plain
-values (``pipeline.json``, written by ``tuning.final.saved``): medians, means and scales of the
-number columns, the most frequent value and the categories of the others, applied here exactly
-as scikit-learn applies them (same float64 operations, same order).
+Self-contained on purpose (numpy and pandas only, no ``tuning`` import at run time; ``Payload``
+is named for the type checker only): the MLflow model ships this file beside its code
+(``code_paths``) and imports it as the top-level module ``pipeline``, so a served model needs
+neither ``tuning`` nor a pickle. The fitted preprocessing is plain values (``pipeline.json``,
+written by ``tuning.final.saved``): medians, means and scales of the number columns, the most
+frequent value and the categories of the others, applied here exactly as scikit-learn applies
+them (same float64 operations, same order). ``spec`` is that file's JSON as it is read (a
+``Payload``): the served model, ``tuning predict`` and ``outputs`` with a pre-pipeline folder's
+``meta.json`` (same ``task`` / ``target`` / ``class_names`` keys) all pass it as loaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # for the type checker only: the shipped file imports nothing of tuning
+    from tuning.payload import Payload
 
 PIPELINE_FORMAT = 1
 
@@ -61,7 +67,7 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def features(spec: Mapping[str, Any], frame: pd.DataFrame) -> np.ndarray:
+def features(spec: Payload, frame: pd.DataFrame) -> np.ndarray:
     """The float32 feature matrix the network was trained on, from raw rows.
 
     Number columns: median-imputed, then ``(x - mean) / scale``. Other columns: read as text,
@@ -69,7 +75,7 @@ def features(spec: Mapping[str, Any], frame: pd.DataFrame) -> np.ndarray:
     category is all zeros). Extra columns are ignored.
     """
     numeric: Mapping[str, Mapping[str, float]] = spec["numeric"]
-    categorical: Mapping[str, Mapping[str, Any]] = spec["categorical"]
+    categorical: Mapping[str, Payload] = spec["categorical"]
     require_columns(frame, list(spec["columns"]))
     check_numbers(frame, list(numeric))
     blocks = []
@@ -87,7 +93,7 @@ def features(spec: Mapping[str, Any], frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(np.hstack(blocks), dtype=np.float32)
 
 
-def outputs(raw: np.ndarray, spec: Mapping[str, Any], index: Any = None) -> pd.DataFrame:
+def outputs(raw: np.ndarray, spec: Payload, index: Any = None) -> pd.DataFrame:
     """The network's outputs as `tuning predict` writes them: ``predicted_<target>`` and, for
     classification, ``probability_<class>`` per class."""
     raw = np.asarray(raw, dtype=np.float64)
@@ -102,7 +108,7 @@ def outputs(raw: np.ndarray, spec: Mapping[str, Any], index: Any = None) -> pd.D
     return out
 
 
-def predict_rows(network: Any, spec: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+def predict_rows(network: Any, spec: Payload, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for the raw rows of ``frame`` (a ``RowsError`` for rows the model refuses).
 
     ``network`` is the saved Keras model (anything with ``predict``), ``spec`` the parsed

@@ -90,7 +90,7 @@ class EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.history: dict[str, list[float]] = {}
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         for name, value in (logs or {}).items():
             self.history.setdefault(name, []).append(float(value))
 

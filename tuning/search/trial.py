@@ -28,7 +28,7 @@ class EpochEndCallback(keras.callbacks.Callback):
         super().__init__()
         self.epoch_end = epoch_end
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
 

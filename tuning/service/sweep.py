@@ -21,7 +21,7 @@ from tuning.config.storage import check_storage
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.interrupts import shielded
 from tuning.model.backend import start_tensorflow
-from tuning.search.engines.base import Engine
+from tuning.search.engines.base import Engine, StudyRecord
 from tuning.search.rehearsal import REHEARSAL_LINE, check_rehearsal
 from tuning.study.summary import StudySummary
 from tuning.tracking.client import connect_tracking
@@ -191,9 +191,7 @@ def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engi
         **study_attrs(settings.raw),
     }
     with shielded():  # the study's first writes
-        notes = engine.open(
-            settings.space, user_attrs=user_attrs, identity=identity, config=stored_config(settings.raw)
-        )
+        notes = engine.open(settings.space, StudyRecord(user_attrs, identity, stored_config(settings.raw)))
     for note in notes:
         log.info(note)
     return engine

@@ -19,6 +19,7 @@ from typing import Any
 
 from tuning.errors import ConfigError
 from tuning.files import atomic_text, file_lock
+from tuning.payload import Payload
 from tuning.study.summary import StudySummary, TrialSummary
 
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside experiments/<study>/
@@ -34,7 +35,7 @@ def project_folder(study_dir: str | Path) -> Path:
     return Path(study_dir) / PROJECT
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
+def write_json(path: Path, data: Payload) -> None:
     """Write ``data`` atomically: a crash leaves the old file or the new one, never half of one."""
     with atomic_text(path) as fh:
         json.dump(_finite(data), fh, indent=1, sort_keys=True, default=str)
@@ -101,7 +102,7 @@ def read_project(project: Path, name: str | None = None) -> StudySummary | None:
     )
 
 
-def _trial(trial: Mapping[str, Any], side: Mapping[str, Any]) -> TrialSummary:
+def _trial(trial: Payload, side: Payload) -> TrialSummary:
     status = str(trial.get("status", "RUNNING"))
     state = STATES.get(status, "FAIL")
     values = (trial.get("hyperparameters") or {}).get("values") or {}

@@ -24,6 +24,7 @@ from tuning.config import Settings
 from tuning.config.schema import StopConfig, WarmStartConfig
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import StudyStopped
+from tuning.payload import Payload
 from tuning.study.record import TrialRecord
 from tuning.study.summary import StudySummary, TrialSummary
 
@@ -64,12 +65,24 @@ class Outcome:
 
     state: str
     value: float | None = None
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Payload = field(default_factory=dict)
     stopped: bool = False
     hyperparameters: Hyperparameters | None = None
     history: Mapping[int, float] = field(default_factory=dict)
     start_time: float | None = None
     seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a new study keeps with itself, for ``Engine.open``: ``user_attrs`` (metric, task, data,
+    class names, engine, selection), ``identity`` (the settings a resume must keep, checked against
+    the stored one) and ``config`` (the creating command's config, redacted: best.yaml is built
+    from it, never from a later command's)."""
+
+    user_attrs: Payload
+    identity: Payload
+    config: Payload
 
 
 # Study user attribute: why the search last stopped itself (stop=converged), and when.
@@ -115,15 +128,8 @@ class Engine(ABC):
         """Check the engine's options in the resolved config; open and write nothing."""
 
     @abstractmethod
-    def open(
-        self,
-        space: SearchSpace,
-        *,
-        user_attrs: Mapping[str, Any],
-        identity: Mapping[str, Any],
-        config: Mapping[str, Any],
-    ) -> list[str]:
-        """Create the study with its identity and config, or load it to resume.
+    def open(self, space: SearchSpace, record: StudyRecord) -> list[str]:
+        """Create the study with ``record`` (its attributes, identity and config), or load it to resume.
 
         A resume whose identity differs from the stored one raises ``StudyMismatch``. Returns
         log lines about what opening found (stale trials failed, trials queued again).
@@ -143,7 +149,7 @@ class Engine(ABC):
     def ask(self) -> Proposal | None:
         """The next trial's point, its trial started in the study (None: nothing left to propose)."""
 
-    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+    def begin(self, proposal: Proposal, attrs: Payload) -> None:
         """Store ``attrs`` (seed, metric) with the trial before it trains."""
         return
 
@@ -174,16 +180,16 @@ class Engine(ABC):
         are refused at config-check time and never asked."""
         return None
 
-    def record_stop(self, attrs: Mapping[str, Any]) -> None:
+    def record_stop(self, attrs: Payload) -> None:
         """Store why the search stopped itself (``stop=converged``) with the study."""
         return
 
-    def check_warm_start(self, warm: WarmStartConfig, identity: Mapping[str, Any]) -> None:
+    def check_warm_start(self, warm: WarmStartConfig, identity: Payload) -> None:
         """Refuse, before anything is written, a ``warm_start.from`` with no such study or
         best.yaml, or one sharing no dimension with the search space (``ConfigError``)."""
         return
 
-    def check_resume(self, identity: Mapping[str, Any]) -> None:
+    def check_resume(self, identity: Payload) -> None:
         """Refuse, before anything is written, a resume the engine's stored study would refuse
         (``StudyMismatch`` / ``ConfigError``); engines whose store is checked elsewhere do nothing."""
         return

@@ -13,19 +13,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from tuning.config import Settings
 from tuning.config.space import Hyperparameters, SearchSpace, Suggester
 from tuning.errors import ConfigError
-from tuning.search.engines.base import Engine, Outcome, Proposal
+from tuning.payload import Payload
+from tuning.search.engines.base import Engine, Outcome, Proposal, StudyRecord
 from tuning.search.engines.keras_tuner_space import (
     OPTIONS,
     RESUMABLE,
+    KerasTunerOptions,
     KerasTunerSuggester,
-    check_options,
     check_supported,
     declare,
     hyperband_max_epochs,
@@ -56,11 +57,12 @@ class KerasTunerEngine(Engine):
     storages: ClassVar[tuple[str, ...]] = ("files",)  # experiments/<study>/keras_tuner/
 
     def __init__(self, settings: Settings, storage_url: str) -> None:
-        self.options = check_options(settings.engine.options)
+        self.options = KerasTunerOptions.parse(settings.engine.options)
         check_supported(settings)
-        if self.options["algorithm"] == "hyperband":
+        if self.options.algorithm == "hyperband":
             cap = settings.training.max_epochs
-            self.options["max_epochs"] = hyperband_max_epochs(self.options, settings.space, cap)
+            max_epochs = hyperband_max_epochs(self.options, settings.space, cap)
+            self.options = dataclasses.replace(self.options, max_epochs=max_epochs)
         self.study_config = settings.study
         self.seed = settings.seed
         self.project = project_folder(settings.study_dir)
@@ -70,19 +72,17 @@ class KerasTunerEngine(Engine):
 
     @property
     def hyperband(self) -> bool:
-        return bool(self.options["algorithm"] == "hyperband")
+        return self.options.algorithm == "hyperband"
 
     def describe(self) -> str:
-        algorithm = self.options["algorithm"]
-        shown = [
-            k for k, (owner, *_) in OPTIONS.items() if owner == algorithm and self.options.get(k) is not None
-        ]
-        return f"keras_tuner: {algorithm}" + "".join(f", {k} {self.options[k]}" for k in shown)
+        algorithm, options = self.options.algorithm, self.options.as_dict()
+        shown = [k for k, (owner, *_) in OPTIONS.items() if owner == algorithm and options[k] is not None]
+        return f"keras_tuner: {algorithm}" + "".join(f", {k} {options[k]}" for k in shown)
 
     def location(self) -> str:
         return str(self.project)
 
-    def check_resume(self, identity: Mapping[str, Any]) -> None:
+    def check_resume(self, identity: Payload) -> None:
         """Refuse a resume that changes the study (identity) or KerasTuner's algorithm and options,
         reading study.json only (before anything is written or TensorFlow imported); a damaged
         study file is refused here too, in one line."""
@@ -97,7 +97,7 @@ class KerasTunerEngine(Engine):
             keeps = "KerasTuner keeps the search space it started with; engine=optuna can widen"
             raise StudyMismatch(name, [f"{line} ({keeps})" for line in widened])
         old = {k: v for k, v in (stored.get("options") or {}).items() if k not in RESUMABLE}
-        new = {k: v for k, v in self.options.items() if k not in RESUMABLE}
+        new = {k: v for k, v in self.options.as_dict().items() if k not in RESUMABLE}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             key = changed[0]
@@ -108,16 +108,9 @@ class KerasTunerEngine(Engine):
                 "or start a new study with study.name=NEW",
             )
 
-    def open(
-        self,
-        space: SearchSpace,
-        *,
-        user_attrs: Mapping[str, Any],
-        identity: Mapping[str, Any],
-        config: Mapping[str, Any],
-    ) -> list[str]:
+    def open(self, space: SearchSpace, record: StudyRecord) -> list[str]:
         self.space = space
-        self.check_resume(identity)
+        self.check_resume(record.identity)
         n_trials = self.study_config.n_trials  # never None here: budgets are refused for this engine
         short = hyperband_short(self.options, n_trials) if self.hyperband and n_trials else None
         if short:  # before any trial: a sweep this short never promotes a trial to max_epochs
@@ -133,11 +126,15 @@ class KerasTunerEngine(Engine):
                 )
             self._attrs = dict(stored.get("user_attrs") or {})
             return []
-        self._attrs = {**user_attrs, CONFIG_ATTR: dict(config), IDENTITY_ATTR: dict(identity)}
+        self._attrs = {
+            **record.user_attrs,
+            CONFIG_ATTR: dict(record.config),
+            IDENTITY_ATTR: dict(record.identity),
+        }
         study = {"name": str(self.study_config.name), "direction": str(self.study_config.direction)}
         write_json(
             self.project / "study.json",
-            {**study, "engine": self.name, "options": self.options, "user_attrs": self._attrs},
+            {**study, "engine": self.name, "options": self.options.as_dict(), "user_attrs": self._attrs},
         )
         return []
 
@@ -182,7 +179,7 @@ class KerasTunerEngine(Engine):
         suggester = KerasTunerSuggester(values, self.space) if self.space.builder is not None else None
         return Proposal(int(trial.trial_id), hp, suggester=suggester, trial=trial)
 
-    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+    def begin(self, proposal: Proposal, attrs: Payload) -> None:
         import time
 
         self._write(proposal, proposal.hyperparameters, attrs, start_time=time.time())
@@ -225,7 +222,7 @@ class KerasTunerEngine(Engine):
         sampled = values.get("epochs", fixed)  # searched, or fixed by the config
         budget = {
             "hyperband_epochs": int(values["tuner/epochs"]),
-            "hyperband_max_epochs": int(self.options["max_epochs"]),
+            "hyperband_max_epochs": int(self.options.max_epochs or 0),
         }
         return budget if sampled is None else {**budget, "sampled_epochs": int(sampled)}
 
@@ -233,7 +230,7 @@ class KerasTunerEngine(Engine):
         self,
         proposal: Proposal,
         hp: Hyperparameters | None,
-        attrs: Mapping[str, Any],
+        attrs: Payload,
         outcome: Outcome | None = None,
         start_time: float | None = None,
     ) -> None:
@@ -289,19 +286,19 @@ def open_oracle(engine: KerasTunerEngine) -> Any:
         "max_consecutive_failed_trials": sys.maxsize,
     }
     options = engine.options
-    if options["algorithm"] == "hyperband":
+    if options.algorithm == "hyperband":
         oracle = kt.oracles.HyperbandOracle(
-            max_epochs=options["max_epochs"],
-            factor=options["factor"],
-            hyperband_iterations=options["hyperband_iterations"],  # None: no limit (n_trials stops it)
+            max_epochs=options.max_epochs,
+            factor=options.factor,
+            hyperband_iterations=options.hyperband_iterations,  # None: no limit (n_trials stops it)
             **common,
         )
-    elif options["algorithm"] == "bayesian":  # max_trials=None: the runner counts finished trials
+    elif options.algorithm == "bayesian":  # max_trials=None: the runner counts finished trials
         oracle = kt.oracles.BayesianOptimizationOracle(
             max_trials=None,
-            num_initial_points=options["num_initial_points"],
-            alpha=options["alpha"],
-            beta=options["beta"],
+            num_initial_points=options.num_initial_points,
+            alpha=options.alpha,
+            beta=options.beta,
             **common,
         )
     else:

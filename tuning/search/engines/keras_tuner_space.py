@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tuning.config import Settings
 from tuning.config.space import Hyperparameters, SearchSpace
 from tuning.errors import ConfigError
+from tuning.payload import Payload
 from tuning.redaction import redact
 
 _UNITS = re.compile(r"units_(\d+)")
@@ -41,31 +43,55 @@ DEFAULT_PRUNERS = ("successive_halving", "none")  # the config's default (ignore
 DEFAULT_SAMPLER = "tpe"
 
 
-def check_options(engine: Mapping[str, Any]) -> dict[str, Any]:
-    """The engine group's options, checked; one ConfigError line naming the key otherwise."""
-    allowed = ("name", "algorithm", *OPTIONS)
-    unknown = sorted(set(engine) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"engine.{unknown[0]}", f"not an option of engine=keras_tuner; allowed: {', '.join(allowed)}"
-        )
-    algorithm = engine.get("algorithm", "bayesian")
-    if algorithm not in ALGORITHMS:
-        raise ConfigError("engine.algorithm", f"{algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
-    options: dict[str, Any] = {"algorithm": algorithm}
-    for key, (_, low, integer, above) in OPTIONS.items():
-        value = engine.get(key, DEFAULTS.get(key))
-        if value is None and key not in DEFAULTS:
-            options[key] = None
-            continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or (integer and float(value) != int(value)) or value < low or (above and value == low):
-            kind = "an integer" if integer else "a number"
-            bound = f"{'>' if above else '>='} {int(low) if integer else low}"
-            null = "" if key in DEFAULTS else " or null"
-            raise ConfigError(f"engine.{key}", f"{value!r}; must be {kind} {bound}{null}")
-        options[key] = int(value) if integer else float(value)
-    return options
+@dataclass(frozen=True)
+class KerasTunerOptions:
+    """The ``engine`` group's options for engine=keras_tuner, checked once (``parse``): the
+    algorithm and its KerasTuner options (None: KerasTuner's default, or no limit). Stored in
+    the study's ``study.json`` (``as_dict``), where a resume compares them."""
+
+    algorithm: str = "bayesian"
+    max_epochs: int | None = None  # hyperband: the engine sets it from the space when null
+    factor: int = 3
+    hyperband_iterations: int | None = None
+    num_initial_points: int | None = None
+    alpha: float = 1e-4
+    beta: float = 2.6
+
+    @classmethod
+    def parse(cls, engine: Payload) -> KerasTunerOptions:
+        """``Component.options`` of the engine group; one ConfigError line naming the key otherwise."""
+        allowed = ("name", "algorithm", *OPTIONS)
+        unknown = sorted(set(engine) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"engine.{unknown[0]}", f"not an option of engine=keras_tuner; allowed: {', '.join(allowed)}"
+            )
+        algorithm = engine.get("algorithm", "bayesian")
+        if algorithm not in ALGORITHMS:
+            raise ConfigError("engine.algorithm", f"{algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
+        options: dict[str, int | float | None] = {}
+        for key, (_, low, integer, above) in OPTIONS.items():
+            value = engine.get(key, DEFAULTS.get(key))
+            if value is None and key not in DEFAULTS:
+                options[key] = None
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if (
+                not number
+                or (integer and float(value) != int(value))
+                or value < low
+                or (above and value == low)
+            ):
+                kind = "an integer" if integer else "a number"
+                bound = f"{'>' if above else '>='} {int(low) if integer else low}"
+                null = "" if key in DEFAULTS else " or null"
+                raise ConfigError(f"engine.{key}", f"{value!r}; must be {kind} {bound}{null}")
+            options[key] = int(value) if integer else float(value)
+        return cls(algorithm=str(algorithm), **options)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, str | int | float | None]:
+        """The options as ``study.json`` keeps them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def check_supported(settings: Settings) -> None:
@@ -93,11 +119,11 @@ def check_supported(settings: Settings) -> None:
         )
 
 
-def hyperband_max_epochs(options: Mapping[str, Any], space: SearchSpace, cap: int | None) -> int:
+def hyperband_max_epochs(options: KerasTunerOptions, space: SearchSpace, cap: int | None) -> int:
     """Hyperband's largest budget: ``engine.max_epochs``, else the space's largest ``epochs``
     (capped by ``training.max_epochs``, which caps every trial anyway)."""
-    if options.get("max_epochs"):
-        return int(options["max_epochs"])
+    if options.max_epochs:
+        return options.max_epochs
     dim = space.dimensions.get("epochs")
     epochs = int(dim.high) if dim is not None else int(space.fixed.get("epochs", 50))  # type: ignore[arg-type]
     return min(epochs, cap) if cap else epochs
@@ -135,10 +161,11 @@ def hyperband_trials(max_epochs: int, factor: int) -> tuple[int, int]:
     return sum(n for bracket in brackets for n, _ in bracket), sum(n for n, _ in brackets[0][:-1]) + 1
 
 
-def hyperband_short(options: Mapping[str, Any], n_trials: int) -> str | None:
+def hyperband_short(options: KerasTunerOptions, n_trials: int) -> str | None:
     """The warning line when ``study.n_trials`` ends Hyperband before one whole iteration (its
-    first brackets would never promote a trial to ``max_epochs``); None when it does not."""
-    max_epochs, factor = int(options["max_epochs"]), int(options["factor"])
+    first brackets would never promote a trial to ``max_epochs``); None when it does not.
+    ``options.max_epochs`` is set (``hyperband_max_epochs``)."""
+    max_epochs, factor = int(options.max_epochs or 0), options.factor
     full, first = hyperband_trials(max_epochs, factor)
     if n_trials >= full:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +16,12 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from tuning.config import Settings
-from tuning.config.schema import StopConfig, WarmStartConfig
+from tuning.config.schema import Component, StopConfig, WarmStartConfig
 from tuning.config.space import SearchSpace, Suggester
 from tuning.errors import ConfigError
 from tuning.interrupts import shielded
-from tuning.search.engines.base import STOP_ATTR, Convergence, Engine, Outcome, Proposal
+from tuning.payload import Payload
+from tuning.search.engines.base import STOP_ATTR, Convergence, Engine, Outcome, Proposal, StudyRecord
 from tuning.search.engines.optuna_stale import (
     DEFAULT_GRACE,
     PIDNS_ATTR,
@@ -47,28 +48,28 @@ log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def make_sampler(config: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
+def make_sampler(sampler: Component) -> optuna.samplers.BaseSampler:
     """Instantiate the ``sampler`` config group (``_target_`` + options)."""
-    sampler: optuna.samplers.BaseSampler = _instantiate("sampler", config)
-    return sampler
+    made: optuna.samplers.BaseSampler = _instantiate("sampler", sampler)
+    return made
 
 
-def make_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+def make_pruner(pruner: Component) -> optuna.pruners.BasePruner:
     """Instantiate the ``pruner`` config group (``_target_`` + options)."""
-    pruner: optuna.pruners.BasePruner = _instantiate("pruner", config)
-    return pruner
+    made: optuna.pruners.BasePruner = _instantiate("pruner", pruner)
+    return made
 
 
-def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
-    name = config.get("name", config.get("_target_"))
+def _instantiate(group: str, component: Component) -> Any:
+    name = component.name
     # Optuna imports some samplers' packages lazily (GPSampler: torch), so a missing one would
     # only fail inside the first trial; `requires:` lets the config say so up front.
-    for package in config.get("requires") or ():
+    for package in component.options.get("requires") or ():
         if importlib.util.find_spec(package) is None:
             raise ConfigError(
                 group, f"{name} needs the package '{package}'; install it: pip install {package}"
             )
-    options = {k: v for k, v in config.items() if k not in ("name", "requires", "reseed_on_resume")}
+    options = {k: v for k, v in component.options.items() if k not in ("requires", "reseed_on_resume")}
     try:
         with warnings.catch_warnings():  # multivariate/group TPE are "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -85,7 +86,7 @@ def _instantiate(group: str, config: Mapping[str, Any]) -> Any:
 
 def reseed_on_resume(
     study: optuna.Study,
-    sampler_config: Mapping[str, Any],
+    sampler: Component,
     *,
     created: bool = False,
     index: int | None = None,
@@ -101,8 +102,8 @@ def reseed_on_resume(
     those trials and its index or process (``tuning.search.workers``). Samplers that index a
     fixed sequence by the study's trials (QMC: ``reseed_on_resume: false``) keep theirs.
     """
-    seed = sampler_config.get("seed")
-    if seed is None or not sampler_config.get("reseed_on_resume", True):
+    seed = sampler.options.get("seed")
+    if seed is None or not sampler.options.get("reseed_on_resume", True):
         return None
     trials = study.get_trials(deepcopy=False)
     # Trials that ran (an enqueued, WAITING trial drew nothing from the sampler yet).
@@ -116,7 +117,7 @@ def reseed_on_resume(
     )
     stream = sampler_seed(int(seed), ran, key)
     if stream != int(seed):
-        study.sampler = make_sampler({**sampler_config, "seed": stream})
+        study.sampler = make_sampler(replace(sampler, options={**sampler.options, "seed": stream}))
     return stream
 
 
@@ -134,8 +135,7 @@ class OptunaEngine(Engine):
     storages: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "mysql", "journal")
 
     def __init__(self, settings: Settings, storage_url: str) -> None:
-        self.sampler_config = {"name": settings.sampler.name, **settings.sampler.options}
-        self.pruner_config = {"name": settings.pruner.name, **settings.pruner.options}
+        self.sampler_config, self.pruner_config = settings.sampler, settings.pruner
         self.study_config = settings.study
         self.sampler = make_sampler(self.sampler_config)
         self.pruner = make_pruner(self.pruner_config)
@@ -160,10 +160,8 @@ class OptunaEngine(Engine):
         return self._study
 
     def describe(self) -> str:
-        pruner = (
-            "off (selection=pareto)" if self.selection.mode == "pareto" else self.pruner_config.get("name")
-        )
-        line = f"optuna: sampler {self.sampler_config.get('name')}, pruner {pruner}"
+        pruner = "off (selection=pareto)" if self.selection.mode == "pareto" else self.pruner_config.name
+        line = f"optuna: sampler {self.sampler_config.name}, pruner {pruner}"
         if self.selection.mode != "best":
             line += f", selection {self.selection.mode} (max_gap {self.selection.max_gap})"
         return line
@@ -173,14 +171,7 @@ class OptunaEngine(Engine):
 
         return redact(self.url) or ""
 
-    def open(
-        self,
-        space: SearchSpace,
-        *,
-        user_attrs: Mapping[str, Any],
-        identity: Mapping[str, Any],
-        config: Mapping[str, Any],
-    ) -> list[str]:
+    def open(self, space: SearchSpace, record: StudyRecord) -> list[str]:
         # Our progress lines report every trial (failures with their reason, tracebacks are kept
         # in the trial's user attributes): Optuna's own per-trial logs would repeat them.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -193,9 +184,7 @@ class OptunaEngine(Engine):
             self.url,
             self.sampler,
             self.pruner,
-            user_attrs=user_attrs,
-            identity=identity,
-            config=config,
+            record=record,
             two_objectives=self.selection.mode == "pareto",
         )
         study = self._study
@@ -221,10 +210,10 @@ class OptunaEngine(Engine):
         if self.warm.source is not None:  # once per study, whichever worker gets the lock first
             with study_lock(self.url, study.study_name), shielded():
                 notes += seed_study(
-                    study, self._warm_source(self.warm), space, identity, top=self.warm.top or self.top
+                    study, self._warm_source(self.warm), space, record.identity, top=self.warm.top or self.top
                 )
         self.stream = reseed_on_resume(study, self.sampler_config, created=created, index=worker_index())
-        if self.stream is not None and self.stream != self.sampler_config.get("seed"):
+        if self.stream is not None and self.stream != self.sampler_config.options.get("seed"):
             log.debug(f"sampler seed {self.stream}: this worker's own stream, not a replay")
         return notes
 
@@ -286,7 +275,7 @@ class OptunaEngine(Engine):
         seed = trials[retry_of].user_attrs.get("seed") if retry_of in trials else None
         return retry_of, seed if isinstance(seed, int) else None
 
-    def begin(self, proposal: Proposal, attrs: Mapping[str, Any]) -> None:
+    def begin(self, proposal: Proposal, attrs: Payload) -> None:
         for key, value in attrs.items():
             proposal.trial.set_user_attr(key, value)
 
@@ -320,14 +309,14 @@ class OptunaEngine(Engine):
         )
 
     def _store(
-        self, trial: optuna.Trial, attrs: Mapping[str, Any], values: Any, state: TrialState
+        self, trial: optuna.Trial, attrs: Payload, values: Any, state: TrialState
     ) -> optuna.trial.FrozenTrial:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return self.study.tell(trial, values, state=state)
 
     def _objectives(
-        self, trial: optuna.Trial, value: float, attrs: Mapping[str, Any]
+        self, trial: optuna.Trial, value: float, attrs: Payload
     ) -> tuple[float | list[float], str | None]:
         """constrained: the gap's excess over ``max_gap`` as Optuna's constraint (TPE, GP and
         NSGA-II steer toward feasible trials; <= 0 is feasible). pareto: (value, overfit gap);
@@ -341,7 +330,7 @@ class OptunaEngine(Engine):
             return [value, overfit(float(gap))], None
         return value, None
 
-    def check_warm_start(self, warm: WarmStartConfig, identity: Mapping[str, Any]) -> None:
+    def check_warm_start(self, warm: WarmStartConfig, identity: Payload) -> None:
         """The earlier study or best.yaml exists and shares a dimension with the space."""
         check_shared(self._warm_source(warm), self.checked_space)
 
@@ -361,7 +350,7 @@ class OptunaEngine(Engine):
             self.stop = ConvergedStop(rule, self.seed)
         return self.stop.check(self.study)
 
-    def record_stop(self, attrs: Mapping[str, Any]) -> None:
+    def record_stop(self, attrs: Payload) -> None:
         self.study.set_user_attr(STOP_ATTR, dict(attrs))
 
     def n_finished(self) -> int:

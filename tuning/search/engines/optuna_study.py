@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import optuna
 
 from tuning.config.schema import StudyConfig
 from tuning.errors import ConfigError
 from tuning.redaction import first_line, redact
+from tuning.search.engines.base import StudyRecord
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
 from tuning.study.selection import apply as apply_selection
@@ -35,26 +34,24 @@ def connect(study_config: StudyConfig, storage_url: str) -> optuna.storages.Base
     return storage
 
 
-def open_study(  # noqa: PLR0913 - optuna.create_study's parts plus keyword-only attributes to store
+def open_study(  # noqa: PLR0913 - optuna.create_study's parts plus the record to store
     study_config: StudyConfig,
     storage: optuna.storages.BaseStorage,
     storage_url: str,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
     *,
-    user_attrs: Mapping[str, Any],
-    identity: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
+    record: StudyRecord,
     two_objectives: bool = False,
 ) -> tuple[optuna.Study, bool]:
     """Create the study in ``storage`` (opened by ``connect``; ``storage_url`` names it in
-    messages) with its identity, or load it to resume; True when this call made it.
+    messages) with ``record``, or load it to resume; True when this call made it.
 
-    A resume whose ``identity`` differs from the stored one is refused (``StudyMismatch``),
+    A resume whose ``record.identity`` differs from the stored one is refused (``StudyMismatch``),
     except numeric ranges that only widen, which become the study's. A study without a stored
     identity (made before identities were kept, or killed right after its row was written)
-    adopts the command's. ``config`` (the creating command's, redacted) is kept beside it:
-    best.yaml is built from it, never from a later command.
+    adopts the command's. ``record.config`` (the creating command's, redacted) is kept beside
+    it: best.yaml is built from it, never from a later command.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -65,11 +62,10 @@ def open_study(  # noqa: PLR0913 - optuna.create_study's parts plus keyword-only
     if made:
         # A kill between creation and these writes leaves a study without them: the next run
         # adopts them from its config (below), so the identity is never missing for long.
-        _store_identity(study, user_attrs, identity, config)
+        _store_identity(study, record)
         return study, True
     _check_objectives(study, study_config, str(redact(storage_url)), two_objectives)
-    if identity is not None:
-        _resume_identity(study, user_attrs, identity, config)
+    _resume_identity(study, record)
     return study, False
 
 
@@ -116,42 +112,30 @@ def _check_objectives(
         )
 
 
-def _resume_identity(
-    study: optuna.Study,
-    user_attrs: Mapping[str, Any],
-    identity: Mapping[str, Any],
-    config: Mapping[str, Any] | None,
-) -> None:
+def _resume_identity(study: optuna.Study, record: StudyRecord) -> None:
     """Check the command against the stored identity; adopt it where none was stored, and
     keep a widened search space as the study's."""
     stored = study.user_attrs.get(IDENTITY_ATTR)
-    widened = check_resume(study.study_name, stored, identity)
+    widened = check_resume(study.study_name, stored, record.identity)
     if not stored:
         log.info(
             f"study '{study.study_name}' has no stored identity (made before identities were kept, or its "
             "first run stopped right after creating it): adopted this command's settings as the study's"
         )
-        _store_identity(study, user_attrs, identity, config)
+        _store_identity(study, record)
     elif widened:
         log.info(f"study '{study.study_name}': search space widened: " + "; ".join(widened))
-        merged = dict(study.user_attrs.get(CONFIG_ATTR) or config or {})
-        merged["search_space"] = dict((config or {}).get("search_space") or {})
-        _store_identity(study, {}, identity, merged)
+        merged = dict(study.user_attrs.get(CONFIG_ATTR) or record.config or {})
+        merged["search_space"] = dict(record.config.get("search_space") or {})
+        _store_identity(study, StudyRecord({}, record.identity, merged))
 
 
-def _store_identity(
-    study: optuna.Study,
-    user_attrs: Mapping[str, Any],
-    identity: Mapping[str, Any] | None,
-    config: Mapping[str, Any] | None,
-) -> None:
-    for key, value in user_attrs.items():
+def _store_identity(study: optuna.Study, record: StudyRecord) -> None:
+    for key, value in record.user_attrs.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
-    if config is not None:
-        study.set_user_attr(CONFIG_ATTR, dict(config))
-    if identity is not None:  # last: its presence says the others are stored
-        study.set_user_attr(IDENTITY_ATTR, dict(identity))
+    study.set_user_attr(CONFIG_ATTR, dict(record.config))
+    study.set_user_attr(IDENTITY_ATTR, dict(record.identity))  # last: its presence says the others are stored
 
 
 def summarize(study: optuna.Study) -> StudySummary:

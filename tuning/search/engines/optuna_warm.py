@@ -31,6 +31,7 @@ from tuning.config.schema import WarmStartConfig
 from tuning.config.space import Hyperparameters, SearchSpace
 from tuning.config.storage import default_storage_url, local_path
 from tuning.errors import ConfigError
+from tuning.payload import Payload
 from tuning.redaction import first_line
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR
@@ -51,7 +52,7 @@ class Source:
     name: str
     trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     points: list[dict[str, Any]] = field(default_factory=list)  # best.yaml: its values
-    identity: Mapping[str, Any] = field(default_factory=dict)
+    identity: Payload = field(default_factory=dict)
     directions: int = 1
     minimize: bool = True
 
@@ -107,7 +108,7 @@ def _best_yaml(path: Path) -> Source:
     return Source(name=str(path), points=[point])
 
 
-def _flat(values: Mapping[str, Any]) -> dict[str, Any]:
+def _flat(values: Payload) -> dict[str, Any]:
     """Fixed search-space values as a trial's flat names (``units: [64, 32]`` -> units_0, units_1)."""
     flat = {k: v for k, v in values.items() if k != "units" and not isinstance(v, Mapping)}
     units = values.get("units")
@@ -132,7 +133,7 @@ class _Replay:
     """A ``Suggester`` answering from an earlier point; it notes each value's distribution in
     the new space, and the values outside it."""
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
+    def __init__(self, params: Payload) -> None:
         self.params = params
         self.distributions: dict[str, BaseDistribution] = {}
         self.outside: list[tuple[str, Any]] = []  # (name, value) outside the new space
@@ -173,7 +174,7 @@ def _inside(distribution: BaseDistribution, value: Any) -> bool:
     return bool(distribution.low <= value <= distribution.high)
 
 
-def replay(params: Mapping[str, Any], space: SearchSpace) -> _Replay:
+def replay(params: Payload, space: SearchSpace) -> _Replay:
     """An earlier point replayed through ``space``: the distributions its values fall in, and
     what falls outside (a custom builder's own values keep the earlier distribution elsewhere)."""
     replayed = _Replay(params)
@@ -185,7 +186,7 @@ def seed_study(
     study: optuna.Study,
     source: Source,
     space: SearchSpace,
-    identity: Mapping[str, Any],
+    identity: Payload,
     *,
     top: int,
 ) -> list[str]:
@@ -202,7 +203,7 @@ def seed_study(
     return [line]
 
 
-def _other_data(source: Source, identity: Mapping[str, Any], directions: int) -> str | None:
+def _other_data(source: Source, identity: Payload, directions: int) -> str | None:
     """Why ``source``'s values are not comparable with this study's (None: they are)."""
     if not source.trials:
         return "a best.yaml" if not source.identity else "no finished trial to copy"
@@ -216,7 +217,7 @@ def _other_data(source: Source, identity: Mapping[str, Any], directions: int) ->
     return None
 
 
-def _point(params: Mapping[str, Any], source: Source, space: SearchSpace) -> dict[str, Any]:
+def _point(params: Payload, source: Source, space: SearchSpace) -> dict[str, Any]:
     """A trial's values, filled where its study did not search a name: the earlier space's fixed
     values, then the built-in model's defaults."""
     defaults = Hyperparameters().as_params() if space.builder is None else {}
