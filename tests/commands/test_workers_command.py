@@ -8,6 +8,7 @@ import pytest
 from conftest import cli
 
 from tuning.commands.workers import Display, check_workers, exit_code
+from tuning.config.schema import Component
 from tuning.errors import ConfigError
 
 
@@ -18,10 +19,10 @@ def test_bad_worker_count_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys):
 
 
 def test_workers_need_an_engine_whose_study_is_shared():
-    check_workers({"engine": {"name": "optuna"}, "workers": 4})
-    check_workers({"engine": {"name": "keras_tuner"}, "workers": 1})
+    check_workers(4, Component("optuna"))
+    check_workers(1, Component("keras_tuner"))
     with pytest.raises(ConfigError, match=r"^workers: 2 with engine=keras_tuner: .* needs engine=optuna$"):
-        check_workers({"engine": {"name": "keras_tuner"}, "workers": 2})
+        check_workers(2, Component("keras_tuner"))
 
 
 def test_one_count_for_the_study_whichever_worker_prints():

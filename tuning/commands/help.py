@@ -12,6 +12,7 @@ from typing import Any
 
 from tuning.config import compose, conf_dir, group_options, resolved
 from tuning.errors import ConfigError
+from tuning.payload import RawConfig
 
 # key -> what it does; the value shown beside it is the composed config's.
 COMMON_KEYS: dict[str, str] = {
@@ -34,8 +35,9 @@ COMMON_KEYS: dict[str, str] = {
 }
 
 
-def _get(settings: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = settings
+def _get(raw: RawConfig, dotted: str) -> Any:
+    """The composed config's value at ``dotted`` (None where it has none): help lists it as composed."""
+    value: Any = raw
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
@@ -60,9 +62,9 @@ def sweep_help(args: Sequence[str]) -> str:
     """The help text for ``tuning sweep`` with ``args`` (its overrides) applied."""
     overrides = [a for a in args if not a.startswith("-")]
     try:
-        settings = resolved(compose("config", overrides))
+        raw = resolved(compose("config", overrides))  # shown as composed: help parses nothing
     except ConfigError as err:  # help still helps: show the defaults and say what was wrong
-        settings, overrides = resolved(compose("config", [])), []
+        raw, overrides = resolved(compose("config", [])), []
         problem = f"\n(ignored the overrides: {err})\n"
     else:
         problem = ""
@@ -72,9 +74,9 @@ def sweep_help(args: Sequence[str]) -> str:
         + "".join(f", {o}" for o in group_options(group) if o != chosen[group])
         for group in chosen
     ]
-    data_keys = ", ".join(f"data.{k}" for k in settings["data"] if k != "source")
-    keys = [f"  {f'{key}={_show(_get(settings, key))}':<38} {text}" for key, text in COMMON_KEYS.items()]
-    space = ", ".join(settings["search_space"])
+    data_keys = ", ".join(f"data.{k}" for k in raw["data"] if k != "source")
+    keys = [f"  {f'{key}={_show(_get(raw, key))}':<38} {text}" for key, text in COMMON_KEYS.items()]
+    space = ", ".join(raw["search_space"])
     return "\n".join(
         [
             "usage: tuning sweep [KEY=VALUE ...] [group=option ...]",

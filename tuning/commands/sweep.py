@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -26,11 +25,10 @@ from tuning.commands.support import (
 )
 from tuning.commands.workers import check_workers
 from tuning.config import compose, conf_dir, resolved
-from tuning.config.schema import StopConfig
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.files import check_writable_folder
-from tuning.service.sweep import INTERRUPTED, Interrupted, check, converged_line, run
-from tuning.study.summary import StudySummary
+from tuning.payload import RawConfig
+from tuning.service.sweep import INTERRUPTED, Interrupted, check, run, run_sweep
 from tuning.tracking.client import check_tracking
 
 __all__ = ["check", "execute", "main", "run"]
@@ -40,7 +38,7 @@ __all__ = ["check", "execute", "main", "run"]
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SHORT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
-def execute(settings: Mapping[str, Any]) -> int:
+def execute(raw: RawConfig) -> int:
     """Run the sweep as a command; returns its exit code, with one line for each way it can end.
 
     0: n_trials finished (or study.timeout given, or stop=converged ended it); 2: the study
@@ -51,7 +49,7 @@ def execute(settings: Mapping[str, Any]) -> int:
 
     try:
         with interrupts.handled():  # SIGTERM -> Terminated; both held while a write is shielded
-            summary = run(settings)
+            outcome = run_sweep(raw)  # the service decides how it ended; here, its line and code
     except StudyStopped as err:
         print(f"error: study.max_consecutive_failures: the sweep stopped: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -71,15 +69,8 @@ def execute(settings: Mapping[str, Any]) -> int:
     except Exception as err:  # not hidden: one redacted line here, the whole traceback in the run's log
         report_crash(err, "tuning sweep")
         return EXIT_ERROR
-    n_trials = settings["study"]["n_trials"]
-    done = summary.finished_count()
-    if (
-        n_trials is not None
-        and done < int(n_trials)
-        and not settings["study"].get("timeout")
-        and not _converged_now(summary, settings)
-        and not _budget_spent_now(summary, settings)
-    ):
+    if outcome.short:
+        done, n_trials = outcome.summary.finished_count(), outcome.settings.study.n_trials
         print(
             f"error: study.n_trials: {done} of {n_trials} trials finished (the others failed: see "
             "`tuning report`); run the same command to add the rest",
@@ -87,19 +78,6 @@ def execute(settings: Mapping[str, Any]) -> int:
         )
         return EXIT_SHORT
     return EXIT_OK
-
-
-def _converged_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
-    """The study's last trials ended in a stop=converged stop: fewer than n_trials is no error."""
-    return converged_line(summary, StopConfig.parse(settings.get("stop") or {})) is not None
-
-
-def _budget_spent_now(summary: StudySummary, settings: Mapping[str, Any]) -> bool:
-    """The study spent its budget: fewer than n_trials is no error."""
-    from tuning.config.schema import BudgetConfig
-    from tuning.search.budget import spent_line
-
-    return spent_line(BudgetConfig.parse(settings.get("budget") or {}), summary) is not None
 
 
 def _job(cfg: DictConfig) -> None:
@@ -136,21 +114,20 @@ def main(args: Sequence[str]) -> int:
         cfg = compose("config", args, with_hydra=True)
         settings = resolved(without_hydra(cfg))
         # An unreachable database or tracking server: one line, nothing written.
-        check(settings, reach_server=True)
+        checked, _ = check(settings, reach_server=True)
         check_tracking(settings)
-        check_workers(settings)
-        paths = settings["paths"]
-        under_root = Path(paths["study_dir"]).is_relative_to(paths["root"])
-        check_writable_folder(paths["study_dir"], "paths.root" if under_root else "paths.study_dir")
+        check_workers(checked.workers, checked.engine)
+        under_root = Path(checked.study_dir).is_relative_to(checked.paths_root)
+        check_writable_folder(checked.study_dir, "paths.root" if under_root else "paths.study_dir")
     except ConfigError as err:
         fail(err)
     except KeyboardInterrupt:
         print(f"\ninterrupted while checking the config: {INTERRUPTED['start']}", file=sys.stderr)
         sys.exit(130)
-    if int(settings.get("workers") or 1) > 1:  # checked once here; each worker is this command
+    if checked.workers > 1:  # checked once here; each worker is this command
         from tuning.commands.workers import launch
 
-        return launch(args, settings)
+        return launch(args, checked)
     try:
         run_job(cfg, _job)
     except KeyboardInterrupt:  # while the run folder and its log are set up, before _job runs

@@ -19,6 +19,7 @@ from tuning.config.space import Hyperparameters
 from tuning.errors import ConfigError, Terminated
 from tuning.files import check_writable_folder
 from tuning.final.best import check_best, read_best
+from tuning.payload import Payload, RawConfig
 from tuning.tracking.client import check_tracking
 
 log = logging.getLogger("tuning")
@@ -50,9 +51,7 @@ FINAL_DEFAULTS: dict[str, Any] = {"refit": True, "epochs": None}
 SWITCHABLE_GROUPS = ("tracking",)
 
 
-def check(
-    raw: Mapping[str, Any], source: str, *, reach_server: bool = False
-) -> tuple[Settings, Hyperparameters]:
+def check(raw: RawConfig, source: str, *, reach_server: bool = False) -> tuple[Settings, Hyperparameters]:
     """Every check that needs no data; returns the settings and the fixed hyperparameters.
 
     ``reach_server``: ask a tracking server to answer now (before Hydra writes anything).
@@ -70,7 +69,7 @@ def check(
     return settings, hp
 
 
-def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
+def run(raw: RawConfig, best_path: str | Path) -> Any:
     """Train, report, save and register the final model described by a resolved config."""
     from tuning.final.saved import save_final
     from tuning.model.backend import start_tensorflow
@@ -79,7 +78,7 @@ def run(raw: Mapping[str, Any], best_path: str | Path) -> Any:
     best_path = Path(best_path)
     settings, hp = check(raw, str(best_path))
     tracker = open_final_tracking(raw)  # before training: an unreachable store fails now
-    best = raw["best"]  # the best trial's record, as best.yaml keeps it
+    best: Payload = raw["best"]  # the best trial's record, as best.yaml keeps it (checked by check_best)
     # The sweep seeded trial n with seed + n and recorded it as best.seed.
     sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else settings.seed
     if settings.seed != sweep_seed:
@@ -160,16 +159,21 @@ def find_best(args: Sequence[str]) -> tuple[Path, list[str]]:
     return path, rest
 
 
-def overrides_for(raw: Mapping[str, Any], args: Sequence[str]) -> list[str]:
-    """Hydra overrides for best.yaml: defaults for keys it may lack, then the user's.
+def overrides_for(best_yaml: Payload, args: Sequence[str]) -> list[str]:
+    """Hydra overrides for best.yaml (``best_yaml``: its content, as read): defaults for keys it
+    may lack, then the user's.
 
     ``tracking=none`` / ``tracking=mlflow`` switch the tracking group as in ``tuning sweep``;
     the other groups hold what the search used and are overridden key by key.
     """
-    out = [f"+final.{k}={_value(v)}" for k, v in FINAL_DEFAULTS.items() if k not in (raw.get("final") or {})]
+    out = [
+        f"+final.{k}={_value(v)}"
+        for k, v in FINAL_DEFAULTS.items()
+        if k not in (best_yaml.get("final") or {})
+    ]
     for arg in args:
         match = re.fullmatch(r"(\w+)=(.*)", arg)
-        if match and isinstance(raw.get(match[1]), Mapping) and group_options(match[1]):
+        if match and isinstance(best_yaml.get(match[1]), Mapping) and group_options(match[1]):
             group, option = match.groups()
             if group not in SWITCHABLE_GROUPS:
                 raise ConfigError(

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from tuning import interrupts
+from tuning.config import Settings
+from tuning.config.schema import Component, TrainingConfig
 from tuning.errors import ConfigError
 
 # One line per finished trial, from each worker's Progress; the worker's own count is rewritten
@@ -27,22 +29,21 @@ SEVERITY = (1, 143, 130, 2)
 SHARED_STUDY_ENGINES = ("optuna",)
 
 
-def check_workers(settings: Mapping[str, Any]) -> None:
+def check_workers(workers: int, engine: Component) -> None:
     """``workers > 1`` needs an engine whose study lives in a shared storage."""
-    engine = str((settings.get("engine") or {}).get("name", "optuna"))
-    if int(settings.get("workers") or 1) > 1 and engine not in SHARED_STUDY_ENGINES:
+    if workers > 1 and engine.name not in SHARED_STUDY_ENGINES:
         raise ConfigError(
             "workers",
-            f"{settings['workers']} with engine={engine}: its search state lives in one process; "
+            f"{workers} with engine={engine.name}: its search state lives in one process; "
             f"workers > 1 needs engine={' or '.join(SHARED_STUDY_ENGINES)}",
         )
 
 
-def worker_args(args: Sequence[str], settings: Mapping[str, Any], n: int) -> list[str]:
+def worker_args(args: Sequence[str], training: TrainingConfig, n: int) -> list[str]:
     """The command line of each worker: the user's overrides, ``workers=1``, and CPU threads
     split between the workers unless ``training.threads`` is set."""
     out = [a for a in args if a.split("=", 1)[0].lstrip("+") != "workers"] + ["workers=1"]
-    if settings["training"].get("threads") is None:
+    if training.threads is None:
         out.append(f"training.threads={max(1, (os.cpu_count() or 1) // n)}")
     return out
 
@@ -79,15 +80,15 @@ def exit_code(codes: Sequence[int]) -> int:
     return 1 if unexpected else codes[-1]
 
 
-def launch(args: Sequence[str], settings: Mapping[str, Any]) -> int:
+def launch(args: Sequence[str], settings: Settings) -> int:
     """Start ``workers`` processes on the same study and wait for all; returns the exit code.
 
     Each worker is ``tuning sweep`` itself with its index in ``TUNING_WORKER_INDEX`` (its
     sampler stream, ``tuning.search.workers``) and its own run folder (``runs/<time>-w<k>``).
     Ctrl-C and SIGTERM are passed on to every worker, which ends its trial as a single sweep does.
     """
-    n = int(settings["workers"])
-    command = [sys.executable, "-m", "tuning", "sweep", *worker_args(args, settings, n)]
+    n = settings.workers
+    command = [sys.executable, "-m", "tuning", "sweep", *worker_args(args, settings.training, n)]
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     procs = []
     for k in range(n):

@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tuning.config import Settings
+from tuning.config.schema import Component
 from tuning.config.space import Hyperparameters, SearchSpace
 from tuning.config.space_config import hyperparameters_from_config
 from tuning.config.tasks import resolve_loss
 from tuning.errors import ConfigError
 from tuning.files import atomic_text
+from tuning.payload import Payload, RawConfig
 from tuning.redaction import redact
 from tuning.study.identity import CONFIG_ATTR
 from tuning.study.selection import pick_reason, selection_of
@@ -29,18 +32,19 @@ SECRET_KEYS = (("study", "storage"), ("tracking", "uri"))
 
 
 def best_config(
-    settings: Mapping[str, Any],
+    config: Payload,
     hp: Hyperparameters,
     *,
     task: str,
-    best: Mapping[str, Any],
+    best: Payload,
 ) -> dict[str, Any]:
     """The plain config that reproduces the best trial.
 
-    ``settings`` is the resolved sweep config; its ``search_space`` is replaced by fixed values
-    (``loss: auto`` resolved for the task), ``best`` records where it came from.
+    ``config`` is the resolved sweep config (as the study stored it); its ``search_space`` is
+    replaced by fixed values (``loss: auto`` resolved for the task), ``best`` records where it
+    came from.
     """
-    out = {k: v for k, v in settings.items() if k != "hydra"}
+    out = {k: v for k, v in config.items() if k != "hydra"}
     fixed = hp.as_config()
     if hp.builder is None:
         fixed["loss"] = resolve_loss(hp.loss, task)
@@ -54,14 +58,14 @@ def best_config(
     return out
 
 
-def write_yaml(path: str | Path, data: Mapping[str, Any], header: str = "") -> Path:
+def write_yaml(path: str | Path, data: Payload, header: str = "") -> Path:
     """Write atomically: a crash never leaves a half-written file in place of a good one."""
     with atomic_text(path) as fh:
         fh.write(header + _dump(data))
     return Path(path)
 
 
-def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str = "") -> bool:
+def write_yaml_if_changed(path: str | Path, data: Payload, header: str = "") -> bool:
     """Like ``write_yaml``, but a file that already holds this text is left untouched (same bytes,
     same modification time); returns whether it was written."""
     text = header + _dump(data)
@@ -75,7 +79,7 @@ def write_yaml_if_changed(path: str | Path, data: Mapping[str, Any], header: str
     return True
 
 
-def _dump(data: Mapping[str, Any]) -> str:
+def _dump(data: Payload) -> str:
     return str(yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False))
 
 
@@ -89,17 +93,17 @@ def export_best(
     space: SearchSpace,
     dataset: Dataset,
     *,
-    settings: Mapping[str, Any],
+    settings: Settings,
     study_dir: Path,
 ) -> Path:
     """best.yaml from the study: the winning trial's stored parameters and the config the study
     was made with (``config`` user attribute), whatever this command says about sampler, pruner,
     n_trials or tracking. An unchanged study gives a byte-identical file, left untouched."""
     stored = study.user_attrs.get(CONFIG_ATTR)
-    made_with = dict(stored) if isinstance(stored, Mapping) else settings
+    made_with: Payload = dict(stored) if isinstance(stored, Mapping) else settings.raw
     # The resume check made the study's space and this command's the same (or only wider).
     hp = space.replay(best.params)
-    metric = str(study.user_attrs.get("metric", settings["study"]["metric"]))
+    metric = str(study.user_attrs.get("metric", settings.study.metric))
     value = float(best.value) if best.value is not None else float("nan")
     best_info = {
         "trial": best.number,
@@ -117,11 +121,12 @@ def export_best(
         # Why this trial: the selection rule and what it found (README, Overfitting-aware selection).
         "selection": {**selection_of(study).as_attr(), "reason": pick_reason(study)},
     }
-    simulated = (made_with.get("training") or {}).get("simulate_epoch_seconds")
+    # training.* is the study's identity: a resume keeps the stored config's value.
+    simulated = settings.training.simulate_epoch_seconds
     if simulated is not None:  # a rehearsal's values are made up: `tuning train` refuses it
         best_info["rehearsal"] = True
     path = study_dir / "best.yaml"
-    rung = lower_rung(best, hp.epochs, made_with)
+    rung = lower_rung(best, hp.epochs, settings.engine)
     changed = write_yaml_if_changed(
         path,
         best_config(made_with, hp, task=dataset.task, best=best_info),
@@ -143,7 +148,7 @@ def export_best(
     return path
 
 
-def lower_rung(best: TrialSummary, epochs: int, settings: Mapping[str, Any]) -> str | None:
+def lower_rung(best: TrialSummary, epochs: int, engine: Component) -> str | None:
     """A warning when Hyperband gave the best trial fewer epochs than its largest budget (it was
     not promoted to the last round of its bracket); None otherwise, and for other engines.
 
@@ -160,12 +165,12 @@ def lower_rung(best: TrialSummary, epochs: int, settings: Mapping[str, Any]) -> 
     else:
         chose = f" (it sampled {sampled})" if isinstance(sampled, int) else ""
         records = f"epochs: {epochs}, what it trained and was scored on{chose}, not a length it chose"
-    engine = settings.get("engine") or {}
+    factor = engine.options.get("factor")  # the engine's own option (a resume cannot change it)
     more = ""
-    if isinstance(engine.get("factor"), int):
+    if isinstance(factor, int):
         from tuning.search.engines.keras_tuner_space import hyperband_trials
 
-        more = f" (one whole iteration: study.n_trials={hyperband_trials(top, engine['factor'])[0]})"
+        more = f" (one whole iteration: study.n_trials={hyperband_trials(top, factor)[0]})"
     return (
         f"warning: best trial {best.number} was trained in a lower Hyperband round only ({budget} of "
         f"max_epochs={top} epochs): best.yaml records {records}; run more trials so the brackets "
@@ -200,7 +205,7 @@ def read_best(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
+def check_best(cfg: RawConfig, source: str) -> Hyperparameters:
     """Check the parts of a best.yaml (or a config composed from it) that final training needs.
 
     Returns the fixed hyperparameters. ``source`` names the file in messages.
@@ -225,7 +230,7 @@ def check_best(cfg: Mapping[str, Any], source: str) -> Hyperparameters:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             found = "missing" if value is None else f"{value!r}; must be an integer >= {low}"
             raise ConfigError(f"best.{key}", f"{found} {hint}")
-    model: Mapping[str, Any] = cfg["model"] if isinstance(cfg.get("model"), Mapping) else {}
+    model: RawConfig = cfg["model"] if isinstance(cfg.get("model"), Mapping) else {}
     custom = model.get("name") == "custom"
     try:
         return hyperparameters_from_config(

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from tuning.payload import Payload
+
 # The smallest tolerance, relative to the trial's value: a trial whose gap is ~0 and that used no
 # folds would otherwise warn on differences of a few thousandths (float sums in another order, one
 # row of 120 flipping). 1% is far below what a real regression costs (issue 32: +22% log loss).
@@ -87,7 +89,7 @@ class ScoreCheck:
         return {"metric": self.metric, "rows": self.rows, "noise_from": self.noise_from, **self.metrics()}
 
 
-def noise_of(best: Mapping[str, Any], name: str, value: float) -> tuple[float, str]:
+def noise_of(best: Payload, name: str, value: float) -> tuple[float, str]:
     """How much worse than the trial's validation score the final model may be, and from what.
 
     The two figures come from different rows: the trial's from its validation rows, the final
@@ -110,7 +112,7 @@ def noise_of(best: Mapping[str, Any], name: str, value: float) -> tuple[float, s
 
 
 def compare(
-    best: Mapping[str, Any], train: Mapping[str, float], val: Mapping[str, float], *, refit: bool
+    best: Payload, train: Mapping[str, float], val: Mapping[str, float], *, refit: bool
 ) -> ScoreCheck | None:
     """The check for a final model whose metrics on its training rows are ``train`` (and, without
     refit, on the validation split ``val``). None when best.yaml lacks the trial's value (written

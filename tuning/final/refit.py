@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from tuning.data import Dataset, load_dataset
 from tuning.errors import ConfigError, DataError
 from tuning.final.check import ScoreCheck, compare
 from tuning.model.metrics import gap
+from tuning.payload import Payload
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is built or loaded, not for path checks
     import keras
@@ -69,7 +70,7 @@ def refit_epochs(best_epoch: int, n_train: int, n_val: int, batch_size: int) -> 
     return max(1, round(updates / per_epoch))
 
 
-def check_columns(dataset: Dataset, hp: Hyperparameters, best: Mapping[str, Any], source: str) -> None:
+def check_columns(dataset: Dataset, hp: Hyperparameters, best: Payload, source: str) -> None:
     """Fail when the data is not what the best trial's model was made for.
 
     A best.yaml that lists its ``columns`` (and ``class_names``) is compared exactly; one that
@@ -170,7 +171,7 @@ def _refit(
     settings: Settings,
     hp: Hyperparameters,
     dataset: Dataset,
-    best: Mapping[str, Any],
+    best: Payload,
     seed: int,
     *,
     callbacks: Sequence[Any] = (),

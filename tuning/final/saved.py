@@ -6,7 +6,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ import pandas as pd
 from tuning.data import pipeline, transform_features
 from tuning.errors import ConfigError, DataError
 from tuning.files import atomic_text
+from tuning.payload import Payload
 
 if TYPE_CHECKING:  # TensorFlow is imported where a model is loaded, not for path checks
     import keras
@@ -152,7 +152,7 @@ def save_final(final: FinalModel, folder: str | Path) -> Path:
     return folder
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
+def write_json(path: Path, data: Payload) -> None:
     """Atomically, like ``tuning.final.best.write_yaml``."""
     with atomic_text(path) as fh:
         json.dump(data, fh, indent=2, default=float)

@@ -1,19 +1,22 @@
-"""The sweep service: its phases in order, each a function (``run`` reads them top to bottom).
+"""The sweep service: its phases in order, each a function (``run_sweep`` reads them top to bottom).
 
 check (config, engine, storage, resume identity: nothing written) -> open (data, the engine's
 study, the MLflow parent run) -> search (back-fill, the trials until the budget is spent) ->
 summarise (the table, the failures, the pick) -> export (best.yaml) -> finish (the MLflow parent
-run). The command line (``tuning.commands.sweep``) parses, calls ``run`` and turns how it ended
-into one line and an exit code; notebooks, benchmarks and tests call ``run`` directly.
+run). ``run_sweep`` also says how the sweep ended (``SweepOutcome``: n_trials reached, converged,
+budget spent, timeout, or short), decided here once; the command line (``tuning.commands.sweep``)
+turns that into one line and an exit code. Notebooks, benchmarks and tests call ``run`` (the
+study's records only).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tuning.config import Settings, parse, with_task
 from tuning.config.schema import StopConfig, StudyConfig
@@ -21,6 +24,7 @@ from tuning.config.storage import check_storage
 from tuning.errors import ConfigError, StudyStopped, Terminated
 from tuning.interrupts import shielded
 from tuning.model.backend import start_tensorflow
+from tuning.payload import Payload, RawConfig
 from tuning.search.engines.base import Engine, StudyRecord
 from tuning.search.rehearsal import REHEARSAL_LINE, check_rehearsal
 from tuning.study.summary import StudySummary
@@ -29,7 +33,7 @@ from tuning.tracking.client import connect_tracking
 log = logging.getLogger("tuning")
 
 
-def check(raw: Mapping[str, Any], *, reach_server: bool = False) -> tuple[Settings, Engine]:
+def check(raw: RawConfig, *, reach_server: bool = False) -> tuple[Settings, Engine]:
     """Every check that needs no data: config values, the engine's options (sampler, pruner...),
     the storage URL (with ``reach_server``, that its database answers), and the losses and
     metric against the task when ``data.task`` is set. Returns the settings and the engine."""
@@ -74,7 +78,7 @@ def _check_engine_can(settings: Settings, engine: Engine) -> None:
         )
 
 
-def check_identity(settings: Settings, identity: Mapping[str, Any]) -> None:
+def check_identity(settings: Settings, identity: Payload) -> None:
     """Refuse a resume that changes what the study's trials are, before Hydra writes anything.
 
     Reads the default SQLite file directly (no Optuna, no TensorFlow; nothing created). Other
@@ -96,8 +100,49 @@ def check_identity(settings: Settings, identity: Mapping[str, Any]) -> None:
         check_resume(settings.study.name, summary.user_attrs.get(IDENTITY_ATTR), identity)
 
 
-def run(raw: Mapping[str, Any]) -> StudySummary:
-    """Run (or resume) the sweep described by a resolved config; returns the study's records.
+# How a sweep that returned ended (``SweepOutcome.ended``): its trials reached study.n_trials
+# (or none was set), stop=converged ended it, the budget was spent, study.timeout ran out, or
+# fewer than study.n_trials finished for none of those reasons (trials failed: exit 3).
+Ending = Literal["n_trials", "converged", "budget", "timeout", "short"]
+ENDINGS: tuple[Ending, ...] = get_args(Ending)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a sweep that returned hands its caller: the study's records, the settings it ran
+    with (``auto`` resolved for the data's task), and how it ended (one of ``ENDINGS``)."""
+
+    summary: StudySummary
+    settings: Settings
+    ended: Ending
+
+    @property
+    def short(self) -> bool:
+        """Fewer than ``study.n_trials`` finished, and no timeout, budget or convergence says why."""
+        return self.ended == "short"
+
+
+def ending(summary: StudySummary, settings: Settings) -> Ending:
+    """How the sweep that left ``summary`` ended (one of ``ENDINGS``), decided here only."""
+    if converged_line(summary, settings.stop) is not None:
+        return "converged"
+    if budget_line(settings, summary) is not None:
+        return "budget"
+    n_trials = settings.study.n_trials
+    if n_trials is None or summary.finished_count() >= n_trials:
+        return "n_trials"
+    return "timeout" if settings.study.timeout else "short"
+
+
+def run(raw: RawConfig) -> StudySummary:
+    """Run (or resume) the sweep described by a resolved config; returns the study's records
+    (``run_sweep`` says how it ended too)."""
+    return run_sweep(raw).summary
+
+
+def run_sweep(raw: RawConfig) -> SweepOutcome:
+    """Run (or resume) the sweep described by a resolved config; returns the study's records,
+    the settings and how the sweep ended.
 
     Raises ``StudyMismatch`` (a resume that changes the study's identity) before any trial,
     ``TooManyFailures`` after best.yaml is written, KeyboardInterrupt / ``Terminated`` on
@@ -141,7 +186,7 @@ def run(raw: Mapping[str, Any]) -> StudySummary:
         raise stopped
     if converged is None:
         _warn_short(summary, settings.study)
-    return summary
+    return SweepOutcome(summary, settings, ending(summary, settings))
 
 
 def _start_tracking(tracking: Any, settings: Settings, engine: Engine) -> Any:
@@ -175,7 +220,7 @@ def _probe(settings: Settings, dataset: Any) -> None:
         check_fold_count(dataset, settings.folds)
 
 
-def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engine:
+def _open(settings: Settings, dataset: Any, identity: Payload) -> Engine:
     """The engine, with ``auto`` metric and direction now this task's, its study created or resumed."""
     from tuning.search.engines import make_engine
     from tuning.study.identity import stored_config
@@ -188,7 +233,7 @@ def _open(settings: Settings, dataset: Any, identity: Mapping[str, Any]) -> Engi
         "data": dataset.name,
         "class_names": dataset.class_names,
         "engine": engine.name,
-        **study_attrs(settings.raw),
+        **study_attrs(settings.selection, settings.folds),
     }
     with shielded():  # the study's first writes
         notes = engine.open(settings.space, StudyRecord(user_attrs, identity, stored_config(settings.raw)))
@@ -254,7 +299,7 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
         log.info(
             f"study '{summary.name}' already has {done} finished trials (n_trials={study.n_trials}); nothing to run"
         )
-    elif (spent := budget_spent(settings, summary)) is not None:
+    elif (spent := budget_line(settings, summary)) is not None:
         log.info(f"{spent}; nothing to run (raise the budget to search on)")
     elif (converged := _converged_before(engine, budget, summary)) is not None:
         log.info(
@@ -278,16 +323,18 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
             run_trials(engine, runner, budget, observers)
         except StudyStopped as err:  # the trials that completed still give a best.yaml
             stopped = err
-        if (spent := budget_spent(settings, engine.summary())) is not None:
+        if (spent := budget_line(settings, engine.summary())) is not None:
             log.info(spent)
     return stopped
 
 
-def budget_spent(settings: Settings, summary: StudySummary) -> str | None:
-    """With ``budget.*``: how the study spent it, once it is spent (else None)."""
+def budget_line(settings: Settings, summary: StudySummary) -> str | None:
+    """With ``budget.*``: how the study spent it, once it is spent (else None). Whether it is
+    spent is the search loop's test (``tuning.search.loop.budget_spent``)."""
     from tuning.search.budget import spent_line
+    from tuning.search.loop import budget_spent
 
-    return spent_line(settings.budget, summary) if settings.budget.limited else None
+    return spent_line(settings.budget, summary) if budget_spent(settings.budget, summary.trials) else None
 
 
 def _converged_before(engine: Engine, budget: Any, summary: StudySummary) -> str | None:
@@ -332,7 +379,7 @@ def _export(summary: StudySummary, dataset: Any, settings: Settings) -> None:
         return
     with stage("export"), shielded():
         export_best(
-            summary, best, settings.space, dataset, settings=settings.raw, study_dir=Path(settings.study_dir)
+            summary, best, settings.space, dataset, settings=settings, study_dir=Path(settings.study_dir)
         )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.errors import ConfigError
+from tuning.payload import Payload, RawConfig
 from tuning.redaction import redact
 
 # Study user attributes: the identity (flat key -> value) and the whole config that made the study.
@@ -56,8 +57,9 @@ def changeable(key: str) -> bool:
     return any(key == c or key.startswith(c + ".") for c in CHANGEABLE)
 
 
-def study_identity(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat ``key -> value`` of everything that defines the study's trials.
+def study_identity(raw: RawConfig) -> dict[str, Any]:
+    """Flat ``key -> value`` of everything that defines the study's trials, from the config as
+    composed (``auto`` kept: what the command asked).
 
     Search-space entries stay whole (``search_space.units -> {type: int, ...}``) so that a
     range can be compared as one; data files add ``<key>.sha256`` of their content.
@@ -77,7 +79,7 @@ def study_identity(settings: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[prefix] = _plain(value)
 
-    walk("", settings)
+    walk("", raw)
     # The defaults (selection=best, no cv) leave the identity as it was before they existed, so
     # studies made before them still resume.
     if out.get("selection.name", "best") == "best":
@@ -103,16 +105,16 @@ def file_fingerprint(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def stored_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+def stored_config(raw: RawConfig) -> dict[str, Any]:
     """The config kept with the study (credentials redacted, Hydra's own section left out)."""
-    out = {k: _plain(v) for k, v in settings.items() if k != "hydra"}
+    out = {k: _plain(v) for k, v in raw.items() if k != "hydra"}
     for section, key in (("study", "storage"), ("tracking", "uri")):
         if isinstance(out.get(section), dict) and out[section].get(key):
             out[section] = {**out[section], key: redact(out[section][key])}
     return out
 
 
-def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def differences(stored: Payload, current: Payload) -> tuple[list[str], list[str]]:
     """Refused differences (``key: study has X, command has Y``) and widened numeric ranges."""
     refused, widened = [], []
     for key in sorted(set(stored) | set(current)):
@@ -159,7 +161,7 @@ class StudyMismatch(ConfigError):
         super().__init__("study", message)
 
 
-def check_resume(name: str, stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+def check_resume(name: str, stored: Payload | None, current: Payload) -> list[str]:
     """Raise StudyMismatch for a refused difference; return the widened ranges (allowed).
 
     A study without a stored identity (made before identities were kept, or a kill right after
@@ -176,7 +178,7 @@ def check_resume(name: str, stored: Mapping[str, Any] | None, current: Mapping[s
 _ABSENT = object()
 
 
-def _same_content(stored: Mapping[str, Any], current: Mapping[str, Any], key: str) -> bool:
+def _same_content(stored: Payload, current: Payload, key: str) -> bool:
     digest = stored.get(f"{key}.sha256")
     return digest is not None and digest == current.get(f"{key}.sha256")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from tuning.config.selection import SELECTION_ATTR, Selection, parse_selection
+from tuning.config.selection import SELECTION_ATTR, Selection
 from tuning.study.summary import StudySummary, TrialSummary
 
 
@@ -163,12 +163,9 @@ def trial_marks(study: StudySummary) -> dict[int, dict[str, Any]]:
     return marks
 
 
-def study_attrs(settings: Mapping[str, Any]) -> dict[str, Any]:
+def study_attrs(selection: Selection, folds: int | None) -> dict[str, Any]:
     """Study attributes kept for the report, MLflow and best.yaml: the selection and cv.folds."""
-    return {
-        SELECTION_ATTR: parse_selection(settings).as_attr(),
-        "cv_folds": (settings.get("cv") or {}).get("folds"),
-    }
+    return {SELECTION_ATTR: selection.as_attr(), "cv_folds": folds}
 
 
 def pick_reason(study: StudySummary) -> str:
