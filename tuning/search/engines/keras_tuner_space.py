@@ -87,6 +87,7 @@ class KerasTunerOptions:
                 null = "" if key in DEFAULTS else " or null"
                 raise ConfigError(f"engine.{key}", f"{value!r}; must be {kind} {bound}{null}")
             options[key] = int(value) if integer else float(value)
+        # Each value was checked above to be its field's kind (an int, a float, or None).
         return cls(algorithm=str(algorithm), **options)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, str | int | float | None]:
