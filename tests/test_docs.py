@@ -202,7 +202,7 @@ class Page:
             options = {o for p in command.params for o in p.opts}
             assert {a for a in args[1:] if a.startswith("--")} <= options, words
         elif tool == "mypy":
-            assert find_spec("mypy") and args == ["tuning"], words
+            assert find_spec("mypy") and args in (["tuning"], ["--strict", "tuning"]), words
         elif tool == "ruff":
             assert find_spec("ruff") and args[0] in ("check", "format"), words
         else:
