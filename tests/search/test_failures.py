@@ -165,7 +165,7 @@ def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp
     sweep goes on (the next run back-fills); an error of our own in the tracker propagates."""
     import time
 
-    from tuning.config import validate, validate_for_task
+    from tuning.config import parse, validate, validate_for_task
     from tuning.search.engines.optuna_study import summarize
     from tuning.study.record import TrialRecord
     from tuning.tracking.client import connect_tracking
@@ -179,8 +179,9 @@ def test_a_tracking_store_error_is_a_warning_and_a_bug_in_tracking_is_not(in_tmp
     trial = study.ask()
     hp = space.suggest(trial)
     study.tell(trial, 0.5)
-    tracking = connect_tracking(cfg)
-    tracker = start_sweep_tracking(tracking, cfg, summarize(study), STORAGE)
+    parsed = parse(cfg)
+    tracking = connect_tracking(parsed.tracking, parsed.paths_root)
+    tracker = start_sweep_tracking(tracking, parsed, summarize(study), STORAGE)
     tracking.client.delete_run(tracker.run_id)
     record = TrialRecord(0, "COMPLETE", hp, 42, value=0.5, start_time=time.time())
     with caplog.at_level("WARNING", logger="tuning"):

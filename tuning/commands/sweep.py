@@ -115,7 +115,7 @@ def main(args: Sequence[str]) -> int:
         raw = resolved(without_hydra(cfg))  # parsed once, by check: `checked` is the typed settings
         # An unreachable database or tracking server: one line, nothing written.
         checked, _ = check(raw, reach_server=True)
-        check_tracking(raw)
+        check_tracking(checked.tracking, checked.paths_root)
         check_workers(checked.workers, checked.engine)
         under_root = Path(checked.study_dir).is_relative_to(checked.paths_root)
         check_writable_folder(checked.study_dir, "paths.root" if under_root else "paths.study_dir")

@@ -58,14 +58,14 @@ def check(raw: RawConfig, source: str, *, reach_server: bool = False) -> tuple[S
     """
     hp = check_best(raw, source)
     settings = parse(raw)
-    uri = check_tracking(raw, reach_server=False)
+    uri = check_tracking(settings.tracking, settings.paths_root, reach_server=False)
     if uri is not None and "***" in uri:
         raise ConfigError(
             "tracking.uri",
             f"{uri} is redacted in {source} (credentials are never written); give it again: tracking.uri=URL",
         )
     if reach_server:
-        check_tracking(raw, reach_server=True)
+        check_tracking(settings.tracking, settings.paths_root, reach_server=True)
     return settings, hp
 
 
@@ -77,7 +77,7 @@ def run(raw: RawConfig, best_path: str | Path) -> Any:
 
     best_path = Path(best_path)
     settings, hp = check(raw, str(best_path))
-    tracker = open_final_tracking(raw)  # before training: an unreachable store fails now
+    tracker = open_final_tracking(settings)  # before training: an unreachable store fails now
     best: Payload = raw["best"]  # the best trial's record, as best.yaml keeps it (checked by check_best)
     # The sweep seeded trial n with seed + n and recorded it as best.seed.
     sweep_seed = int(best["seed"]) - int(best["trial"]) if "seed" in best else settings.seed

@@ -158,7 +158,8 @@ def run_sweep(raw: RawConfig) -> SweepOutcome:
     # asks the same matches it before any data is read; what `auto` means for this task is
     # stored beside it (the study's `metric`, the trials' `metric`, best.yaml).
     identity = study_identity(raw)
-    tracking = connect_tracking(settings.raw)  # before the data: an unreachable MLflow store stops here
+    # Before the data: an unreachable MLflow store stops here.
+    tracking = connect_tracking(settings.tracking, settings.paths_root)
     dataset = load_dataset(settings.data, settings.split, settings.seed)
     settings = with_task(settings, dataset.task)
     _probe(settings, dataset)
@@ -196,7 +197,7 @@ def _start_tracking(tracking: Any, settings: Settings, engine: Engine) -> Any:
     from tuning.tracking.sweep import start_sweep_tracking
 
     with shielded():
-        return start_sweep_tracking(tracking, settings.raw, engine.summary(), settings.storage_url)
+        return start_sweep_tracking(tracking, settings, engine.summary(), settings.storage_url)
 
 
 def converged_line(summary: StudySummary, stop: StopConfig) -> str | None:

@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from tuning.final.best import SECRET_KEYS, write_yaml
+from tuning.payload import RawConfig
 from tuning.redaction import redact
 from tuning.study.summary import StudySummary
 
 log = logging.getLogger("tuning")
 
 
-def write_config(settings: Mapping[str, Any], path: Path) -> Path:
+def write_config(config: RawConfig, path: Path) -> Path:
     """The composed config, with credentials in storage and tracking URLs redacted."""
-    out = dict(settings)
+    out = dict(config)
     for section, key in SECRET_KEYS:
         if isinstance(out.get(section), Mapping) and out[section].get(key):
             out[section] = {**out[section], key: redact(out[section][key])}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,25 @@ from tuning.files import file_lock
 from tuning.redaction import first_line, redact
 
 
-def tracking_uri(tracking: Mapping[str, Any], root: str | Path) -> str | None:
+def tracking_uri(tracking: TrackingConfig, root: str | Path) -> str | None:
     """The tracking URI, or None when tracking is off (``tracking=none``).
 
-    Default: MLflow's embedded SQLite store ``sqlite:///<root>/mlflow.db`` (no server).
+    Default: MLflow's embedded SQLite store ``sqlite:///<root>/mlflow.db`` (no server);
+    ``root`` is ``paths.root``.
     """
-    if not tracking.get("enabled", True):
+    if not tracking.enabled:
         return None
-    return str(tracking.get("uri") or f"sqlite:///{Path(root) / 'mlflow.db'}")
+    return tracking.uri or f"sqlite:///{Path(root) / 'mlflow.db'}"
 
 
-def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) -> str | None:
-    """Validate the ``tracking`` group; the URI, or None when tracking is off.
+def check_tracking(tracking: TrackingConfig, root: str | Path, *, reach_server: bool = True) -> str | None:
+    """The tracking URI of the parsed ``tracking`` group, or None when tracking is off.
 
     With ``reach_server``, a tracking server (``http(s)://``), or an embedded SQLite store that
     already exists, is opened now: an unreachable server or a damaged file fails in one line
     before anything is written or trained (a new store is made later, by the run itself).
     """
-    tracking = settings.get("tracking") or {}
-    TrackingConfig.parse(tracking)  # the group's values, checked where the rest of the config is
-    uri = tracking_uri(tracking, settings["paths"]["root"])
+    uri = tracking_uri(tracking, root)
     lock = store_lock(uri) if uri is not None else None
     if uri is not None and reach_server and (is_server(uri) or (lock and lock.with_suffix("").is_file())):
         connect(uri)
@@ -44,29 +42,29 @@ def check_tracking(settings: Mapping[str, Any], *, reach_server: bool = True) ->
 
 @dataclass(frozen=True)
 class Tracking:
-    """A checked connection to the tracking store, and the ``tracking`` options."""
+    """A checked connection to the tracking store."""
 
     uri: str
     client: Any
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def experiment_name(tracking: Mapping[str, Any], study: str) -> str:
+def experiment_name(tracking: TrackingConfig, study: str) -> str:
     """The MLflow experiment a study logs to: ``tracking.experiment``, else the study's name.
     Several studies (e.g. one per engine) may share one; their runs are told apart by the tag
     ``tuning.study``."""
-    return str(tracking.get("experiment") or study)
+    return tracking.experiment or study
 
 
-def connect_tracking(settings: Mapping[str, Any]) -> Tracking | None:
-    """Validate the ``tracking`` group and connect; None for ``tracking=none`` (mlflow not imported).
+def connect_tracking(tracking: TrackingConfig, root: str | Path) -> Tracking | None:
+    """Connect to the store ``tracking`` names (``root``: ``paths.root``, where the default
+    store lives); None for ``tracking=none`` (mlflow not imported).
 
     Call it before loading data: an unreachable store is a ConfigError, nothing trained.
     """
-    uri = check_tracking(settings, reach_server=False)
+    uri = check_tracking(tracking, root, reach_server=False)
     if uri is None:
         return None
-    return Tracking(uri, connect(uri), dict(settings.get("tracking") or {}))
+    return Tracking(uri, connect(uri))
 
 
 def is_server(uri: str) -> bool:

@@ -19,10 +19,13 @@ from mlflow.utils.validation import (
 )
 
 from tuning.model.metrics import epoch_gaps
+from tuning.payload import Payload, RawConfig
 from tuning.redaction import redact
 from tuning.study.summary import StudySummary, TrialSummary
 
 if TYPE_CHECKING:
+    from tuning.config import Settings
+    from tuning.config.schema import TrainingConfig
     from tuning.study.record import TrialRecord
 
 STUDY_TAG, ROLE_TAG, TRIAL_TAG, STATE_TAG = "tuning.study", "tuning.role", "tuning.trial", "tuning.state"
@@ -57,13 +60,13 @@ def next_invocation(tags: Mapping[str, str]) -> str:
     return f"{RUN_PREFIX}{max(taken, default=0) + 1}"
 
 
-def invocation_text(settings: Mapping[str, Any], study: StudySummary, started: float) -> str:
+def invocation_text(settings: Settings, study: StudySummary, started: float) -> str:
     """When this command started, its overrides (credentials redacted) and its search settings."""
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     overrides = " ".join(redact(o) or "" for o in _command_overrides()) or "(none)"
     return (
-        f"{when} {socket.gethostname()}:{os.getpid()}; overrides: {overrides}; n_trials={settings['study']['n_trials']} "
-        f"sampler={settings['sampler'].get('name')} pruner={settings['pruner'].get('name')}; "
+        f"{when} {socket.gethostname()}:{os.getpid()}; overrides: {overrides}; n_trials={settings.study.n_trials} "
+        f"sampler={settings.sampler.name} pruner={settings.pruner.name}; "
         f"{len(study.trials)} trials before"
     )
 
@@ -176,7 +179,7 @@ def final_values(record: TrialRecord) -> dict[str, float]:
     return values
 
 
-def fold_values(extras: Mapping[str, Any]) -> dict[str, float]:
+def fold_values(extras: Payload) -> dict[str, float]:
     """cv.folds: ``cv_fold_<k>`` (the metric on fold k, from 1), ``cv_std`` and ``cv_folds``."""
     values = {f"cv_fold_{k}": float(v) for k, v in enumerate(extras.get("cv_values") or (), start=1)}
     for key in ("cv_std", "cv_folds"):
@@ -185,7 +188,7 @@ def fold_values(extras: Mapping[str, Any]) -> dict[str, float]:
     return values
 
 
-def selection_tags(marks: Mapping[str, Any]) -> dict[str, str]:
+def selection_tags(marks: Payload) -> dict[str, str]:
     """A child run's ``tuning.feasible`` (true/false) and ``tuning.pareto_rank`` (0 = front)."""
     tags = {}
     if "feasible" in marks:
@@ -232,44 +235,51 @@ def with_best(description: str, line: str) -> str:
     return f"{line}\n\n{description}" if description else line
 
 
-def experiment_description(settings: Mapping[str, Any], study: StudySummary) -> str:
-    """What the experiments list shows for the study: data, task, what ranks trials, the space."""
+def experiment_description(space: RawConfig, metric: str, study: StudySummary) -> str:
+    """What the experiments list shows for the study: data, task, what ranks trials (``metric``:
+    ``study.metric``), the space.
+
+    ``space`` is the ``search_space`` section as composed, not the parsed ``SearchSpace``: the
+    description shows the space as the user wrote it, in its order (``choices: auto`` reads
+    "every one that fits the task", a one-choice list stays a list), which the parsed space,
+    with ``auto`` resolved for the task and one-choice lists made fixed values, no longer holds.
+    """
     attrs = study.user_attrs
-    space = ", ".join(
+    text = ", ".join(
         f"{k} {v['low']}..{v['high']}" if isinstance(v, Mapping) and "low" in v
         else f"{k}: every one that fits the task" if isinstance(v, Mapping) and v.get("choices") == "auto"
         else f"{k} in {v['choices']}" if isinstance(v, Mapping) and "choices" in v
         else f"{k}={v}"
-        for k, v in settings["search_space"].items()
+        for k, v in space.items()
     )  # fmt: skip
     return (
         f"Study '{study.name}': {attrs.get('task', '?')} task on data '{attrs.get('data', '?')}'; "
-        f"trials ranked by {settings['study']['metric']} ({study.direction}) on the "
-        f"validation split at the restored best weights. Search space: {space}. The run 'sweep' "
+        f"trials ranked by {metric} ({study.direction}) on the "
+        f"validation split at the restored best weights. Search space: {text}. The run 'sweep' "
         "holds the study's best; one child run per trial, the best named '★ best'."
     )
 
 
-def trial_fixed_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str, Any]:
-    """The settings every trial shares that matter to compare them."""
-    training = settings["training"]
-    stopping = training.get("early_stopping") or {}
+def trial_fixed_params(training: TrainingConfig, metric: str, study: StudySummary) -> dict[str, Any]:
+    """The settings every trial shares that matter to compare them (``metric``: ``study.metric``)."""
+    stopping = training.early_stopping
     values = {
         "data": study.user_attrs.get("data"),
         "task": study.user_attrs.get("task"),
-        "metric": settings["study"]["metric"],
-        "max_epochs": training.get("max_epochs"),
-        "patience": stopping.get("patience"),
-        "monitor": stopping.get("monitor"),
+        "metric": metric,
+        "max_epochs": training.max_epochs,
+        "patience": stopping.patience,
+        "monitor": stopping.monitor,
     }
     return {k: v for k, v in values.items() if k in ("max_epochs", "patience") or v is not None}
 
 
-def parent_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str, Any]:
-    """What a study keeps for life (params in MLflow cannot change on resume): the metric,
-    direction, data and task, and the study's identity as created (``tuning.identity``)."""
+def parent_params(metric: str, study: StudySummary) -> dict[str, Any]:
+    """What a study keeps for life (params in MLflow cannot change on resume): the metric (the
+    study's own, else ``metric``: ``study.metric``), direction, data and task, and the study's
+    identity as created (``tuning.identity``)."""
     values: dict[str, Any] = {
-        "metric": study.user_attrs.get("metric", settings["study"]["metric"]),
+        "metric": study.user_attrs.get("metric", metric),
         "direction": study.direction,
         "engine": study.engine,
         "data": study.user_attrs.get("data"),
@@ -287,7 +297,7 @@ def parent_params(settings: Mapping[str, Any], study: StudySummary) -> dict[str,
     return {k: v for k, v in values.items() if v is not None}
 
 
-def parent_tags(settings: Mapping[str, Any], study: StudySummary, storage_url: str) -> dict[str, str]:
+def parent_tags(settings: Settings, study: StudySummary, storage_url: str) -> dict[str, str]:
     """What the study was made with, set when the parent run is created and never overwritten by
     a later command (each command gets its own ``tuning.run.<k>`` entry); credentials redacted."""
     return {
@@ -295,13 +305,13 @@ def parent_tags(settings: Mapping[str, Any], study: StudySummary, storage_url: s
         ROLE_TAG: "sweep",
         "tuning.engine": study.engine,
         "tuning.storage": redact(storage_url) or "",
-        "tuning.sampler": str(settings["sampler"].get("name")),
-        "tuning.pruner": str(settings["pruner"].get("name")),
-        "tuning.n_trials": str(settings["study"]["n_trials"]),
-        "tuning.seed": str(settings["seed"]),
+        "tuning.sampler": settings.sampler.name,
+        "tuning.pruner": settings.pruner.name,
+        "tuning.n_trials": str(settings.study.n_trials),
+        "tuning.seed": str(settings.seed),
         NOTE_TAG: (
             f"Sweep of study '{study.name}' ({study.direction} "
-            f"{settings['study']['metric']}): one child run per trial. Artifacts: trials.csv, "
+            f"{settings.study.metric}): one child run per trial. Artifacts: trials.csv, "
             "plots/*.png (the engine's), learning_curves.png, config.yaml."
         ),
     }

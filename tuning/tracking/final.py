@@ -24,6 +24,7 @@ from tuning.tracking.client import artifact_location, connect_tracking, experime
 from tuning.tracking.content import EPOCH
 
 if TYPE_CHECKING:
+    from tuning.config import Settings
     from tuning.final.refit import FinalModel
 
 log = logging.getLogger("tuning")
@@ -36,13 +37,13 @@ MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limit
 ARTIFACTS = ("preprocessing.joblib", "meta.json", "metrics.csv", "history.csv")
 
 
-def open_final_tracking(settings: Mapping[str, Any]) -> FinalTracker | None:
+def open_final_tracking(settings: Settings) -> FinalTracker | None:
     """Connect to the tracking store before anything is trained (None for ``tracking=none``)."""
-    tracking = connect_tracking(settings)
+    tracking = connect_tracking(settings.tracking, settings.paths_root)
     if tracking is None:
         return None
-    study = str(settings["study"]["name"])
-    name = experiment_name(settings.get("tracking") or {}, study)
+    study = settings.study.name
+    name = experiment_name(settings.tracking, study)
     experiment = experiment_id(tracking.client, name, artifact_location(tracking.uri))
     return FinalTracker(tracking.uri, tracking.client, study, experiment)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from tuning.payload import Payload
 from tuning.redaction import first_line, redact
 from tuning.search.rehearsal import REHEARSAL_TAG
 from tuning.study.selection import trial_marks
@@ -82,6 +83,8 @@ from tuning.tracking.shared import (
 from tuning.tracking.sweep_artifacts import log_sweep_artifacts
 
 if TYPE_CHECKING:
+    from tuning.config import Settings
+    from tuning.config.schema import TrainingConfig
     from tuning.study.record import TrialRecord
 
 log = logging.getLogger("tuning")
@@ -91,7 +94,7 @@ WARM_TAG = "tuning.warm_start"  # on a child run: the warm start (its source) th
 
 def start_sweep_tracking(
     tracking: Tracking | None,
-    settings: Mapping[str, Any],
+    settings: Settings,
     study: StudySummary,
     storage_url: str,
 ) -> MlflowSweepTracker | None:
@@ -107,7 +110,7 @@ class MlflowSweepTracker:
     def __init__(
         self,
         tracking: Tracking,
-        settings: Mapping[str, Any],
+        settings: Settings,
         study_name: str,
         experiment: str,
         run_id: str,
@@ -117,7 +120,6 @@ class MlflowSweepTracker:
     ) -> None:
         self.client = tracking.client
         self.uri = tracking.uri
-        self.options = tracking.options
         self.settings = settings
         self.study_name = study_name
         self.experiment_id = experiment
@@ -139,15 +141,15 @@ class MlflowSweepTracker:
     def start(
         cls,
         tracking: Tracking,
-        settings: Mapping[str, Any],
+        settings: Settings,
         study: StudySummary,
         storage_url: str,
     ) -> MlflowSweepTracker:
         client, name = tracking.client, study.name
-        experiment = experiment_name(tracking.options, name)
+        experiment = experiment_name(settings.tracking, name)
         exp = experiment_id(client, experiment, artifact_location(tracking.uri))
-        tags = {**parent_tags(settings, study, storage_url), **rehearsal_tag(settings)}
-        params = parent_params(settings, study)
+        tags = {**parent_tags(settings, study, storage_url), **rehearsal_tag(settings.training)}
+        params = parent_params(settings.study.metric, study)
         parent = ParentRun(client, exp, name)
         run, resumed = parent.open(tags, parent_lock(tracking.uri, storage_url, name))
         if resumed:
@@ -165,7 +167,7 @@ class MlflowSweepTracker:
             children=_child_runs(client, exp, name),
             best_tags=best_tags,
         )
-        tracker.fixed_params = trial_fixed_params(settings, study)
+        tracker.fixed_params = trial_fixed_params(settings.training, settings.study.metric, study)
         tracker.invocation_start = invocation_text(settings, study, started=time.time())
         tracker.trials_before = len(study.trials)
         tracker._log(run.info.run_id, params=params, tags=tags)
@@ -174,7 +176,9 @@ class MlflowSweepTracker:
         if experiment == name:
             # Through the retry: workers starting together on a server backed by PostgreSQL may
             # both insert this new tag, and one gets a unique-key error; its retry updates it.
-            tracker.experiment_note = experiment_description(settings, study)
+            # The search space as the config wrote it (the parsed one has `auto` resolved).
+            space = settings.raw["search_space"]
+            tracker.experiment_note = experiment_description(space, settings.study.metric, study)
             line = tracker._best_line(study)  # a resumed study's best leads it at once
             tracker.noted_best = line
             note = with_best(tracker.experiment_note, line) if line else tracker.experiment_note
@@ -265,7 +269,7 @@ class MlflowSweepTracker:
         tags = {
             **trial_tags(self.study_name, record),
             PARENT_TAG: self.run_id,
-            **rehearsal_tag(self.settings),
+            **rehearsal_tag(self.settings.training),
         }
         if record.number in self.warm:
             tags[WARM_TAG] = self.warm[record.number][:MAX_TAG_TEXT]
@@ -481,8 +485,8 @@ class MlflowSweepTracker:
             self.client,
             self.run_id,
             study,
-            self.settings,
-            options=self.options,
+            self.settings.raw,
+            tracking=self.settings.tracking,
             children=self.children,
             plots=plots,
         )
@@ -492,7 +496,7 @@ class MlflowSweepTracker:
         run_id: str,
         *,
         metrics: Sequence[Metric] = (),
-        params: Mapping[str, Any] | None = None,
+        params: Payload | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Everything in as few ``log_batch`` calls as MLflow's limits allow."""
@@ -530,8 +534,7 @@ def _one_line(err: Exception) -> str:
     return first_line(err)[:300]
 
 
-def rehearsal_tag(settings: Mapping[str, Any]) -> dict[str, str]:
+def rehearsal_tag(training: TrainingConfig) -> dict[str, str]:
     """``tuning.rehearsal=true`` on a rehearsal's runs (``training.simulate_epoch_seconds``):
     their values are made up, and a reader of the MLflow UI must see it."""
-    training = settings.get("training") or {}
-    return {REHEARSAL_TAG: "true"} if training.get("simulate_epoch_seconds") is not None else {}
+    return {REHEARSAL_TAG: "true"} if training.simulate_epoch_seconds is not None else {}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tuning.payload import RawConfig
 from tuning.results.table import Table, trials_table, write_csv
 from tuning.study.summary import StudySummary
 from tuning.tracking.artifacts import (
@@ -18,29 +19,32 @@ from tuning.tracking.artifacts import (
 )
 from tuning.tracking.content import EPOCH
 
+if TYPE_CHECKING:
+    from tuning.config.schema import TrackingConfig
+
 
 def log_sweep_artifacts(
     client: Any,
     run_id: str,
     study: StudySummary,
-    settings: Mapping[str, Any],
+    config: RawConfig,
     *,
-    options: Mapping[str, Any],
+    tracking: TrackingConfig,
     children: Mapping[int, str],
     plots: Callable[[Path, str], list[Path]] | None,
 ) -> None:
     """Draw and write every artifact into a temporary folder, then log it to the parent run.
+    ``config``: the config as composed (written as config.yaml, credentials redacted);
     ``plots``: the engine's own plots; without any, an optimization history drawn from records."""
     with tempfile.TemporaryDirectory(prefix="tuning-mlflow-") as tmp:
         folder = Path(tmp)
         table = trials_table(study)
         write_csv(table, folder / "trials.csv")
-        write_config(settings, folder / "config.yaml")
-        plotlyjs = str(options.get("plotlyjs", "none"))
-        if not (plots and plots(folder / "plots", plotlyjs)):
+        write_config(config, folder / "config.yaml")
+        if not (plots and plots(folder / "plots", tracking.plotlyjs)):
             write_history_plot(study, folder / "plots" / "optimization_history.png")
         write_selection_plot(study, folder / "plots" / "selection.png")  # score vs gap, the pick
-        top = int(options.get("learning_curves", 4))
+        top = tracking.learning_curves
         if top:
             metric = table.columns[2].removeprefix("val_")
             write_learning_curves(
