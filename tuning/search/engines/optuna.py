@@ -152,6 +152,11 @@ class OptunaEngine(Engine):
         self.space: SearchSpace | None = None
         self.stream: int | None = None
         self.heartbeats: dict[int, Heartbeat] = {}
+        # What this process wrote to each running trial's user attributes: Optuna stores each
+        # attribute in its own transaction (no batch call), so a value already stored is not
+        # written again (the runner hands the trial's seed, metric and direction in at its
+        # start and again with its outcome): experiments/benchmarks/writes.py counts them.
+        self.written: dict[int, dict[str, Any]] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -240,13 +245,14 @@ class OptunaEngine(Engine):
             )
             trial = study.ask()
         try:
-            trial.set_user_attr(WORKER_ATTR, worker_id())  # lets a later run see this process died
-            trial.set_user_attr(PIDNS_ATTR, pid_namespace())
+            # WORKER_ATTR lets a later run see this process died.
+            owner = {WORKER_ATTR: worker_id(), PIDNS_ATTR: pid_namespace()}
             if self.stream is not None:
-                trial.set_user_attr(STREAM_ATTR, self.stream)
+                owner[STREAM_ATTR] = self.stream
+            self._set_attrs(trial, owner)
             for inherited in FAIL_ATTRS:  # copied by Optuna's retry of a stale trial
                 if trial.user_attrs.get(inherited) is not None:
-                    trial.set_user_attr(inherited, None)
+                    self._set_attrs(trial, {inherited: None})
             hp = self.space.suggest(trial)
         except BaseException as err:  # Ctrl-C (retried on resume) or an error of ours, before training
             attrs = {"interrupted": True} if isinstance(err, KeyboardInterrupt) else {"fail_reason": str(err)}
@@ -276,8 +282,15 @@ class OptunaEngine(Engine):
         return retry_of, seed if isinstance(seed, int) else None
 
     def begin(self, proposal: Proposal, attrs: Payload) -> None:
+        self._set_attrs(proposal.trial, attrs)
+
+    def _set_attrs(self, trial: optuna.Trial, attrs: Payload) -> None:
+        """Store ``attrs`` on a running trial, each one this process has not stored already."""
+        written = self.written.setdefault(trial.number, {})
         for key, value in attrs.items():
-            proposal.trial.set_user_attr(key, value)
+            if key not in written or written[key] != value:
+                trial.set_user_attr(key, value)
+                written[key] = value
 
     def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
         """Optuna's ``trial.report`` / ``should_prune`` (a two-objective study does not prune:
@@ -311,8 +324,8 @@ class OptunaEngine(Engine):
     def _store(
         self, trial: optuna.Trial, attrs: Payload, values: Any, state: TrialState
     ) -> optuna.trial.FrozenTrial:
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        self._set_attrs(trial, attrs)
+        self.written.pop(trial.number, None)
         return self.study.tell(trial, values, state=state)
 
     def _objectives(
