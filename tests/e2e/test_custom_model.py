@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import TINY, cli
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 # KerasTuner's style: build(hp), no dataset; the Input shape is left to the first call.
@@ -80,13 +82,15 @@ def test_a_keras_tuner_style_builder_sweeps_tracks_resumes_trains_and_predicts(i
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     for t in trials:
-        assert 0.0 < t.value < 2.0 and t.user_attrs["val_log_loss"] == pytest.approx(t.value)
+        assert 0.0 < t.value < 2.0 and flat_attrs(t.user_attrs)["val_log_loss"] == pytest.approx(t.value)
         layers = t.params["layers"]
         assert {f"units_{i}" for i in range(layers)} <= set(t.params)
         assert ("rate" in t.params) == t.params["dropout"]  # conditional: only asked when active
         units = [t.params[f"units_{i}"] for i in range(layers)]
         widths = [2, *units, 1]
-        assert t.user_attrs["n_params"] == sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+        assert flat_attrs(t.user_attrs)["n_params"] == sum(
+            a * b + b for a, b in zip(widths, widths[1:], strict=False)
+        )
 
     # MLflow: one child run per trial, its params named as the builder's hp names.
     # Absolute: MLflow caches its store per URI, and a relative one would reach an earlier test's file.

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import TINY, cli
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 STORAGE = "sqlite:///experiments/plants/optuna.db"
@@ -44,10 +46,12 @@ def test_constrained_picks_the_best_feasible_trial_everywhere(in_tmp, capsys):
     study = load()
     trials = complete(study)
     assert trials
-    gaps = {t.number: t.user_attrs["gap_log_loss"] for t in trials}
+    gaps = {t.number: flat_attrs(t.user_attrs)["gap_log_loss"] for t in trials}
     for t in trials:  # Optuna holds the constraint the sampler steers by: the gap's excess
         assert t.constraints == {"gap": pytest.approx(gaps[t.number])}
-        assert gaps[t.number] == pytest.approx(t.user_attrs["val_log_loss"] - t.user_attrs["train_log_loss"])
+        assert gaps[t.number] == pytest.approx(
+            flat_attrs(t.user_attrs)["val_log_loss"] - flat_attrs(t.user_attrs)["train_log_loss"]
+        )
     feasible = [t for t in trials if gaps[t.number] <= 0.0]
     if feasible:
         expected = min(feasible, key=lambda t: (t.value, t.number)).number
@@ -89,8 +93,8 @@ def test_pareto_two_objectives_front_pick_and_mlflow(in_tmp, capsys, tmp_path):
     points = {}
     for t in trials:
         assert not t.intermediate_values
-        gap = t.user_attrs["gap_log_loss"]
-        assert t.values == pytest.approx([t.user_attrs["val_log_loss"], max(gap, 0.0)])
+        gap = flat_attrs(t.user_attrs)["gap_log_loss"]
+        assert t.values == pytest.approx([flat_attrs(t.user_attrs)["val_log_loss"], max(gap, 0.0)])
         points[t.number] = (t.values[0], t.values[1], gap)
     front = {
         n
@@ -135,16 +139,18 @@ def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsy
     parent = client.search_runs([exp.experiment_id], "tags.`tuning.role` = 'sweep'")[0]
     assert parent.data.params["cv_folds"] == "3"
     for t in complete(study):
-        folds = t.user_attrs["cv_values"]
-        assert len(folds) == 3 and t.user_attrs["cv_folds"] == 3
+        folds = flat_attrs(t.user_attrs)["cv_values"]
+        assert len(folds) == 3 and flat_attrs(t.user_attrs)["cv_folds"] == 3
         assert t.value == pytest.approx(float(np.mean(folds)))
-        assert t.user_attrs["cv_std"] == pytest.approx(float(np.std(folds)))
-        assert t.user_attrs["best_epoch"] == max(1, round(float(np.mean(t.user_attrs["cv_best_epochs"]))))
+        assert flat_attrs(t.user_attrs)["cv_std"] == pytest.approx(float(np.std(folds)))
+        assert flat_attrs(t.user_attrs)["best_epoch"] == max(
+            1, round(float(np.mean(flat_attrs(t.user_attrs)["cv_best_epochs"])))
+        )
         # 320 train + validation rows of plants' 400: each fold trains on about two thirds of them
-        assert t.user_attrs["cv_train_rows"] in (213, 214)
+        assert flat_attrs(t.user_attrs)["cv_train_rows"] in (213, 214)
         metrics = children[t.number].data.metrics
         assert [metrics[f"cv_fold_{k}"] for k in (1, 2, 3)] == pytest.approx(folds)
-        assert metrics["cv_std"] == pytest.approx(t.user_attrs["cv_std"])
+        assert metrics["cv_std"] == pytest.approx(flat_attrs(t.user_attrs)["cv_std"])
         assert math.isfinite(metrics["objective"])
     assert best_yaml()["cv_values"]
     # Each trial's line shows the folds' mean and spread, not a bare number that reads as one split.
@@ -155,7 +161,7 @@ def test_cv_value_is_the_mean_of_the_logged_folds_and_train_refits(in_tmp, capsy
     )
     for t in complete(study):
         mean = f"{t.value:.4g}"
-        spread = f"{t.user_attrs['cv_std']:.{len(mean.split('.')[1])}f}"  # to the mean's decimals
+        spread = f"{flat_attrs(t.user_attrs)['cv_std']:.{len(mean.split('.')[1])}f}"  # to the mean's decimals
         assert f" trial {t.number} COMPLETE val_log_loss={mean} ± {spread} (3 folds) | best " in out
     assert cli(["train", "study=plants", "tracking=none", "final.refit=true"]) == 0
     from tuning.final.refit import refit_epochs

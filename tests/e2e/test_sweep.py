@@ -17,6 +17,8 @@ import pytest
 import yaml
 from conftest import TINY, cli, settings
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 STORAGE = "sqlite:///experiments/plants/optuna.db"
@@ -39,11 +41,16 @@ def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys)
         assert trial.state.name in ("COMPLETE", "PRUNED")
         if trial.state.name == "COMPLETE":
             assert 0.0 < trial.value < 2.0
-            assert 1 <= trial.user_attrs["best_epoch"] <= trial.user_attrs["epochs_trained"] <= 3
-            assert trial.user_attrs["gap_loss"] == pytest.approx(
-                trial.user_attrs["val_loss"] - trial.user_attrs["train_loss"]
+            assert (
+                1
+                <= flat_attrs(trial.user_attrs)["best_epoch"]
+                <= flat_attrs(trial.user_attrs)["epochs_trained"]
+                <= 3
             )
-            assert trial.user_attrs["val_log_loss"] == pytest.approx(trial.value)
+            assert flat_attrs(trial.user_attrs)["gap_loss"] == pytest.approx(
+                flat_attrs(trial.user_attrs)["val_loss"] - flat_attrs(trial.user_attrs)["train_loss"]
+            )
+            assert flat_attrs(trial.user_attrs)["val_log_loss"] == pytest.approx(trial.value)
             assert trial.user_attrs["metric"] == "val_log_loss"
 
     best = yaml.safe_load(Path("experiments/plants/best.yaml").read_text())

@@ -16,7 +16,7 @@ from tuning.config.schema import BudgetConfig
 from tuning.results.table import trials_table
 from tuning.search.budget import exhausted, spent
 from tuning.search.engines.optuna_study import load_summary
-from tuning.study.summary import TrialSummary
+from tuning.study.summary import TrialSummary, flat_attrs
 
 URL = "sqlite:///experiments/plants/optuna.db"
 # No pruner and one epoch count per trial: what ends a trial early is the budget alone.
@@ -48,8 +48,8 @@ def test_budget_epochs_holds_across_two_workers_and_a_resume(in_tmp):
     study = optuna.load_study(study_name="plants", storage=URL)
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
     # A trial the budget ended (none when the workers' trials happened to fill it exactly).
-    early = [t for t in study.trials if t.user_attrs.get("stopped_by") == "budget.epochs"]
-    assert all(t.state.name == "PRUNED" and t.user_attrs["epochs_trained"] < 10 for t in early)
+    early = [t for t in study.trials if flat_attrs(t.user_attrs).get("stopped_by") == "budget.epochs"]
+    assert all(t.state.name == "PRUNED" and flat_attrs(t.user_attrs)["epochs_trained"] < 10 for t in early)
 
     # The same command again: the study spent its budget, so nothing trains and it exits 0.
     assert cli(command[3:]) == 0  # in this process: a resume that trains nothing
@@ -58,7 +58,7 @@ def test_budget_epochs_holds_across_two_workers_and_a_resume(in_tmp):
     assert cli([*command[3:], "budget.epochs=45"]) == 0
     assert sum(trained()) == 45 and len(trained()) == len(epochs) + 1
     last = optuna.load_study(study_name="plants", storage=URL).trials[-1]
-    assert last.state.name == "PRUNED" and last.user_attrs["stopped_by"] == "budget.epochs"
+    assert last.state.name == "PRUNED" and flat_attrs(last.user_attrs)["stopped_by"] == "budget.epochs"
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from conftest import TINY, signal_during_trial_1
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 # Long trials (40 epochs, no early stopping, no pruning) so that a signal lands inside trial 1.
@@ -154,7 +156,7 @@ def test_trials_that_ended_without_a_child_run_are_back_filled(tmp_path):
         if t.state.name == "COMPLETE":
             assert run.info.status == "FINISHED"
             assert run.data.metrics["objective"] == pytest.approx(t.value)
-            assert run.data.metrics["val_loss"] == pytest.approx(t.user_attrs["val_loss"])
+            assert run.data.metrics["val_loss"] == pytest.approx(flat_attrs(t.user_attrs)["val_loss"])
     assert parent.data.metrics["best_objective"] == pytest.approx(study.best_value)
     assert parent.data.metrics["n_complete"] + parent.data.metrics["n_pruned"] == 2
     # A third run adds no second copy.

@@ -34,6 +34,8 @@ from conftest import (
     wait_for_mlflow,
 )
 
+from tuning.study.summary import flat_attrs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TINY = ("data.n_samples=400", "training.max_epochs=3")
@@ -349,7 +351,7 @@ def test_per_epoch_metrics_and_gaps_match_the_trial_history(embedded):
         val_log_loss = series(client, run_id, "while_training/val_log_loss")
         # The pruning callback stored each epoch's objective in the study: the same numbers.
         assert val_log_loss == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
-        assert len(val_log_loss) == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
+        assert len(val_log_loss) == flat_attrs(t.user_attrs).get("epochs_trained", len(t.intermediate_values))
         val_loss = series(client, run_id, "while_training/val_loss")
         loss = series(client, run_id, "while_training/loss")
         assert series(client, run_id, "while_training/gap_loss") == pytest.approx(
@@ -371,7 +373,9 @@ def test_final_metrics_are_the_restored_best_weights(embedded):
     for t in embedded.study.trials:
         run = embedded.children[t.number]
         m = run.data.metrics
-        assert m["epochs_trained"] == t.user_attrs.get("epochs_trained", len(t.intermediate_values))
+        assert m["epochs_trained"] == flat_attrs(t.user_attrs).get(
+            "epochs_trained", len(t.intermediate_values)
+        )
         assert m["seconds"] > 0
         if t.state.name == "FAIL":
             assert "objective" not in m and "best_epoch" not in m
@@ -382,7 +386,7 @@ def test_final_metrics_are_the_restored_best_weights(embedded):
             assert t.value == t.intermediate_values[0]
             assert "best_epoch" not in m and "gap_loss" not in m  # no restored weights to measure
             continue
-        a = t.user_attrs
+        a = flat_attrs(t.user_attrs)
         assert m["best_epoch"] == a["best_epoch"]
         assert m["early_stopped"] == float(a["early_stopped"])
         assert m["n_params"] == a["n_params"]
@@ -411,7 +415,7 @@ def test_parent_keeps_the_best_trial_current(embedded):
     best_run = embedded.children[study.best_trial.number].info.run_id
     assert parent.data.tags["tuning.best_trial_run_id"] == best_run
     # The parent's headline is the study's result: the best trial's values at its restored weights.
-    a = study.best_trial.user_attrs
+    a = flat_attrs(study.best_trial.user_attrs)
     assert m["val_log_loss"] == pytest.approx(a["val_log_loss"], rel=1e-12)
     assert m["gap_log_loss"] == pytest.approx(a["gap_log_loss"], rel=1e-12)
     assert m["log_loss"] == pytest.approx(a["train_log_loss"], rel=1e-12)
@@ -600,7 +604,9 @@ def test_server_complete_trial_metrics_and_regression_gaps(served):
         assert series(served.client, run.info.run_id, f"while_training/gap_{name}") == pytest.approx(
             [v - tr for tr, v in zip(train, val, strict=True)], abs=1e-9
         )
-        assert run.data.metrics[f"gap_{name}"] == pytest.approx(t.user_attrs[f"gap_{name}"], rel=1e-12)
+        assert run.data.metrics[f"gap_{name}"] == pytest.approx(
+            flat_attrs(t.user_attrs)[f"gap_{name}"], rel=1e-12
+        )
     assert run.data.metrics["objective"] == pytest.approx(t.value, rel=1e-12)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuning.config.selection import SELECTION_ATTR, Selection
 from tuning.study.selection import apply as apply_selection
-from tuning.study.summary import StudySummary, TrialSummary
+from tuning.study.summary import StudySummary, TrialSummary, flat_attrs
 
 # alembic revisions of Optuna's RDB schema whose tables this module reads (Optuna 3.2 - 5.x).
 KNOWN_SCHEMAS = frozenset({"v3.2.0.a"})
@@ -99,7 +99,7 @@ def _read(conn: sqlite3.Connection, name: str) -> StudySummary | None:
             value=values.get(trial_id),
             params=params.get(trial_id, {}),
             int_params=frozenset(ints.get(trial_id, ())),
-            user_attrs=user_attrs.get(trial_id, {}),
+            user_attrs=flat_attrs(user_attrs.get(trial_id, {})),
             seconds=_seconds(start, complete),
             start_time=datetime.datetime.fromisoformat(start).timestamp() if start else None,
             intermediate_values=dict(sorted(steps.get(trial_id, {}).items())),

@@ -7,7 +7,7 @@ a study's files (``tuning.results.optuna_sqlite``); a running sweep gets them fr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,20 @@ FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
 # and, on a trial copied in from an earlier study on the same data, that trial's number there.
 # A copied trial ran in the earlier study: it counts toward neither study.n_trials nor a budget.
 WARM_ATTR, WARM_FROM_ATTR = "warm_start", "warm_start_trial"
+# A trial's outcome (its train_*/val_*/gap_* values, best epoch, epochs trained, ...) as one user
+# attribute: Optuna stores each attribute in its own transaction, so a completed trial's ~20
+# values would be ~20 round trips (experiments/benchmarks/writes.py). Readers see it flattened.
+OUTCOME_ATTR = "outcome"
+
+
+def flat_attrs(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's user attributes as one flat record: the entries of its ``outcome`` attribute
+    beside the others (a study written before it existed has none: its attributes are flat)."""
+    flat = {key: value for key, value in stored.items() if key != OUTCOME_ATTR}
+    outcome = stored.get(OUTCOME_ATTR)
+    if isinstance(outcome, Mapping):
+        flat.update(outcome)
+    return flat
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from tuning.search.engines.optuna_warm import Source, check_shared, load_source,
 from tuning.search.runner import FAIL_ATTRS
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
 from tuning.study.selection import gap_key, overfit
-from tuning.study.summary import WARM_FROM_ATTR, StudySummary, TrialSummary
+from tuning.study.summary import OUTCOME_ATTR, WARM_FROM_ATTR, StudySummary, TrialSummary
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +324,16 @@ class OptunaEngine(Engine):
     def _store(
         self, trial: optuna.Trial, attrs: Payload, values: Any, state: TrialState
     ) -> optuna.trial.FrozenTrial:
-        self._set_attrs(trial, attrs)
-        self.written.pop(trial.number, None)
+        written = self.written.pop(trial.number, {})
+        new = {k: v for k, v in attrs.items() if k not in written or written[k] != v}
+        # What a failed trial keeps stays flat (stale-trial checks read it from Optuna's records);
+        # the rest, its measurements, is one attribute: one write instead of one per value.
+        outcome = {k: v for k, v in new.items() if k not in FAIL_ATTRS}
+        for key in FAIL_ATTRS:
+            if key in new:
+                trial.set_user_attr(key, new[key])
+        if outcome:
+            trial.set_user_attr(OUTCOME_ATTR, outcome)
         return self.study.tell(trial, values, state=state)
 
     def _objectives(

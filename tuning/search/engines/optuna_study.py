@@ -14,7 +14,7 @@ from tuning.search.engines.base import StudyRecord
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR, check_resume
 from tuning.study.selection import apply as apply_selection
-from tuning.study.summary import StudySummary, TrialSummary
+from tuning.study.summary import StudySummary, TrialSummary, flat_attrs
 
 log = logging.getLogger("tuning.search.engines.optuna")
 
@@ -173,7 +173,7 @@ def trial_summaries(study: optuna.Study) -> list[TrialSummary]:
             int_params=frozenset(
                 n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
             ),
-            user_attrs=dict(t.user_attrs),
+            user_attrs=flat_attrs(t.user_attrs),
             seconds=t.duration.total_seconds() if t.duration is not None else None,
             start_time=t.datetime_start.timestamp() if t.datetime_start else None,
             intermediate_values=dict(t.intermediate_values),

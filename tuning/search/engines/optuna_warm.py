@@ -35,7 +35,7 @@ from tuning.payload import Payload
 from tuning.redaction import first_line
 from tuning.search.engines.optuna_storage import open_storage
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR
-from tuning.study.summary import WARM_ATTR, WARM_FROM_ATTR
+from tuning.study.summary import WARM_ATTR, WARM_FROM_ATTR, flat_attrs
 
 WARM_STUDY_ATTR = "warm_start"  # study user attribute: what the warm start added or queued
 # Identity keys that make two studies' values comparable (what "the same data" means here).
@@ -241,7 +241,7 @@ def _add(study: optuna.Study, source: Source, space: SearchSpace) -> tuple[str, 
                 params[name], distributions[name] = t.params[name], distribution
             elif name not in distributions:
                 dropped.add(name)
-        attrs = {k: v for k, v in t.user_attrs.items() if k not in NOT_COPIED}
+        attrs = {k: v for k, v in flat_attrs(t.user_attrs).items() if k not in NOT_COPIED}
         attrs.update({WARM_ATTR: source.name, WARM_FROM_ATTR: t.number})
         added.append(
             optuna.trial.create_trial(
