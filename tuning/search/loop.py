@@ -183,7 +183,8 @@ def run_search(
         while attempts > 0 and not streak.full() and _trials_missing(engine, budget):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if budget_spent(budget.spend, engine.trials()):  # every worker's trials, every earlier run's
+            # every worker's trials, every earlier run's (read only when there is a budget to count)
+            if budget.spend.limited and budget_spent(budget.spend, engine.trials()):
                 break
             interrupts.check()  # a signal whose raise was swallowed (a gc callback)
             converged = check_converged(engine, budget)
