@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuning.payload import Payload
+
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
 # Trial user attributes of a warm start (warm_start.from): its source, on every trial it gave;
@@ -23,7 +25,7 @@ WARM_ATTR, WARM_FROM_ATTR = "warm_start", "warm_start_trial"
 OUTCOME_ATTR = "outcome"
 
 
-def flat_attrs(stored: Mapping[str, Any]) -> dict[str, Any]:
+def flat_attrs(stored: Payload) -> dict[str, Any]:
     """A trial's user attributes as one flat record: the entries of its ``outcome`` attribute
     beside the others (a study written before it existed has none: its attributes are flat)."""
     flat = {key: value for key, value in stored.items() if key != OUTCOME_ATTR}
