@@ -56,7 +56,7 @@ def _forget_custom_gradients() -> None:
 
     What it buys: experiments/benchmarks/memory.py, +3.3 MB resident per trial without it, +7.5 MB
     over trials 10-100 with it (README, Performance). It is the one private TensorFlow API used
-    here; tests/test_fit_registry.py fails when TensorFlow moves it, so the saving cannot be lost
+    here; tests/model/test_fit_registry.py fails when TensorFlow moves it, so the saving cannot be lost
     silently on an upgrade. No public route exists: the leak is TensorFlow's own
     (tensorflow/tensorflow#97697, its fix #107094 closed unmerged), and the fix proposed for
     tf-keras does this same purge in ``clear_session`` (keras-team/tf-keras#898, open). Drop this
