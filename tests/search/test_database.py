@@ -184,3 +184,37 @@ def test_worker_killed_mid_trial_is_retried_and_nothing_finished_is_redone(backe
     assert {n: (after[n].value, after[n].params, after[n].datetime_complete) for n in kept} == kept
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 2
     assert [t.number for t in after if not t.state.is_finished()] == []
+
+
+OPEN_AT = """
+import sys, time
+from tuning.search.engines.optuna_storage import open_storage
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+open_storage(sys.argv[1])
+print("opened")
+"""
+
+
+def test_workers_that_create_a_new_databases_tables_together_all_open_it(postgres):
+    # Each worker's first storage creates Optuna's tables; on PostgreSQL the losers of that race
+    # get a duplicate table or type (SQLSTATE 42P07 / 42710), and must find the tables made.
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE tables_race"))
+    admin.dispose()
+    url = postgres.replace("/postgres?", "/tables_race?", 1)
+    start = time.time() + 4  # every process imported and waiting: they create at the same moment
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT, url, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err[-1500:] for _, err in results]
+    assert all(out.strip() == "opened" for out, _ in results)

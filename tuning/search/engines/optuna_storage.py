@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import optuna
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
 from tuning.config.storage import (
     CREATE_ATTEMPTS,
@@ -57,7 +57,7 @@ def open_storage(
     retry = (
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
     )
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     def create() -> optuna.storages.RDBStorage:
         return optuna.storages.RDBStorage(
@@ -68,12 +68,18 @@ def open_storage(
             heartbeat_stale_trial_callback=retry,
         )
 
-    # Workers started together on a new database all create its tables; the losers of that
-    # race fail once (e.g. "UNIQUE constraint failed: alembic_version"), then find them made.
+    def lost_the_race(err: BaseException) -> bool:
+        """Workers started together on a new database all create its tables; the losers of that
+        race fail once (SQLite: "UNIQUE constraint failed: alembic_version"; PostgreSQL: a
+        duplicate table or object, SQLSTATE 42P07 / 42710), then find them made."""
+        if isinstance(err, (IntegrityError, OperationalError)):
+            return True
+        return isinstance(err, ProgrammingError) and getattr(err.orig, "sqlstate", None) in ("42P07", "42710")
+
     return Retrying(
         stop=stop_after_attempt(CREATE_ATTEMPTS),
         wait=wait_incrementing(start=0.5, increment=0.5),
-        retry=retry_if_exception_type((IntegrityError, OperationalError)),
+        retry=retry_if_exception(lost_the_race),
         reraise=True,
     )(create)
 
