@@ -244,6 +244,9 @@ class OptunaEngine(Engine):
                 "ignore", "Heartbeat of storage is supposed to be used with Study.optimize"
             )
             trial = study.ask()
+        # A fresh trial carries no attribute; a queued one (a re-run, a warm start) or one Optuna
+        # re-queued from a stale trial carries some: only those need the study read of _retried.
+        carried = bool(trial.user_attrs)
         try:
             # WORKER_ATTR lets a later run see this process died.
             owner = {WORKER_ATTR: worker_id(), PIDNS_ATTR: pid_namespace()}
@@ -262,7 +265,7 @@ class OptunaEngine(Engine):
         heartbeat.start()
         self.heartbeats[trial.number] = heartbeat
         # A custom model's builder draws its values from the trial as it builds.
-        retry_of, seed = self._retried(trial)
+        retry_of, seed = self._retried(trial) if carried else (None, None)
         return Proposal(trial.number, hp, suggester=trial, trial=trial, retry_of=retry_of, seed=seed)
 
     def _retried(self, trial: optuna.Trial) -> tuple[int | None, int | None]:
