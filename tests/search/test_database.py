@@ -205,16 +205,18 @@ def test_workers_that_create_a_new_databases_tables_together_all_open_it(postgre
         conn.execute(text("CREATE DATABASE tables_race"))
     admin.dispose()
     url = postgres.replace("/postgres?", "/tables_race?", 1)
-    start = time.time() + 4  # every process imported and waiting: they create at the same moment
+    # Every process imported and waiting, then each starts 15 ms after the one before: some look
+    # for the tables before another's transaction commits and create them after it has.
+    start = time.time() + 5
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", OPEN_AT, url, str(start)],
+            [sys.executable, "-c", OPEN_AT, url, str(start + 0.015 * i)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(6)
+        for i in range(10)
     ]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 6, [err[-1500:] for _, err in results]
+    assert [p.returncode for p in procs] == [0] * 10, [err[-1500:] for _, err in results]
     assert all(out.strip() == "opened" for out, _ in results)
