@@ -253,9 +253,9 @@ class OptunaEngine(Engine):
             if self.stream is not None:
                 owner[STREAM_ATTR] = self.stream
             self._set_attrs(trial, owner)
-            for inherited in FAIL_ATTRS:  # copied by Optuna's retry of a stale trial
-                if trial.user_attrs.get(inherited) is not None:
-                    self._set_attrs(trial, {inherited: None})
+            if carried:  # Optuna's retry of a stale trial copies its attributes, failure ones too
+                stale = {key: None for key in FAIL_ATTRS if trial.user_attrs.get(key) is not None}
+                self._set_attrs(trial, stale)
             hp = self.space.suggest(trial)
         except BaseException as err:  # Ctrl-C (retried on resume) or an error of ours, before training
             attrs = {"interrupted": True} if isinstance(err, KeyboardInterrupt) else {"fail_reason": str(err)}
@@ -287,13 +287,18 @@ class OptunaEngine(Engine):
     def begin(self, proposal: Proposal, attrs: Payload) -> None:
         self._set_attrs(proposal.trial, attrs)
 
+    def _unwritten(self, number: int, attrs: Payload) -> dict[str, Any]:
+        """The entries of ``attrs`` this process has not stored on running trial ``number``
+        already, noted as stored now."""
+        written = self.written.setdefault(number, {})
+        new = {k: v for k, v in attrs.items() if k not in written or written[k] != v}
+        written.update(new)
+        return new
+
     def _set_attrs(self, trial: optuna.Trial, attrs: Payload) -> None:
         """Store ``attrs`` on a running trial, each one this process has not stored already."""
-        written = self.written.setdefault(trial.number, {})
-        for key, value in attrs.items():
-            if key not in written or written[key] != value:
-                trial.set_user_attr(key, value)
-                written[key] = value
+        for key, value in self._unwritten(trial.number, attrs).items():
+            trial.set_user_attr(key, value)
 
     def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
         """Optuna's ``trial.report`` / ``should_prune`` (a two-objective study does not prune:
@@ -327,8 +332,8 @@ class OptunaEngine(Engine):
     def _store(
         self, trial: optuna.Trial, attrs: Payload, values: Any, state: TrialState
     ) -> optuna.trial.FrozenTrial:
-        written = self.written.pop(trial.number, {})
-        new = {k: v for k, v in attrs.items() if k not in written or written[k] != v}
+        new = self._unwritten(trial.number, attrs)
+        self.written.pop(trial.number, None)  # the trial ends here
         # What a failed trial keeps stays flat (stale-trial checks read it from Optuna's records);
         # the rest, its measurements, is one attribute: one write instead of one per value.
         outcome = {k: v for k, v in new.items() if k not in FAIL_ATTRS}

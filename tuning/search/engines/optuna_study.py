@@ -125,7 +125,7 @@ def _resume_identity(study: optuna.Study, record: StudyRecord) -> None:
         _store_identity(study, record)
     elif widened:
         log.info(f"study '{study.study_name}': search space widened: " + "; ".join(widened))
-        merged = dict(study.user_attrs.get(CONFIG_ATTR) or record.config or {})
+        merged = dict(study.user_attrs.get(CONFIG_ATTR) or record.config)
         merged["search_space"] = dict(record.config.get("search_space") or {})
         _store_identity(study, StudyRecord({}, record.identity, merged))
 
