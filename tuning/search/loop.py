@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from tuning.search.engines.base import (
 )
 from tuning.search.runner import TrialRunner
 from tuning.study.record import TrialRecord
-from tuning.study.summary import StudySummary, TrialSummary
+from tuning.study.summary import StudySummary
 
 log = logging.getLogger("tuning")
 
@@ -126,11 +126,10 @@ def _trials_missing(engine: Engine, budget: Budget) -> bool:
     return budget.n_trials is None or engine.n_finished() < budget.n_trials
 
 
-def budget_spent(spend: BudgetConfig, trials: Iterable[TrialSummary]) -> bool:
-    """The study whose trials are ``trials`` spent ``budget.epochs`` or ``budget.minutes``: no
-    trial starts. The one test: the loop asks it before each trial, the sweep service after the
-    search (its line, and how the sweep ended)."""
-    return spend.limited and exhausted(spend, spent(trials)) is not None
+def _budget_spent(engine: Engine, spend: BudgetConfig) -> bool:
+    """The study spent ``budget.epochs`` or ``budget.minutes``: no trial starts (its trials are
+    read only when a budget is set)."""
+    return spend.limited and exhausted(spend, spent(engine.trials())) is not None
 
 
 def _claim(
@@ -183,8 +182,7 @@ def run_search(
         while attempts > 0 and not streak.full() and _trials_missing(engine, budget):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            # every worker's trials, every earlier run's (read only when there is a budget to count)
-            if budget.spend.limited and budget_spent(budget.spend, engine.trials()):
+            if _budget_spent(engine, budget.spend):  # every worker's trials, every earlier run's
                 break
             interrupts.check()  # a signal whose raise was swallowed (a gc callback)
             converged = check_converged(engine, budget)

@@ -330,12 +330,11 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
 
 
 def budget_line(settings: Settings, summary: StudySummary) -> str | None:
-    """With ``budget.*``: how the study spent it, once it is spent (else None). Whether it is
-    spent is the search loop's test (``tuning.search.loop.budget_spent``)."""
+    """With ``budget.*``: how the study spent it, once it is spent (else None). Spent means
+    ``tuning.search.budget.exhausted``, the test the search loop asks before each trial too."""
     from tuning.search.budget import spent_line
-    from tuning.search.loop import budget_spent
 
-    return spent_line(settings.budget, summary) if budget_spent(settings.budget, summary.trials) else None
+    return spent_line(settings.budget, summary) if settings.budget.limited else None
 
 
 def _converged_before(engine: Engine, budget: Any, summary: StudySummary) -> str | None:
