@@ -125,6 +125,40 @@ def stop_process_group(proc) -> None:
         proc.wait(timeout=10)
 
 
+# --- workers opening a new database together (storage tests) -----------------------------
+
+# Each process sleeps until its instant, then opens (and so creates) the same database.
+OPEN_AT = (
+    "import sys, time\nfrom tuning.search.engines.optuna_storage import open_storage\n"
+    "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+    "open_storage(sys.argv[1], heartbeat_interval=60)\nprint('opened')\n"
+)
+
+
+def open_storage_together(url: str, count: int, *, stagger: float = 0.0) -> list[tuple[int, str, str]]:
+    """``count`` processes open the storage at ``url`` at once (process i ``i * stagger`` seconds
+    after the first), after every interpreter has imported it; each one's (exit code, stdout,
+    stderr)."""
+    import subprocess
+    import time
+
+    start = time.time() + 6
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT, url, str(start + i * stagger)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        results.append((proc.returncode, out, err))
+    return results
+
+
 # --- a real MLflow server (tracking, outage, distributed tests) ---------------------------
 
 MLFLOW = Path(sys.executable).with_name("mlflow")

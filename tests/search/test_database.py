@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY, cli
+from conftest import TINY, cli, open_storage_together
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 SECRET = "pg-s3cret-7"
@@ -186,15 +186,6 @@ def test_worker_killed_mid_trial_is_retried_and_nothing_finished_is_redone(backe
     assert [t.number for t in after if not t.state.is_finished()] == []
 
 
-OPEN_AT = """
-import sys, time
-from tuning.search.engines.optuna_storage import open_storage
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-open_storage(sys.argv[1])
-print("opened")
-"""
-
-
 def test_workers_that_create_a_new_databases_tables_together_all_open_it(postgres):
     # Each worker's first storage creates Optuna's tables; on PostgreSQL the losers of that race
     # get a duplicate table or type (SQLSTATE 42P07 / 42710), and must find the tables made.
@@ -205,18 +196,8 @@ def test_workers_that_create_a_new_databases_tables_together_all_open_it(postgre
         conn.execute(text("CREATE DATABASE tables_race"))
     admin.dispose()
     url = postgres.replace("/postgres?", "/tables_race?", 1)
-    # Every process imported and waiting, then each starts 15 ms after the one before: some look
-    # for the tables before another's transaction commits and create them after it has.
-    start = time.time() + 5
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", OPEN_AT, url, str(start + 0.015 * i)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(10)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 10, [err[-1500:] for _, err in results]
-    assert all(out.strip() == "opened" for out, _ in results)
+    # Each process starts 15 ms after the one before: some look for the tables before another's
+    # transaction commits and create them after it has.
+    results = open_storage_together(url, 10, stagger=0.015)
+    assert [code for code, _, _ in results] == [0] * 10, [err[-1500:] for _, _, err in results]
+    assert [out.strip() for _, out, _ in results] == ["opened"] * 10
