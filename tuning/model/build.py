@@ -102,20 +102,56 @@ def build_model(  # noqa: PLR0913 - keyword-only, one per search-space setting
     steps_per_execution: int = 1,
     target_units: tuple[float, float] = (0.0, 1.0),
 ) -> keras.Sequential:
-    """``Sequential`` of ``Dense`` hidden layers (``Dropout`` after each when rate > 0).
+    """``Sequential`` of ``Dense`` hidden layers (``Dropout`` after each when rate > 0), compiled.
 
     The output layer follows the task: one sigmoid unit (binary), ``n_classes`` softmax
     units (multiclass) or one linear unit (regression, on the standardized target whose
     ``target_units`` are ``(mean, scale)``).
     """
+    model = mlp(n_features, task, n_classes, units=units, activation=activation, dropout=dropout)
+    compile_model(
+        model,
+        task,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        loss=loss,
+        steps_per_execution=steps_per_execution,
+        target_units=target_units,
+    )
+    return model
+
+
+def mlp(
+    n_features: int, task: str, n_classes: int, *, units: Sequence[int], activation: str, dropout: float
+) -> keras.Sequential:
+    """The MLP's layers, built and not compiled: its initial weights and dropout seeds are drawn here."""
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
     for width in units:
         layers.append(keras.layers.Dense(int(width), activation=activation))
         if dropout > 0:
             layers.append(keras.layers.Dropout(dropout))
-    n_out = n_classes if task == "multiclass" else 1
-    layers.append(keras.layers.Dense(n_out, activation=OUTPUT_ACTIVATION[task], name="output"))
-    model = keras.Sequential(layers)
+    layers.append(
+        keras.layers.Dense(output_units(task, n_classes), activation=OUTPUT_ACTIVATION[task], name="output")
+    )
+    return keras.Sequential(layers)
+
+
+def output_units(task: str, n_classes: int) -> int:
+    """Units of the output layer: the classes of a multiclass task, else one."""
+    return n_classes if task == "multiclass" else 1
+
+
+def compile_model(  # noqa: PLR0913 - keyword-only, as Model.compile's own
+    model: keras.Model,
+    task: str,
+    *,
+    optimizer: str,
+    learning_rate: float,
+    loss: str,
+    steps_per_execution: int,
+    target_units: tuple[float, float],
+) -> None:
+    """Compile with the optimizer, the loss and the task's metrics, and build the optimizer's slots."""
     opt_cls = getattr(keras.optimizers, OPTIMIZERS[optimizer])
     model.compile(
         optimizer=opt_cls(learning_rate=learning_rate),
@@ -126,7 +162,6 @@ def build_model(  # noqa: PLR0913 - keyword-only, one per search-space setting
     # Create the optimizer's slots now (zeros either way): left to the first traced train step,
     # TensorFlow would trace that step twice to create them, about a second per trial.
     model.optimizer.build(model.trainable_variables)
-    return model
 
 
 def needs_one_hot(loss: str, task: str) -> bool:

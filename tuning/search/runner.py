@@ -220,6 +220,7 @@ class TrialRunner:
             epoch_log=epoch_log,
             suggester=suggester,
             drawn=drawn,
+            reuse=self.training.reuse_graphs,
         )
         return result, {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,9 +14,11 @@ from tuning.config.space import FixedParams, Hyperparameters, Suggester
 from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
-from tuning.model.build import build_model, needs_one_hot
+from tuning.model.build import build_model, mlp, needs_one_hot
 from tuning.model.fit import EpochLog, fit_model, fresh_session, seed_everything
 from tuning.model.result import FitResult
+
+log = logging.getLogger("tuning")
 
 
 class EpochEndCallback(keras.callbacks.Callback):
@@ -60,17 +63,20 @@ def targets(
     return y
 
 
-def new_model(
+def new_model(  # noqa: PLR0913 - keyword-only options
     hp: Hyperparameters,
     dataset: Dataset,
     steps_per_execution: int = 1,
     *,
     suggester: Suggester | None = None,
     drawn: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> keras.Model:
     """The MLP of ``hp``, or for a custom model its builder's model: its hyperparameters drawn
     through ``suggester`` (the engine's trial) or, without one, replayed from ``hp.extra``.
-    ``drawn`` receives the builder's values even when the build fails."""
+    ``drawn`` receives the builder's values even when the build fails. ``reuse``: the MLP is the
+    kept compiled model of its structure, in the state a fresh one would have
+    (``tuning.model.reuse``), where the backend allows it."""
     if hp.builder is not None:
         from tuning.model.builder import load_builder
         from tuning.model.custom import build_custom
@@ -86,6 +92,32 @@ def new_model(
         finally:
             if drawn is not None:
                 drawn.update(values.sampled)
+    if reuse and reusable(hp):
+        from tuning.model.reuse import Structure, reused_model
+
+        fresh = mlp(
+            dataset.n_features,
+            dataset.task,
+            dataset.n_classes,
+            units=hp.units,
+            activation=hp.activation,
+            dropout=hp.dropout,
+        )
+        structure = Structure(
+            n_features=dataset.n_features,
+            task=dataset.task,
+            n_classes=dataset.n_classes,
+            depth=hp.n_layers,
+            width=Structure.width_for(hp.units),
+            activation=hp.activation,
+            optimizer=hp.optimizer,
+            loss=hp.loss,
+            steps_per_execution=steps_per_execution,
+            target_units=dataset.target_units,
+        )
+        return reused_model(
+            fresh, structure, units=hp.units, dropout=hp.dropout, learning_rate=hp.learning_rate
+        )
     return build_model(
         dataset.n_features,
         dataset.task,
@@ -99,6 +131,24 @@ def new_model(
         steps_per_execution=steps_per_execution,
         target_units=dataset.target_units,
     )
+
+
+_said: set[str] = set()
+
+
+def reusable(hp: Hyperparameters) -> bool:
+    """Whether ``hp``'s model can be a kept compiled one; why not is logged once per process."""
+    reason = None
+    if hp.builder is not None:
+        reason = (
+            "model=custom: each trial builds its own model (training.reuse_graphs is for the built-in MLP)"
+        )
+    elif keras.backend.backend() != "tensorflow":
+        reason = f"training.reuse_graphs needs the TensorFlow backend, not {keras.backend.backend()}: each trial builds its own model"
+    if reason is not None and reason not in _said:
+        _said.add(reason)
+        log.info(reason)
+    return reason is None
 
 
 def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) -> dict[str, Any]:
@@ -122,7 +172,7 @@ def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) 
     return dict(values.values)
 
 
-def fit_trial(
+def fit_trial(  # noqa: PLR0913 - keyword-only options
     hp: Hyperparameters,
     dataset: Dataset,
     training: TrainingConfig,
@@ -132,6 +182,7 @@ def fit_trial(
     epoch_log: EpochLog | None = None,
     suggester: Suggester | None = None,
     drawn: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> tuple[keras.Model, FitResult]:
     """Build a fresh model for ``hp`` and fit it on train, early-stopping on validation.
 
@@ -141,11 +192,15 @@ def fit_trial(
         callbacks: extra Keras callbacks (e.g. the engine's pruning callback).
         epoch_log: collects epoch logs even if a callback aborts the fit.
         suggester, drawn: a custom model's hyperparameters, drawn while it builds (``new_model``).
+        reuse: train the kept compiled model of the MLP's structure (``training.reuse_graphs``);
+            the returned model is then that shared one, valid until the next trial.
     """
     fresh_session()
     seed_everything(seed, training.deterministic)
     stopping = training.early_stopping
-    model = new_model(hp, dataset, training.steps_per_execution, suggester=suggester, drawn=drawn)
+    model = new_model(
+        hp, dataset, training.steps_per_execution, suggester=suggester, drawn=drawn, reuse=reuse
+    )
     result = fit_model(
         model,
         dataset.x_train,
@@ -159,4 +214,5 @@ def fit_trial(
         callbacks=callbacks,
         epoch_log=epoch_log,
     )
+    result.n_params = getattr(model, "n_params", result.n_params)  # a kept model's are wider
     return model, result

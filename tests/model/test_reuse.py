@@ -1,0 +1,156 @@
+"""training.reuse_graphs: trials train one kept compiled model per structure, to the values a
+fresh model per trial gives (1e-6), for every activation, loss and optimizer of the space."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY, cli, settings
+
+from tuning.config import parse
+from tuning.config.space import Hyperparameters
+from tuning.config.tasks import LOSSES
+from tuning.data import load_dataset
+from tuning.model import reuse
+from tuning.search.trial import fit_trial
+
+pytestmark = pytest.mark.slow
+
+# Dropout masks and a partial last batch (400 rows, batch 48) must replay exactly.
+BASE = Hyperparameters(units=(24, 12), dropout=0.2, batch_size=48, epochs=6, learning_rate=3e-3)
+
+
+def _data(name: str, *extra: str):
+    sized = ["data.n_samples=400"] if name in ("plants", "regression") else []
+    parsed = parse(settings(f"data={name}", *sized, *extra, "tracking=none", tiny=False))
+    return parsed.training, load_dataset(parsed.data, parsed.split, parsed.seed)
+
+
+def _assert_close(fresh, kept) -> None:
+    assert fresh.history.keys() == kept.history.keys()
+    for key in fresh.history:
+        np.testing.assert_allclose(kept.history[key], fresh.history[key], rtol=1e-6, atol=1e-6, err_msg=key)
+    for part in ("train", "val"):
+        a, b = getattr(fresh, part), getattr(kept, part)
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-6, atol=1e-6, err_msg=part)
+    # A gap is train minus validation: to 1e-6 of the values it is the difference of (an RMSE in
+    # the target's units is ~60 here, so float32 rounding alone moves it by ~1e-5).
+    assert fresh.gaps.keys() == kept.gaps.keys()
+    for name, gap in fresh.gaps.items():
+        metric = name.removeprefix("gap_")
+        scale = max(abs(fresh.train[metric]), abs(fresh.val[metric]), 1.0)
+        assert kept.gaps[name] == pytest.approx(gap, rel=1e-6, abs=1e-6 * scale), name
+    assert (kept.best_epoch, kept.epochs_trained, kept.n_params) == (
+        fresh.best_epoch,
+        fresh.epochs_trained,
+        fresh.n_params,
+    )
+
+
+def _trials(dataset, training, points, *, reuse_graphs: bool):
+    return [
+        fit_trial(hp, dataset, training, seed=11 + i, reuse=reuse_graphs)[1] for i, hp in enumerate(points)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "points"),
+    [
+        # binary: every activation and optimizer of the default space, widths and rates that change
+        # from trial to trial inside one structure, no dropout, and both binary losses
+        (
+            "plants",
+            [
+                BASE,
+                replace(BASE, units=(100, 9), dropout=0.45, learning_rate=1e-2),
+                replace(BASE, activation="tanh", optimizer="rmsprop"),
+                replace(BASE, activation="elu", optimizer="sgd", dropout=0.0, learning_rate=5e-2),
+                replace(BASE, units=(7, 128), loss=LOSSES["binary"][1]),
+                replace(BASE, units=(40,), dropout=0.1),
+            ],
+        ),
+        # multiclass: every loss, one-hot and sparse labels
+        (
+            "iris",
+            [replace(BASE, loss=loss, units=(16, 20 - 3 * i)) for i, loss in enumerate(LOSSES["multiclass"])],
+        ),
+        # regression: the target's units baked into the metrics
+        ("regression", [replace(BASE, loss=loss) for loss in LOSSES["regression"]]),
+    ],
+)
+def test_kept_models_give_the_values_of_fresh_ones(data, points):
+    training, dataset = _data(data)
+    fresh = _trials(dataset, training, points, reuse_graphs=False)
+    reuse.forget()
+    kept = _trials(dataset, training, points, reuse_graphs=True)
+    kept_again = _trials(dataset, training, points, reuse_graphs=True)  # every graph now traced
+    for a, b, c in zip(fresh, kept, kept_again, strict=True):
+        _assert_close(a, b)
+        _assert_close(a, c)
+
+
+def test_trials_of_one_structure_share_one_model_and_others_get_their_own():
+    training, dataset = _data("plants")
+    reuse.forget()
+    first, _ = fit_trial(BASE, dataset, training, seed=1, reuse=True)
+    second, _ = fit_trial(replace(BASE, units=(90, 3), dropout=0.3), dataset, training, seed=2, reuse=True)
+    other, _ = fit_trial(replace(BASE, activation="tanh"), dataset, training, seed=3, reuse=True)
+    wider, _ = fit_trial(replace(BASE, units=(300, 3)), dataset, training, seed=4, reuse=True)
+    assert first is second
+    assert other is not first
+    assert wider is not first
+    assert wider.structure.width == 512 and first.structure.width == reuse.MIN_WIDTH
+    # the unused part of every kept kernel stays zero through training
+    kernel = second.hidden[0].kernel.numpy()
+    assert np.all(kernel[:, 90:] == 0) and np.any(kernel[:, :90] != 0)
+
+
+def test_off_builds_a_fresh_model_per_trial():
+    training, dataset = _data("plants", "training.reuse_graphs=false")
+    assert training.reuse_graphs is False
+    first, _ = fit_trial(BASE, dataset, training, seed=1, reuse=training.reuse_graphs)
+    second, _ = fit_trial(BASE, dataset, training, seed=2, reuse=training.reuse_graphs)
+    assert first is not second
+    assert type(first).__name__ == "Sequential"
+
+
+def _summary(study_dir: Path, name: str, engine: str):
+    if engine == "optuna":
+        from tuning.search.engines.optuna_study import load_summary
+
+        return load_summary(f"sqlite:///{study_dir.resolve()}/optuna.db", name)
+    from tuning.study.keras_tuner_files import read_project
+
+    return read_project(study_dir / "keras_tuner", name)
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras_tuner"])
+def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_path, monkeypatch, engine):
+    """The whole sweep, sampler and pruner included: the same points, states and values."""
+    engine_args = ["engine=keras_tuner", "engine.algorithm=random"] if engine == "keras_tuner" else []
+    name = "plants" if engine == "optuna" else "plants-keras_tuner"
+    runs = []
+    for flag in ("false", "true"):
+        (tmp_path / flag).mkdir()
+        monkeypatch.chdir(tmp_path / flag)
+        reuse.forget()
+        args = [
+            *TINY,
+            *engine_args,
+            "study.n_trials=8",
+            "training.max_epochs=4",
+            f"training.reuse_graphs={flag}",
+        ]
+        assert cli(["sweep", *args]) == 0
+        summary = _summary(tmp_path / flag / "experiments" / name, name, engine)
+        runs.append([(t.number, t.state, t.params, t.value) for t in summary.trials])
+    fresh, kept = runs
+    assert [t[:3] for t in kept] == [t[:3] for t in fresh]
+    assert len({tuple(sorted(t[2].items())) for t in kept}) == 8  # eight different points
+    assert all(t[1] in ("COMPLETE", "PRUNED") for t in kept) and kept[0][3] is not None
+    values = [[np.nan if t[3] is None else t[3] for t in run] for run in (kept, fresh)]
+    np.testing.assert_allclose(*values, rtol=1e-6)
