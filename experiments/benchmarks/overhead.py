@@ -7,8 +7,8 @@
                 pruning callback, NaN guard, train evaluation and gaps, best.yaml.
 3. kerastuner   ``keras_tuner.RandomSearch`` over the same model (one unused dimension, so that
                 the search does not stop at its single point).
-4. tuning-tfopt ``tuning`` with ``training.graph_optimizations=true`` (TensorFlow's Grappler on, as
-                before it became off by default): what that default saves, in the same run.
+4. tuning-fresh ``tuning`` with ``training.kept_models=0``: a fresh model per trial, traced anew
+                (before kept compiled models became the default): what they save, in the same run.
 
 Every arm gets the same compile/fit settings: ``steps_per_execution`` and the Grappler setting of
 ``conf/training/default.yaml`` (process-wide TensorFlow options a plain loop can set too), so
@@ -36,7 +36,7 @@ from typing import Any
 
 import common
 
-METHODS = ("plain", "tuning", "kerastuner", "tuning-tfopt")
+METHODS = ("plain", "tuning", "kerastuner", "tuning-fresh")
 DATA = ["data=plants"]
 LENGTHS = (1, 5)  # epochs per trial: the fixed cost per trial is solved from the two
 
@@ -114,7 +114,7 @@ def plain(_: dict[str, Any]) -> common.Job:
 RUNNER = "the trial in the runner (the five above)"
 PARTS = {  # tuning's fixed cost, timed where it is spent: (module, class or "", function) -> label
     ("tuning.search.trial", "", "fresh_session"): "clear the last trial's session",
-    ("tuning.search.trial", "", "new_model"): "build + compile the model",
+    ("tuning.search.trial", "", "new_model"): "build + compile the model (or take the kept one)",
     ("keras", "Model", "fit"): "model.fit (its epochs, and tracing)",
     ("tuning.search.engines.optuna", "OptunaEngine", "report"): "  of which per-epoch reports to the study",
     ("tuning.model.fit", "", "evaluate"): "evaluate train at the restored weights",
@@ -224,7 +224,7 @@ def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     if args.child:
         setups = {"plain": plain, "tuning": tuning, "kerastuner": kerastuner}
-        setups["tuning-tfopt"] = lambda params: tuning({"overrides": ["training.graph_optimizations=true"]})
+        setups["tuning-fresh"] = lambda params: tuning({"overrides": ["training.kept_models=0"]})
         common.serve(args, setups)
         return
     started = time.perf_counter()
@@ -234,7 +234,7 @@ def main() -> None:
         f"{n_trials} trials x {repeats} repeats per method and length ({' and '.join(map(str, LENGTHS))} "
         f"epochs); plants (2 features, 1800 train rows), MLP 2x{common.FIXED_MLP['units']} relu, adam 1e-3, "
         f"batch {common.FIXED_MLP['batch_size']}; steps_per_execution {STEPS_PER_EXECUTION} and "
-        f"graph_optimizations={TRAINING.graph_optimizations} for every arm but tuning-tfopt; "
+        f"graph_optimizations={TRAINING.graph_optimizations} for every arm; "
         "one worker process per method\n",
         flush=True,
     )
@@ -274,15 +274,21 @@ def print_fixed_cost(runs: dict[int, dict[str, list[dict[str, Any]]]], n_trials:
         rows.append([m, common.median(fixed), spread, common.median(per_epoch)])
     print("\nfixed cost per trial (seconds outside the epochs themselves) and seconds per epoch:")
     print(common.table(rows, ["method", "fixed s/trial", "range", "s/epoch"]))
-    # Where tuning's seconds go, per trial, at the short length (medians over repeats).
-    parts = [r["parts"] for r in runs[short]["tuning"]]
-    walls = [r["wall"] for r in runs[short]["tuning"]]
-    print(f"\ntuning, {short}-epoch trials: where a trial's seconds go (median over repeats, per trial):")
+    for method in ("tuning-fresh", "tuning"):  # before and after kept compiled models
+        print_breakdown(runs, n_trials, method)
+
+
+def print_breakdown(runs: dict[int, dict[str, list[dict[str, Any]]]], n_trials: int, method: str) -> None:
+    """Where ``method``'s seconds go, per trial, at the short length (medians over repeats)."""
+    short, long = LENGTHS
+    parts = [r["parts"] for r in runs[short][method]]
+    walls = [r["wall"] for r in runs[short][method]]
+    print(f"\n{method}, {short}-epoch trials: where a trial's seconds go (median over repeats, per trial):")
     rows = [[label, common.median([p.get(label, 0.0) / n_trials for p in parts])] for label in PARTS.values()]
     per_epoch = common.median(
         [
             (b["wall"] - a["wall"]) / n_trials / (long - short)
-            for a, b in zip(runs[short]["tuning"], runs[long]["tuning"], strict=True)
+            for a, b in zip(runs[short][method], runs[long][method], strict=True)
         ]
     )
     fit_label = PARTS[("keras", "Model", "fit")]

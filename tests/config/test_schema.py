@@ -75,6 +75,7 @@ def test_parsed_settings_are_typed_and_frozen(composed):
     ("override", "key", "text"),
     [
         ("training.steps_per_execution=0", "training.steps_per_execution", "must be an integer >= 1"),
+        ("training.kept_models=-1", "training.kept_models", "must be an integer >= 0"),
         ("training.deterministic=maybe", "training.deterministic", "must be true or false"),
         ("training.checkpoints=maybe", "training.checkpoints", "must be true or false"),
         ("training.early_stopping.min_delta=abc", "training.early_stopping.min_delta", "must be a number"),

@@ -1,4 +1,4 @@
-"""training.reuse_graphs: trials train one kept compiled model per structure, to the values a
+"""training.kept_models: trials train one kept compiled model per structure, to the values a
 fresh model per trial gives (1e-6), for every activation, loss and optimizer of the space."""
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _assert_close(fresh, kept) -> None:
 
 def _trials(dataset, training, points, *, reuse_graphs: bool):
     return [
-        fit_trial(hp, dataset, training, seed=11 + i, reuse=reuse_graphs)[1] for i, hp in enumerate(points)
+        fit_trial(hp, dataset, training, seed=11 + i, kept_models=8 if reuse_graphs else 0)[1]
+        for i, hp in enumerate(points)
     ]
 
 
@@ -71,6 +72,8 @@ def _trials(dataset, training, points, *, reuse_graphs: bool):
                 replace(BASE, activation="elu", optimizer="sgd", dropout=0.0, learning_rate=5e-2),
                 replace(BASE, units=(7, 128), loss=LOSSES["binary"][1]),
                 replace(BASE, units=(40,), dropout=0.1),
+                replace(BASE, units=(8, 16, 30), activation="sigmoid"),
+                replace(BASE, activation="selu", dropout=0.0),
             ],
         ),
         # multiclass: every loss, one-hot and sparse labels
@@ -96,24 +99,41 @@ def test_kept_models_give_the_values_of_fresh_ones(data, points):
 def test_trials_of_one_structure_share_one_model_and_others_get_their_own():
     training, dataset = _data("plants")
     reuse.forget()
-    first, _ = fit_trial(BASE, dataset, training, seed=1, reuse=True)
-    second, _ = fit_trial(replace(BASE, units=(90, 3), dropout=0.3), dataset, training, seed=2, reuse=True)
-    other, _ = fit_trial(replace(BASE, activation="tanh"), dataset, training, seed=3, reuse=True)
-    wider, _ = fit_trial(replace(BASE, units=(300, 3)), dataset, training, seed=4, reuse=True)
+    first, _ = fit_trial(BASE, dataset, training, seed=1, kept_models=8)
+    # other widths, dropout rate and learning rate: the same kept model
+    second, result = fit_trial(
+        replace(BASE, units=(90, 3), dropout=0.3, learning_rate=0.05),
+        dataset,
+        training,
+        seed=2,
+        kept_models=8,
+    )
+    others = [
+        fit_trial(replace(BASE, **change), dataset, training, seed=3, kept_models=8)[0]
+        for change in ({"optimizer": "sgd"}, {"activation": "tanh"}, {"units": (90, 3, 5)})
+    ]
+    wider, _ = fit_trial(replace(BASE, units=(300, 3)), dataset, training, seed=4, kept_models=8)
     assert first is second
-    assert other is not first
+    assert len({id(m) for m in [first, *others]}) == 4
     assert wider is not first
     assert wider.structure.width == 512 and first.structure.width == reuse.MIN_WIDTH
+    assert result.n_params == (2 * 90 + 90) + (90 * 3 + 3) + (3 * 5 + 5) + (
+        5 + 1
+    )  # its own, not the kept widths
+    # at most kept_models are kept: the least recently used goes first
+    fit_trial(replace(BASE, optimizer="rmsprop"), dataset, training, seed=5, kept_models=1)
+    again, _ = fit_trial(BASE, dataset, training, seed=6, kept_models=1)
+    assert again is not first
     # the unused part of every kept kernel stays zero through training
     kernel = second.hidden[0].kernel.numpy()
     assert np.all(kernel[:, 90:] == 0) and np.any(kernel[:, :90] != 0)
 
 
 def test_off_builds_a_fresh_model_per_trial():
-    training, dataset = _data("plants", "training.reuse_graphs=false")
-    assert training.reuse_graphs is False
-    first, _ = fit_trial(BASE, dataset, training, seed=1, reuse=training.reuse_graphs)
-    second, _ = fit_trial(BASE, dataset, training, seed=2, reuse=training.reuse_graphs)
+    training, dataset = _data("plants", "training.kept_models=0")
+    assert training.kept_models == 0
+    first, _ = fit_trial(BASE, dataset, training, seed=1, kept_models=training.kept_models)
+    second, _ = fit_trial(BASE, dataset, training, seed=2, kept_models=training.kept_models)
     assert first is not second
     assert type(first).__name__ == "Sequential"
 
@@ -134,7 +154,7 @@ def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_pa
     engine_args = ["engine=keras_tuner", "engine.algorithm=random"] if engine == "keras_tuner" else []
     name = "plants" if engine == "optuna" else "plants-keras_tuner"
     runs = []
-    for flag in ("false", "true"):
+    for flag in ("0", "8"):
         (tmp_path / flag).mkdir()
         monkeypatch.chdir(tmp_path / flag)
         reuse.forget()
@@ -143,7 +163,7 @@ def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_pa
             *engine_args,
             "study.n_trials=8",
             "training.max_epochs=4",
-            f"training.reuse_graphs={flag}",
+            f"training.kept_models={flag}",
         ]
         assert cli(["sweep", *args]) == 0
         summary = _summary(tmp_path / flag / "experiments" / name, name, engine)

@@ -116,9 +116,9 @@ class TrainingConfig:
     steps_per_execution: int = 32
     deterministic: bool = True
     graph_optimizations: bool = False
-    # One compiled model per MLP structure, reused by its trials: no tracing per trial, the
-    # same values (model/reuse.py). False: a fresh model per trial.
-    reuse_graphs: bool = True
+    # Compiled MLPs kept, one per structure, reused by its trials: no tracing per trial, the
+    # same values (model/reuse.py); ~30 MB each. 0: a fresh model per trial.
+    kept_models: int = 8
     threads: int | None = None
     # Each trial's model, optimizer and early-stopping state at every epoch's end, so a resumed
     # sweep continues an interrupted trial from its last epoch (search/checkpoints.py).
@@ -139,7 +139,8 @@ class TrainingConfig:
             )
         check_int("training.steps_per_execution", raw.get("steps_per_execution", cls.steps_per_execution), 1)
         check_int("training.threads", raw.get("threads"), 1, allow_none=True)
-        for flag in ("deterministic", "graph_optimizations", "reuse_graphs", "checkpoints"):
+        check_int("training.kept_models", raw.get("kept_models", cls.kept_models), 0)
+        for flag in ("deterministic", "graph_optimizations", "checkpoints"):
             check_bool(f"training.{flag}", raw.get(flag, getattr(cls, flag)))
         return cls(
             max_epochs=raw.get("max_epochs"),
@@ -147,7 +148,7 @@ class TrainingConfig:
             steps_per_execution=int(raw.get("steps_per_execution", cls.steps_per_execution)),
             deterministic=bool(raw.get("deterministic", cls.deterministic)),
             graph_optimizations=bool(raw.get("graph_optimizations", cls.graph_optimizations)),
-            reuse_graphs=bool(raw.get("reuse_graphs", cls.reuse_graphs)),
+            kept_models=int(raw.get("kept_models", cls.kept_models)),
             checkpoints=bool(raw.get("checkpoints", cls.checkpoints)),
             threads=raw.get("threads"),
             simulate_epoch_seconds=None if simulate is None else float(simulate),

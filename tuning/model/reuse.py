@@ -1,4 +1,4 @@
-"""One compiled MLP per structure, reused by every trial of that structure (``training.reuse_graphs``).
+"""One compiled MLP per structure, reused by every trial of that structure (``training.kept_models``).
 
 Most of a short trial's fixed cost is TensorFlow tracing a new model's train and test functions
 (1.1 s of a 2.2 s one-epoch trial on 2 cores, docs/performance.md). Keras keeps those functions
@@ -44,9 +44,6 @@ from tuning.model.build import compile_model, output_units
 
 log = logging.getLogger("tuning")
 
-# Structures kept at once: a search space of depth x activation x optimizer x loss is 27-54 of
-# them; each kept model holds its traced graphs (~1-2 MB), the least recently used is dropped.
-CACHE_SIZE = 16
 MIN_WIDTH = 128  # kernels at least this wide: one structure serves every width of the default space
 
 
@@ -157,10 +154,14 @@ def reused_model(  # noqa: PLR0913 - keyword-only, the trial's settings
     units: Sequence[int],
     dropout: float,
     learning_rate: float,
+    keep: int,
 ) -> keras.Model:
     """The kept compiled model of ``structure``, holding ``fresh``'s initial state for this trial.
 
     ``fresh``: the trial's plain MLP (``build.mlp``), built from the trial's seed and not compiled.
+    ``keep``: models kept at most; the least recently used goes first. Each holds its traced
+    graphs, ~30 MB on an MLP of the default space (a search space of depth x activation x
+    optimizer x loss has 27 structures or more).
     """
     compiled = _kept.pop(structure, None)
     if compiled is None:
@@ -175,7 +176,7 @@ def reused_model(  # noqa: PLR0913 - keyword-only, the trial's settings
             target_units=structure.target_units,
         )
         compiled = _Compiled(model)
-        if len(_kept) >= CACHE_SIZE:
+        while len(_kept) >= keep:
             _kept.popitem(last=False)
     _kept[structure] = compiled  # the most recently used last
     compiled.reset_optimizer(learning_rate)

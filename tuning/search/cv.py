@@ -57,7 +57,7 @@ def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to ea
             # A custom model's builder asks the same names in every fold: answered as in the first.
             suggester=suggester,
             drawn=drawn,
-            reuse=training.reuse_graphs,
+            kept_models=training.kept_models,
         )
         if result.diverged_at is not None:
             raise TrialFailed(f"loss became NaN at epoch {result.diverged_at + 1} of fold {k + 1}")

@@ -220,7 +220,7 @@ class TrialRunner:
             epoch_log=epoch_log,
             suggester=suggester,
             drawn=drawn,
-            reuse=self.training.reuse_graphs,
+            kept_models=self.training.kept_models,
         )
         return result, {}
 

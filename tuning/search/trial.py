@@ -70,13 +70,13 @@ def new_model(  # noqa: PLR0913 - keyword-only options
     *,
     suggester: Suggester | None = None,
     drawn: dict[str, Any] | None = None,
-    reuse: bool = False,
+    kept_models: int = 0,
 ) -> keras.Model:
     """The MLP of ``hp``, or for a custom model its builder's model: its hyperparameters drawn
     through ``suggester`` (the engine's trial) or, without one, replayed from ``hp.extra``.
-    ``drawn`` receives the builder's values even when the build fails. ``reuse``: the MLP is the
-    kept compiled model of its structure, in the state a fresh one would have
-    (``tuning.model.reuse``), where the backend allows it."""
+    ``drawn`` receives the builder's values even when the build fails. ``kept_models`` > 0: the MLP
+    is the kept compiled model of its structure, in the state a fresh one would have
+    (``tuning.model.reuse``, at most that many kept), where the backend allows it."""
     if hp.builder is not None:
         from tuning.model.builder import load_builder
         from tuning.model.custom import build_custom
@@ -92,7 +92,7 @@ def new_model(  # noqa: PLR0913 - keyword-only options
         finally:
             if drawn is not None:
                 drawn.update(values.sampled)
-    if reuse and reusable(hp):
+    if kept_models > 0 and reusable(hp):
         from tuning.model.reuse import Structure, reused_model
 
         fresh = mlp(
@@ -116,7 +116,12 @@ def new_model(  # noqa: PLR0913 - keyword-only options
             target_units=dataset.target_units,
         )
         return reused_model(
-            fresh, structure, units=hp.units, dropout=hp.dropout, learning_rate=hp.learning_rate
+            fresh,
+            structure,
+            units=hp.units,
+            dropout=hp.dropout,
+            learning_rate=hp.learning_rate,
+            keep=kept_models,
         )
     return build_model(
         dataset.n_features,
@@ -141,10 +146,10 @@ def reusable(hp: Hyperparameters) -> bool:
     reason = None
     if hp.builder is not None:
         reason = (
-            "model=custom: each trial builds its own model (training.reuse_graphs is for the built-in MLP)"
+            "model=custom: each trial builds its own model (training.kept_models is for the built-in MLP)"
         )
     elif keras.backend.backend() != "tensorflow":
-        reason = f"training.reuse_graphs needs the TensorFlow backend, not {keras.backend.backend()}: each trial builds its own model"
+        reason = f"training.kept_models needs the TensorFlow backend, not {keras.backend.backend()}: each trial builds its own model"
     if reason is not None and reason not in _said:
         _said.add(reason)
         log.info(reason)
@@ -182,7 +187,7 @@ def fit_trial(  # noqa: PLR0913 - keyword-only options
     epoch_log: EpochLog | None = None,
     suggester: Suggester | None = None,
     drawn: dict[str, Any] | None = None,
-    reuse: bool = False,
+    kept_models: int = 0,
 ) -> tuple[keras.Model, FitResult]:
     """Build a fresh model for ``hp`` and fit it on train, early-stopping on validation.
 
@@ -192,14 +197,15 @@ def fit_trial(  # noqa: PLR0913 - keyword-only options
         callbacks: extra Keras callbacks (e.g. the engine's pruning callback).
         epoch_log: collects epoch logs even if a callback aborts the fit.
         suggester, drawn: a custom model's hyperparameters, drawn while it builds (``new_model``).
-        reuse: train the kept compiled model of the MLP's structure (``training.reuse_graphs``);
-            the returned model is then that shared one, valid until the next trial.
+        kept_models: > 0, train the kept compiled model of the MLP's structure, at most that many
+            kept (``training.kept_models``); the returned model is then that shared one, valid
+            until the next trial.
     """
     fresh_session()
     seed_everything(seed, training.deterministic)
     stopping = training.early_stopping
     model = new_model(
-        hp, dataset, training.steps_per_execution, suggester=suggester, drawn=drawn, reuse=reuse
+        hp, dataset, training.steps_per_execution, suggester=suggester, drawn=drawn, kept_models=kept_models
     )
     result = fit_model(
         model,
