@@ -110,16 +110,19 @@ def test_trials_of_one_structure_share_one_model_and_others_get_their_own():
     )
     others = [
         fit_trial(replace(BASE, **change), dataset, training, seed=3, kept_models=8)[0]
-        for change in ({"optimizer": "sgd"}, {"activation": "tanh"}, {"units": (90, 3, 5)})
+        for change in ({"optimizer": "sgd"}, {"activation": "tanh"}, {"units": (90, 3, 5, 7)})
     ]
+    # another depth (up to reuse.MIN_DEPTH) is the same model too
+    deeper, deeper_result = fit_trial(
+        replace(BASE, units=(6, 5, 4)), dataset, training, seed=7, kept_models=8
+    )
+    assert deeper is first and deeper_result.n_params == (2 * 6 + 6) + (6 * 5 + 5) + (5 * 4 + 4) + (4 + 1)
     wider, _ = fit_trial(replace(BASE, units=(300, 3)), dataset, training, seed=4, kept_models=8)
     assert first is second
     assert len({id(m) for m in [first, *others]}) == 4
     assert wider is not first
     assert wider.structure.width == 512 and first.structure.width == reuse.MIN_WIDTH
-    assert result.n_params == (2 * 90 + 90) + (90 * 3 + 3) + (3 * 5 + 5) + (
-        5 + 1
-    )  # its own, not the kept widths
+    assert result.n_params == (2 * 90 + 90) + (90 * 3 + 3) + (3 + 1)  # its own, not the kept widths
     # at most kept_models are kept: the least recently used goes first
     fit_trial(replace(BASE, optimizer="rmsprop"), dataset, training, seed=5, kept_models=1)
     again, _ = fit_trial(BASE, dataset, training, seed=6, kept_models=1)

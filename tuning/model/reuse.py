@@ -45,6 +45,7 @@ from tuning.model.build import compile_model, output_units
 log = logging.getLogger("tuning")
 
 MIN_WIDTH = 128  # kernels at least this wide: one structure serves every width of the default space
+MIN_DEPTH = 3  # hidden layers at least: one structure serves every depth of the default space
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Structure:
     n_features: int
     task: str
     n_classes: int
-    depth: int
+    depth: int  # hidden layers kept, at least MIN_DEPTH: a trial uses its first ones
     width: int  # the wide kernels' width: a power of two >= every layer of the trial
     activation: str
     optimizer: str
@@ -70,6 +71,11 @@ class Structure:
             width *= 2
         return width
 
+    @staticmethod
+    def depth_for(units: Sequence[int]) -> int:
+        """``MIN_DEPTH``, or the trial's depth where it is deeper."""
+        return max(MIN_DEPTH, len(units))
+
 
 class SlicedMLP(keras.Model):  # type: ignore[misc]
     """The MLP of ``build.mlp`` with variable hidden widths (at most ``width``) and dropout rate."""
@@ -81,6 +87,7 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
         self.hidden = [keras.layers.Dense(s.width, name=f"dense_{i}") for i in range(s.depth)]
         self.out = keras.layers.Dense(output_units(s.task, s.n_classes), name="output")
         self.activation = keras.activations.get(s.activation)
+        self.depth = keras.Variable(s.depth, dtype="int32", trainable=False, name="depth")
         self.out_activation = keras.activations.get(OUTPUT_ACTIVATION[s.task])
         self.widths = [
             keras.Variable(s.width, dtype="int32", trainable=False, name=f"units_{i}") for i in range(s.depth)
@@ -99,28 +106,43 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
     def call(self, x: Any, training: bool = False) -> Any:
         ops = keras.ops
         h, n_in = x, ops.convert_to_tensor(self.structure.n_features, "int32")
-        for layer, width, seed in zip(self.hidden, self.widths, self.seeds, strict=True):
-            n_out = ops.cast(width, "int32")  # a tensor: ops.stack takes no keras.Variable
+        for i, (layer, width, seed) in enumerate(zip(self.hidden, self.widths, self.seeds, strict=True)):
+            # Past the trial's depth a layer passes its input on exactly (x @ I + 0, no activation,
+            # no dropout) and its weights get no gradient: selected with where, which runs no
+            # branch (TensorFlow's cond and switch cost a function call per step without Grappler).
+            on = i < self.depth
+            n_out = ops.where(on, ops.cast(width, "int32"), n_in)
             kernel = ops.slice(layer.kernel, (0, 0), ops.stack([n_in, n_out]))
+            kernel = ops.where(on, kernel, ops.eye(n_in, n_out, dtype=kernel.dtype))
             bias = ops.slice(layer.bias, (0,), ops.expand_dims(n_out, 0))
-            h = self.activation(ops.add(ops.matmul(h, kernel), bias))  # Dense.call's own ops
+            bias = ops.where(on, bias, ops.zeros_like(bias))
+            z = ops.add(ops.matmul(h, kernel), bias)  # Dense.call's own ops
+            h = ops.where(on, self.activation(z), z)
             if training:  # Keras' dropout: tensorflow's stateless_dropout with a float rate
-                keep = keras.random.uniform(ops.shape(h), seed=seed, dtype=h.dtype) >= self.rate
-                h = ops.where(keep, ops.multiply(h, self.scale), ops.zeros((), h.dtype))
+                rate, scale = ops.where(on, self.rate, 0.0), ops.where(on, self.scale, 1.0)
+                keep = keras.random.uniform(ops.shape(h), seed=seed, dtype=h.dtype) >= rate
+                h = ops.where(keep, ops.multiply(h, scale), ops.zeros((), h.dtype))
             n_in = n_out
         n_classes = ops.shape(self.out.kernel)[1]
         kernel = ops.slice(self.out.kernel, (0, 0), ops.stack([n_in, n_classes]))
         return self.out_activation(ops.add(ops.matmul(h, kernel), self.out.bias))
 
     def load(self, fresh: keras.Model, units: Sequence[int], dropout: float) -> None:
-        """Take ``fresh``'s initial weights and dropout seeds, and the trial's widths and rate."""
-        dense = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dense)]
-        for wide, own in zip([*self.hidden, self.out], dense, strict=True):
-            for variable, value in zip(wide.weights, own.get_weights(), strict=True):
+        """Take ``fresh``'s initial weights and dropout seeds, and the trial's depth, widths and
+        rate. Layers past the trial's depth hold zeros."""
+        *hidden, out = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dense)]
+        own = dict(zip([*self.hidden[: len(hidden)], self.out], [*hidden, out], strict=True))
+        for wide in [*self.hidden, self.out]:
+            values = own[wide].get_weights() if wide in own else [np.zeros(0)] * len(wide.weights)
+            for variable, value in zip(wide.weights, values, strict=True):
                 full = np.zeros(variable.shape, dtype="float32")
-                full[tuple(slice(0, n) for n in value.shape)] = value
+                if value.size:
+                    full[tuple(slice(0, n) for n in value.shape)] = value
                 variable.assign(full)
-        for variable, width in zip(self.widths, units, strict=True):
+        self.depth.assign(len(units))
+        for variable, width in zip(
+            self.widths, [*units, *[0] * (len(self.widths) - len(units))], strict=True
+        ):
             variable.assign(int(width))
         # Python's float rounding, then float32, as tensorflow's dropout does with a float rate.
         self.rate.assign(np.float32(dropout))

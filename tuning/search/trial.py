@@ -107,7 +107,7 @@ def new_model(  # noqa: PLR0913 - keyword-only options
             n_features=dataset.n_features,
             task=dataset.task,
             n_classes=dataset.n_classes,
-            depth=hp.n_layers,
+            depth=Structure.depth_for(hp.units),
             width=Structure.width_for(hp.units),
             activation=hp.activation,
             optimizer=hp.optimizer,
