@@ -81,6 +81,14 @@ def test_a_keras_tuner_style_builder_sweeps_tracks_resumes_trains_and_predicts(i
     study = optuna.load_study(study_name="plants-kt_models", storage=storage)
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    # kept compiled models (training.kept_models) are for the built-in MLP: the log says so, once
+    log = "".join(p.read_text() for p in Path("experiments/plants-kt_models/runs").glob("*/sweep.log"))
+    assert (
+        log.count(
+            "model=custom: each trial builds its own model (training.kept_models is for the built-in MLP)"
+        )
+        == 1
+    )
     for t in trials:
         assert 0.0 < t.value < 2.0 and flat_attrs(t.user_attrs)["val_log_loss"] == pytest.approx(t.value)
         layers = t.params["layers"]

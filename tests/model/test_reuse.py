@@ -30,25 +30,30 @@ def _data(name: str, *extra: str):
 
 
 def _assert_close(fresh, kept) -> None:
-    assert fresh.history.keys() == kept.history.keys()
-    for key in fresh.history:
-        np.testing.assert_allclose(kept.history[key], fresh.history[key], rtol=1e-6, atol=1e-6, err_msg=key)
-    for part in ("train", "val"):
-        a, b = getattr(fresh, part), getattr(kept, part)
-        assert a.keys() == b.keys()
-        np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-6, atol=1e-6, err_msg=part)
-    # A gap is train minus validation: to 1e-6 of the values it is the difference of (an RMSE in
-    # the target's units is ~60 here, so float32 rounding alone moves it by ~1e-5).
-    assert fresh.gaps.keys() == kept.gaps.keys()
-    for name, gap in fresh.gaps.items():
-        metric = name.removeprefix("gap_")
-        scale = max(abs(fresh.train[metric]), abs(fresh.val[metric]), 1.0)
-        assert kept.gaps[name] == pytest.approx(gap, rel=1e-6, abs=1e-6 * scale), name
-    assert (kept.best_epoch, kept.epochs_trained, kept.n_params) == (
+    """The same fit to 1e-6 (float32 rounding: nearly always the same bits). A trial whose loss
+    became NaN is compared up to that epoch: after it, its weights are NaN either way."""
+    assert (kept.best_epoch, kept.epochs_trained, kept.n_params, kept.diverged_at) == (
         fresh.best_epoch,
         fresh.epochs_trained,
         fresh.n_params,
+        fresh.diverged_at,
     )
+    assert fresh.history.keys() == kept.history.keys()
+    epochs = fresh.epochs_trained if fresh.diverged_at is None else fresh.diverged_at
+    for key in fresh.history:
+        np.testing.assert_allclose(
+            kept.history[key][:epochs], fresh.history[key][:epochs], rtol=1e-6, err_msg=key
+        )
+    for part in ("train", "val"):
+        a, b = getattr(fresh, part), getattr(kept, part)
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-6, err_msg=part)
+    # A gap is train minus validation: to 1e-6 of the values it is the difference of.
+    assert fresh.gaps.keys() == kept.gaps.keys()
+    for name, gap in fresh.gaps.items():
+        metric = name.removeprefix("gap_")
+        scale = max(abs(fresh.train[metric]), abs(fresh.val[metric]))
+        assert kept.gaps[name] == pytest.approx(gap, rel=1e-6, abs=1e-6 * scale), name
 
 
 def _trials(dataset, training, points, *, reuse_graphs: bool):
@@ -59,7 +64,7 @@ def _trials(dataset, training, points, *, reuse_graphs: bool):
 
 
 @pytest.mark.parametrize(
-    ("data", "points"),
+    ("data", "points", "overrides"),
     [
         # binary: every activation and optimizer of the default space, widths and rates that change
         # from trial to trial inside one structure, no dropout, and both binary losses
@@ -69,25 +74,39 @@ def _trials(dataset, training, points, *, reuse_graphs: bool):
                 BASE,
                 replace(BASE, units=(100, 9), dropout=0.45, learning_rate=1e-2),
                 replace(BASE, activation="tanh", optimizer="rmsprop"),
+                # a trial whose loss becomes NaN, and one of its structure after it
+                replace(BASE, activation="elu", optimizer="sgd", learning_rate=1e12),
                 replace(BASE, activation="elu", optimizer="sgd", dropout=0.0, learning_rate=5e-2),
                 replace(BASE, units=(7, 128), loss=LOSSES["binary"][1]),
                 replace(BASE, units=(40,), dropout=0.1),
                 replace(BASE, units=(8, 16, 30), activation="sigmoid"),
                 replace(BASE, activation="selu", dropout=0.0),
             ],
+            (),
+        ),
+        # early stopping ends trials (the best weights restored), then the next one reuses the model
+        (
+            "plants",
+            [replace(BASE, epochs=25, learning_rate=lr, units=(30, 30, 30)) for lr in (0.05, 0.02, 0.08)],
+            ("training.early_stopping.patience=1",),
         ),
         # multiclass: every loss, one-hot and sparse labels
         (
             "iris",
             [replace(BASE, loss=loss, units=(16, 20 - 3 * i)) for i, loss in enumerate(LOSSES["multiclass"])],
+            (),
         ),
         # regression: the target's units baked into the metrics
-        ("regression", [replace(BASE, loss=loss) for loss in LOSSES["regression"]]),
+        ("regression", [replace(BASE, loss=loss) for loss in LOSSES["regression"]], ()),
     ],
 )
-def test_kept_models_give_the_values_of_fresh_ones(data, points):
-    training, dataset = _data(data)
+def test_kept_models_give_the_values_of_fresh_ones(data, points, overrides):
+    training, dataset = _data(data, *overrides)
     fresh = _trials(dataset, training, points, reuse_graphs=False)
+    if overrides:  # early stopping did end trials
+        assert all(r.early_stopped and r.epochs_trained < 25 for r in fresh)
+    elif data == "plants":
+        assert [r.diverged_at is not None for r in fresh].count(True) == 1
     reuse.forget()
     kept = _trials(dataset, training, points, reuse_graphs=True)
     kept_again = _trials(dataset, training, points, reuse_graphs=True)  # every graph now traced

@@ -3,15 +3,17 @@
 Most of a short trial's fixed cost is TensorFlow tracing a new model's train and test functions
 (1.1 s of a 2.2 s one-epoch trial on 2 cores, docs/performance.md). Keras keeps those functions
 on the model object, so a model that stays alive keeps them: ``SlicedMLP`` is one model per
-structure (data shape, depth, activation, optimizer, loss), its hidden layers as wide as the
-widest trial needs; a trial's own widths, dropout rate and learning rate are variables, so the
-graph traced once serves every trial of that structure.
+structure (data shape, activation, optimizer, loss), with at least ``MIN_DEPTH`` hidden layers
+as wide as the widest trial needs; a trial's own depth, widths, dropout rate and learning rate
+are variables, so the graph traced once serves every trial of that structure (the default
+space's 27 combinations of depth, activation and optimizer are 9 structures).
 
 Same values as a fresh model (``tests/model/test_reuse.py``, to 1e-6 over whole fits):
 
 - each layer computes with the slice of the wide kernel of its true shape: the same matmul and
   bias add as ``Dense``, never a padded one; the rest of each kernel gets zero gradients and
-  stays zero (every optimizer of the space moves a weight only along its gradient);
+  stays zero (every optimizer of the space moves a weight only along its gradient); a layer
+  past the trial's depth passes its input on unchanged (``x @ I + 0``, exact in float32);
 - the initial weights and the dropout seeds are those of the plain model, built from the same
   seed (``build.mlp``, uncompiled) and copied in;
 - dropout draws its mask as Keras' ``Dropout`` does (a uniform of the layer's true shape from
@@ -26,11 +28,14 @@ Why by hand: Keras has no public way to share a traced function between models (
 belongs to its model's variables), and KerasTuner and hand-written Optuna loops build and trace
 every trial's model anew. Dynamic slices need TensorFlow's graphs: on another backend, or for
 ``model=custom`` (its structure is the builder's), each trial builds a fresh model.
+
+What it costs: each kept model holds its traced graphs, ~40 MB (``training.kept_models`` bounds
+them); an epoch of a trial shallower than its kept model runs its skipped layers' selects, up to
+~25% more per epoch on the default space's MLPs (experiments/benchmarks/reuse.py).
 """
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +46,6 @@ import numpy as np
 
 from tuning.config.tasks import OUTPUT_ACTIVATION
 from tuning.model.build import compile_model, output_units
-
-log = logging.getLogger("tuning")
 
 MIN_WIDTH = 128  # kernels at least this wide: one structure serves every width of the default space
 MIN_DEPTH = 3  # hidden layers at least: one structure serves every depth of the default space
@@ -78,7 +81,8 @@ class Structure:
 
 
 class SlicedMLP(keras.Model):  # type: ignore[misc]
-    """The MLP of ``build.mlp`` with variable hidden widths (at most ``width``) and dropout rate."""
+    """The MLP of ``build.mlp`` whose depth (at most ``depth``), hidden widths (at most ``width``)
+    and dropout rate are variables, set for each trial by ``load``."""
 
     def __init__(self, structure: Structure, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -116,7 +120,7 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
             kernel = ops.where(on, kernel, ops.eye(n_in, n_out, dtype=kernel.dtype))
             bias = ops.slice(layer.bias, (0,), ops.expand_dims(n_out, 0))
             bias = ops.where(on, bias, ops.zeros_like(bias))
-            z = ops.add(ops.matmul(h, kernel), bias)  # Dense.call's own ops
+            z = _add_bias(ops.matmul(h, kernel), bias)
             h = ops.where(on, self.activation(z), z)
             if training:  # Keras' dropout: tensorflow's stateless_dropout with a float rate
                 rate, scale = ops.where(on, self.rate, 0.0), ops.where(on, self.scale, 1.0)
@@ -125,25 +129,21 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
             n_in = n_out
         n_classes = ops.shape(self.out.kernel)[1]
         kernel = ops.slice(self.out.kernel, (0, 0), ops.stack([n_in, n_classes]))
-        return self.out_activation(ops.add(ops.matmul(h, kernel), self.out.bias))
+        # The output's width is the structure's: said, so that its bias add, the loss and the
+        # metrics are the very graph a fresh model's output gets.
+        out = _tf().ensure_shape(ops.matmul(h, kernel), (None, self.out.units))
+        return self.out_activation(ops.add(out, self.out.bias))
 
     def load(self, fresh: keras.Model, units: Sequence[int], dropout: float) -> None:
         """Take ``fresh``'s initial weights and dropout seeds, and the trial's depth, widths and
         rate. Layers past the trial's depth hold zeros."""
         *hidden, out = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dense)]
-        own = dict(zip([*self.hidden[: len(hidden)], self.out], [*hidden, out], strict=True))
-        for wide in [*self.hidden, self.out]:
-            values = own[wide].get_weights() if wide in own else [np.zeros(0)] * len(wide.weights)
-            for variable, value in zip(wide.weights, values, strict=True):
-                full = np.zeros(variable.shape, dtype="float32")
-                if value.size:
-                    full[tuple(slice(0, n) for n in value.shape)] = value
-                variable.assign(full)
+        for i, wide in enumerate(self.hidden):
+            _load_corner(wide, hidden[i] if i < len(hidden) else None)
+        _load_corner(self.out, out)
         self.depth.assign(len(units))
-        for variable, width in zip(
-            self.widths, [*units, *[0] * (len(self.widths) - len(units))], strict=True
-        ):
-            variable.assign(int(width))
+        for i, width in enumerate(self.widths):
+            width.assign(int(units[i]) if i < len(units) else 0)
         # Python's float rounding, then float32, as tensorflow's dropout does with a float rate.
         self.rate.assign(np.float32(dropout))
         self.scale.assign(np.float32(1 / (1 - dropout)))
@@ -151,6 +151,32 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
         for generator, layer in zip(self.seeds, drops, strict=False):  # none at rate 0: no draws
             generator.state.assign(layer.seed_generator.state.value)
         self.n_params = int(sum(int(np.prod(w.shape)) for w in fresh.trainable_weights))
+
+
+def _add_bias(x: Any, bias: Any) -> Any:
+    """``Dense``'s bias add as it runs on TensorFlow: ``keras.ops.add`` turns into ``BiasAdd`` for
+    a bias of known width > 1, and would be a broadcast ``AddV2`` for the sliced one, whose
+    gradient sums the batch in another order (float32 rounding). ``BiasAdd`` here: the same op,
+    the same gradient kernel, the same bits (a hidden layer of one unit takes the plain path:
+    ``tuning.search.trial.why_not_kept``)."""
+    return _tf().nn.bias_add(x, bias)
+
+
+def _tf() -> Any:
+    """TensorFlow, the only backend kept models run on (``why_not_kept``): imported when one trains."""
+    import tensorflow as tf
+
+    return tf
+
+
+def _load_corner(wide: keras.layers.Dense, own: keras.layers.Dense | None) -> None:
+    """``own``'s kernel and bias into the top-left corner of ``wide``'s, zeros elsewhere."""
+    values = own.get_weights() if own is not None else [None] * len(wide.weights)
+    for variable, value in zip(wide.weights, values, strict=True):
+        full = np.zeros(variable.shape, dtype="float32")
+        if value is not None:
+            full[tuple(slice(0, n) for n in value.shape)] = value
+        variable.assign(full)
 
 
 class _Compiled:
@@ -181,9 +207,9 @@ def reused_model(  # noqa: PLR0913 - keyword-only, the trial's settings
     """The kept compiled model of ``structure``, holding ``fresh``'s initial state for this trial.
 
     ``fresh``: the trial's plain MLP (``build.mlp``), built from the trial's seed and not compiled.
-    ``keep``: models kept at most; the least recently used goes first. Each holds its traced
-    graphs, ~30 MB on an MLP of the default space (a search space of depth x activation x
-    optimizer x loss has 27 structures or more).
+    ``keep``: models kept at most; the least recently used goes first (each holds its traced
+    graphs: ~40 MB on an MLP of the default space, whose 9 structures are its activations x
+    optimizers).
     """
     compiled = _kept.pop(structure, None)
     if compiled is None:

@@ -9,6 +9,7 @@ No TensorFlow at import (it is imported when a trial trains).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import traceback
@@ -30,6 +31,8 @@ from tuning.study.record import TrialRecord
 
 if TYPE_CHECKING:  # pandas/scikit-learn/TensorFlow: not needed to check a config
     from tuning.data import Dataset
+
+log = logging.getLogger("tuning")
 
 # What a failed trial keeps as user attributes (and a re-run of it must not inherit).
 FAIL_ATTRS = ("fail_reason", "traceback", "interrupted")
@@ -60,6 +63,7 @@ class TrialRunner:
         self.metric = metric
         self.direction = direction
         self.seed = seed
+        self._said: set[str] = set()  # why trials get no kept compiled model, as logged
 
     def start(self, number: int, hp: Hyperparameters) -> TrialRecord:
         """The record of trial ``number``; its seed is ``seed + number``."""
@@ -204,8 +208,12 @@ class TrialRunner:
         drawn: dict[str, Any],
     ) -> tuple[FitResult, dict[str, Any]]:
         from tuning.model.fit import EpochLog
-        from tuning.search.trial import EpochEndCallback, fit_trial
+        from tuning.search.trial import EpochEndCallback, fit_trial, why_not_kept
 
+        why = why_not_kept(record.hyperparameters) if self.training.kept_models else None
+        if why is not None and why not in self._said:  # once per sweep
+            self._said.add(why)
+            log.info(why)
         epoch_log = EpochLog()
         epoch_log.history = history
         keras_callbacks = [*([EpochEndCallback(epoch_end)] if epoch_end else []), *callbacks]

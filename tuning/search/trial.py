@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,8 +16,6 @@ from tuning.data import Dataset
 from tuning.model.build import build_model, mlp, needs_one_hot
 from tuning.model.fit import EpochLog, fit_model, fresh_session, seed_everything
 from tuning.model.result import FitResult
-
-log = logging.getLogger("tuning")
 
 
 class EpochEndCallback(keras.callbacks.Callback):
@@ -92,7 +89,7 @@ def new_model(  # noqa: PLR0913 - keyword-only options
         finally:
             if drawn is not None:
                 drawn.update(values.sampled)
-    if kept_models > 0 and reusable(hp):
+    if kept_models > 0 and why_not_kept(hp) is None:
         from tuning.model.reuse import Structure, reused_model
 
         fresh = mlp(
@@ -138,22 +135,18 @@ def new_model(  # noqa: PLR0913 - keyword-only options
     )
 
 
-_said: set[str] = set()
-
-
-def reusable(hp: Hyperparameters) -> bool:
-    """Whether ``hp``'s model can be a kept compiled one; why not is logged once per process."""
-    reason = None
+def why_not_kept(hp: Hyperparameters) -> str | None:
+    """Why ``hp``'s model cannot be a kept compiled one (``training.kept_models``), or None."""
     if hp.builder is not None:
-        reason = (
-            "model=custom: each trial builds its own model (training.kept_models is for the built-in MLP)"
+        return "model=custom: each trial builds its own model (training.kept_models is for the built-in MLP)"
+    if min(hp.units) < 2:  # Keras adds a one-unit bias with another op (model/reuse.py)
+        return "a hidden layer of one unit: each trial builds its own model"
+    if keras.backend.backend() != "tensorflow":
+        return (
+            f"training.kept_models needs the TensorFlow backend, not {keras.backend.backend()}: "
+            "each trial builds its own model"
         )
-    elif keras.backend.backend() != "tensorflow":
-        reason = f"training.kept_models needs the TensorFlow backend, not {keras.backend.backend()}: each trial builds its own model"
-    if reason is not None and reason not in _said:
-        _said.add(reason)
-        log.info(reason)
-    return reason is None
+    return None
 
 
 def probe_builder(builder: str, dataset: Dataset, steps_per_execution: int = 1) -> dict[str, Any]:
