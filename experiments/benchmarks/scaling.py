@@ -41,6 +41,8 @@ from typing import Any
 
 import common
 
+from tuning.study.summary import flat_attrs
+
 
 def sweep_once(workers: int, trials: int) -> float:
     """Trials per minute of one `tuning sweep workers=W` in a fresh folder."""
@@ -265,7 +267,7 @@ def summarise(trials: list[Any], t0: datetime, t1: datetime, sleep: float) -> di
     in_trial = [(t.datetime_complete - t.datetime_start).total_seconds() - sleep for t in inside]
     by_worker: dict[str, list[Any]] = {}
     for t in done:
-        by_worker.setdefault(str(t.user_attrs.get("worker")), []).append(t)
+        by_worker.setdefault(str(flat_attrs(t.user_attrs).get("worker")), []).append(t)
     cycles = []
     for own in by_worker.values():
         own.sort(key=lambda t: t.datetime_start)

@@ -30,6 +30,8 @@ from typing import Any
 
 import common
 
+from tuning.study.summary import flat_attrs
+
 METHODS = ("tuning", "hyperband", "random")
 DATASETS = ("breast_cancer", "plants")
 EPOCHS_SEEN: list[int] = []  # epochs per fit; module-level: KerasTuner deep-copies callbacks
@@ -88,7 +90,10 @@ def tuning(params: dict[str, Any]) -> common.Job:
         # Anytime trace in completion order: (epochs trained so far, that trial's value or None).
         done = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
         trace = [
-            [int(t.user_attrs.get("epochs_trained", 0)), t.value if t.state.name == "COMPLETE" else None]
+            [
+                int(flat_attrs(t.user_attrs).get("epochs_trained", 0)),
+                t.value if t.state.name == "COMPLETE" else None,
+            ]
             for t in done
         ]
         # Replay the best trial (same seed, deterministic ops): the very model that won.
@@ -103,7 +108,7 @@ def tuning(params: dict[str, Any]) -> common.Job:
             "used": used,
             "trials": len(finished),
             "pruned": sum(t.state.name == "PRUNED" for t in finished),
-            "epochs": sum(int(t.user_attrs.get("epochs_trained", 0)) for t in finished),
+            "epochs": sum(int(flat_attrs(t.user_attrs).get("epochs_trained", 0)) for t in finished),
             "best_val": float(best.value),
             "replayed_val": float(result.val["loss"]),
             "test_loss": float(test["loss"]),

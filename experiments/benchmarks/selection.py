@@ -36,6 +36,8 @@ from typing import Any
 
 import common
 
+from tuning.study.summary import flat_attrs
+
 DATASETS = ("breast_cancer", "wine", "diabetes")
 MAX_GAP = 0.05  # log-loss units (classification)
 # RMSE on diabetes is in the target's units (its spread is ~77): a gap of 0.05 would be no gap.
@@ -74,7 +76,7 @@ def test_score(settings: dict[str, Any], study: Any, number: int) -> float:
     space = validate_space(settings)
     hp = space.suggest(fixed(trial.params))
     cfg = {**cfg, "search_space": hp.as_config(), "tracking": {"name": "none"}}
-    cfg["best"] = {**cfg["best"], **trial.user_attrs, "trial": number}
+    cfg["best"] = {**cfg["best"], **flat_attrs(trial.user_attrs), "trial": number}
     check_best(cfg, "benchmark")
     final = train_final(parse(cfg), hp)
     return float(final.test[study.metric.removeprefix("val_")])

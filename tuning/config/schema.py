@@ -118,7 +118,7 @@ class TrainingConfig:
     graph_optimizations: bool = False
     # Compiled MLPs kept, one per structure, reused by its trials: no tracing per trial, the
     # same values (model/reuse.py); ~40 MB each. 0: a fresh model per trial.
-    kept_models: int = 10
+    kept_models: int = 0
     threads: int | None = None
     # Each trial's model, optimizer and early-stopping state at every epoch's end, so a resumed
     # sweep continues an interrupted trial from its last epoch (search/checkpoints.py).

@@ -3,17 +3,15 @@
 Most of a short trial's fixed cost is TensorFlow tracing a new model's train and test functions
 (1.1 s of a 2.2 s one-epoch trial on 2 cores, docs/performance.md). Keras keeps those functions
 on the model object, so a model that stays alive keeps them: ``SlicedMLP`` is one model per
-structure (data shape, activation, optimizer, loss), with at least ``MIN_DEPTH`` hidden layers
-as wide as the widest trial needs; a trial's own depth, widths, dropout rate and learning rate
-are variables, so the graph traced once serves every trial of that structure (the default
-space's 27 combinations of depth, activation and optimizer are 9 structures).
+structure (data shape, depth, activation, optimizer, loss, and the power of two its widest
+layer fits in), its hidden layers that wide; a trial's own widths, dropout rate and learning
+rate are variables, so the graph traced once serves every trial of that structure.
 
 Same values as a fresh model (``tests/model/test_reuse.py``, to 1e-6 over whole fits):
 
 - each layer computes with the slice of the wide kernel of its true shape: the same matmul and
   bias add as ``Dense``, never a padded one; the rest of each kernel gets zero gradients and
-  stays zero (every optimizer of the space moves a weight only along its gradient); a layer
-  past the trial's depth passes its input on unchanged (``x @ I + 0``, exact in float32);
+  stays zero (every optimizer of the space moves a weight only along its gradient);
 - the initial weights and the dropout seeds are those of the plain model, built from the same
   seed (``build.mlp``, uncompiled) and copied in;
 - dropout draws its mask as Keras' ``Dropout`` does (a uniform of the layer's true shape from
@@ -29,9 +27,12 @@ belongs to its model's variables), and KerasTuner and hand-written Optuna loops 
 every trial's model anew. Dynamic slices need TensorFlow's graphs: on another backend, or for
 ``model=custom`` (its structure is the builder's), each trial builds a fresh model.
 
-What it costs: each kept model holds its traced graphs, ~40 MB (``training.kept_models`` bounds
-them); an epoch of a trial shallower than its kept model runs its skipped layers' selects, up to
-~25% more per epoch on the default space's MLPs (experiments/benchmarks/reuse.py).
+What it costs, and why it is opt-in: each kept model holds its traced graphs, ~40 MB
+(``training.kept_models`` bounds them), and every step runs the slices (a few % more per epoch).
+A trial of a kept structure saves its trace, ~0.5 s: most of a short trial. The depth is part of
+the structure rather than a variable: layers past a trial's depth, passed over with selects,
+cost ~25% more per epoch (measured), which a long trial pays back in full and more
+(experiments/benchmarks/reuse.py, overhead.py).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ import numpy as np
 from tuning.config.tasks import OUTPUT_ACTIVATION
 from tuning.model.build import compile_model, output_units
 
-MIN_WIDTH = 128  # kernels at least this wide: one structure serves every width of the default space
-MIN_DEPTH = 3  # hidden layers at least: one structure serves every depth of the default space
+# Kernels as wide as the next power of two (at least this): a trial's slice is at least a quarter
+# of each kernel. Wider kernels would serve more trials, but every step's gradients and optimizer
+# update run over the whole kernel: at 128 for a 64-wide trial, ~15% more per epoch (measured).
+MIN_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class Structure:
     n_features: int
     task: str
     n_classes: int
-    depth: int  # hidden layers kept, at least MIN_DEPTH: a trial uses its first ones
-    width: int  # the wide kernels' width: a power of two >= every layer of the trial
+    depth: int
+    width: int  # the kernels' width: the power of two >= every layer of the trial (>= MIN_WIDTH)
     activation: str
     optimizer: str
     loss: str
@@ -68,21 +71,16 @@ class Structure:
 
     @staticmethod
     def width_for(units: Sequence[int]) -> int:
-        """The smallest power of two >= ``MIN_WIDTH`` and every layer's width."""
+        """The smallest power of two >= ``MIN_WIDTH`` and the trial's widest layer."""
         width = MIN_WIDTH
         while width < max(units):
             width *= 2
         return width
 
-    @staticmethod
-    def depth_for(units: Sequence[int]) -> int:
-        """``MIN_DEPTH``, or the trial's depth where it is deeper."""
-        return max(MIN_DEPTH, len(units))
-
 
 class SlicedMLP(keras.Model):  # type: ignore[misc]
-    """The MLP of ``build.mlp`` whose depth (at most ``depth``), hidden widths (at most ``width``)
-    and dropout rate are variables, set for each trial by ``load``."""
+    """The MLP of ``build.mlp`` whose hidden widths (at most ``width``) and dropout rate are
+    variables, set for each trial by ``load``."""
 
     def __init__(self, structure: Structure, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -91,7 +89,6 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
         self.hidden = [keras.layers.Dense(s.width, name=f"dense_{i}") for i in range(s.depth)]
         self.out = keras.layers.Dense(output_units(s.task, s.n_classes), name="output")
         self.activation = keras.activations.get(s.activation)
-        self.depth = keras.Variable(s.depth, dtype="int32", trainable=False, name="depth")
         self.out_activation = keras.activations.get(OUTPUT_ACTIVATION[s.task])
         self.widths = [
             keras.Variable(s.width, dtype="int32", trainable=False, name=f"units_{i}") for i in range(s.depth)
@@ -110,22 +107,14 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
     def call(self, x: Any, training: bool = False) -> Any:
         ops = keras.ops
         h, n_in = x, ops.convert_to_tensor(self.structure.n_features, "int32")
-        for i, (layer, width, seed) in enumerate(zip(self.hidden, self.widths, self.seeds, strict=True)):
-            # Past the trial's depth a layer passes its input on exactly (x @ I + 0, no activation,
-            # no dropout) and its weights get no gradient: selected with where, which runs no
-            # branch (TensorFlow's cond and switch cost a function call per step without Grappler).
-            on = i < self.depth
-            n_out = ops.where(on, ops.cast(width, "int32"), n_in)
+        for layer, width, seed in zip(self.hidden, self.widths, self.seeds, strict=True):
+            n_out = ops.cast(width, "int32")  # a tensor: ops.stack takes no keras.Variable
             kernel = ops.slice(layer.kernel, (0, 0), ops.stack([n_in, n_out]))
-            kernel = ops.where(on, kernel, ops.eye(n_in, n_out, dtype=kernel.dtype))
             bias = ops.slice(layer.bias, (0,), ops.expand_dims(n_out, 0))
-            bias = ops.where(on, bias, ops.zeros_like(bias))
-            z = _add_bias(ops.matmul(h, kernel), bias)
-            h = ops.where(on, self.activation(z), z)
+            h = self.activation(_add_bias(ops.matmul(h, kernel), bias))
             if training:  # Keras' dropout: tensorflow's stateless_dropout with a float rate
-                rate, scale = ops.where(on, self.rate, 0.0), ops.where(on, self.scale, 1.0)
-                keep = keras.random.uniform(ops.shape(h), seed=seed, dtype=h.dtype) >= rate
-                h = ops.where(keep, ops.multiply(h, scale), ops.zeros((), h.dtype))
+                keep = keras.random.uniform(ops.shape(h), seed=seed, dtype=h.dtype) >= self.rate
+                h = ops.where(keep, ops.multiply(h, self.scale), ops.zeros((), h.dtype))
             n_in = n_out
         n_classes = ops.shape(self.out.kernel)[1]
         kernel = ops.slice(self.out.kernel, (0, 0), ops.stack([n_in, n_classes]))
@@ -135,15 +124,12 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
         return self.out_activation(ops.add(out, self.out.bias))
 
     def load(self, fresh: keras.Model, units: Sequence[int], dropout: float) -> None:
-        """Take ``fresh``'s initial weights and dropout seeds, and the trial's depth, widths and
-        rate. Layers past the trial's depth hold zeros."""
-        *hidden, out = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dense)]
-        for i, wide in enumerate(self.hidden):
-            _load_corner(wide, hidden[i] if i < len(hidden) else None)
-        _load_corner(self.out, out)
-        self.depth.assign(len(units))
-        for i, width in enumerate(self.widths):
-            width.assign(int(units[i]) if i < len(units) else 0)
+        """Take ``fresh``'s initial weights and dropout seeds, and the trial's widths and rate."""
+        dense = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dense)]
+        for wide, own in zip([*self.hidden, self.out], dense, strict=True):
+            _load_corner(wide, own)
+        for variable, width in zip(self.widths, units, strict=True):
+            variable.assign(int(width))
         # Python's float rounding, then float32, as tensorflow's dropout does with a float rate.
         self.rate.assign(np.float32(dropout))
         self.scale.assign(np.float32(1 / (1 - dropout)))
@@ -169,13 +155,11 @@ def _tf() -> Any:
     return tf
 
 
-def _load_corner(wide: keras.layers.Dense, own: keras.layers.Dense | None) -> None:
+def _load_corner(wide: keras.layers.Dense, own: keras.layers.Dense) -> None:
     """``own``'s kernel and bias into the top-left corner of ``wide``'s, zeros elsewhere."""
-    values = own.get_weights() if own is not None else [None] * len(wide.weights)
-    for variable, value in zip(wide.weights, values, strict=True):
+    for variable, value in zip(wide.weights, own.get_weights(), strict=True):
         full = np.zeros(variable.shape, dtype="float32")
-        if value is not None:
-            full[tuple(slice(0, n) for n in value.shape)] = value
+        full[tuple(slice(0, n) for n in value.shape)] = value
         variable.assign(full)
 
 
@@ -208,8 +192,7 @@ def reused_model(  # noqa: PLR0913 - keyword-only, the trial's settings
 
     ``fresh``: the trial's plain MLP (``build.mlp``), built from the trial's seed and not compiled.
     ``keep``: models kept at most; the least recently used goes first (each holds its traced
-    graphs: ~40 MB on an MLP of the default space, whose 9 structures are its activations x
-    optimizers).
+    graphs: ~40 MB on an MLP of the default space).
     """
     compiled = _kept.pop(structure, None)
     if compiled is None:

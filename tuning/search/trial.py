@@ -104,7 +104,7 @@ def new_model(  # noqa: PLR0913 - keyword-only options
             n_features=dataset.n_features,
             task=dataset.task,
             n_classes=dataset.n_classes,
-            depth=Structure.depth_for(hp.units),
+            depth=hp.n_layers,
             width=Structure.width_for(hp.units),
             activation=hp.activation,
             optimizer=hp.optimizer,
