@@ -6,8 +6,11 @@ per trial) and with ``training.kept_models=10``, order alternating between repea
 the wall time of each, their ratio, the median seconds from one trial's start to the next's
 start, and checks that both found the same trials with the same values (1e-6).
 
-    python experiments/benchmarks/reuse.py --quick    # 16 one-epoch trials (the issue's figure), 1 repeat
-    python experiments/benchmarks/reuse.py            # the default 50-trial plants sweep, 3 repeats
+    python experiments/benchmarks/reuse.py --quick    # 16 one-epoch trials, 1 repeat, ~3 min
+    python experiments/benchmarks/reuse.py            # the default 50-trial plants sweep, 3 repeats, ~25 min
+
+Each on two spaces: the default one, and one architecture whose learning rate, dropout and
+batch size are searched (few structures: what kept models are for).
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from typing import Any
 import common
 
 ARMS = {"fresh": [], "kept": ["training.kept_models=10"]}
+# The default space, and one architecture whose learning rate, dropout and batch size are tuned
+# (what kept models are for: few structures, many short trials).
+SPACES = {
+    "default space": [],
+    "one architecture (2 x 64 relu, adam)": [
+        "search_space.n_layers=2",
+        "search_space.units=64",
+        "search_space.activation=relu",
+        "search_space.optimizer=adam",
+    ],
+}
 
 
 def run_sweep(folder: Path, name: str, extra: list[str], overrides: list[str]) -> float:
@@ -39,44 +53,50 @@ def trials(folder: Path, name: str) -> list[tuple[int, str, dict[str, Any], floa
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, help="repeats per space (default 3, 1 with --quick)")
+    args = p.parse_args()
     started = time.perf_counter()
-    if args.quick:
-        overrides, repeats = ["study.n_trials=16", "training.max_epochs=1", "pruner=none"], 1
-    else:
-        overrides, repeats = [], 3
+    overrides = ["study.n_trials=16", "training.max_epochs=1", "pruner=none"] if args.quick else []
+    repeats = args.repeats or (1 if args.quick else 3)
     common.print_header("kept compiled models: the same sweep with and without", args)
     print(
-        f"tuning sweep {' '.join(overrides) or '(defaults: plants, 50 trials, TPE + ASHA, MLflow on)'}\n",
+        f"tuning sweep {' '.join(overrides) or '(defaults: plants, 50 trials, TPE + ASHA, MLflow on)'}",
         flush=True,
     )
+    with common.scratch_dir() as root:
+        for space, fixed in SPACES.items():
+            print(f"\n== {space} ==", flush=True)
+            compare(root, [*overrides, *fixed], repeats, space.split()[0])
+    common.print_footer(started)
+
+
+def compare(root: Path, overrides: list[str], repeats: int, tag: str) -> None:
+    """Both arms on one sweep, ``repeats`` times; prints each run, the medians and the ratio."""
     walls: dict[str, list[float]] = {arm: [] for arm in ARMS}
     gaps: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    with common.scratch_dir() as root:
-        for rep in range(repeats):
-            found = {}
-            for arm in common.rotated(list(ARMS), rep):
-                name = f"{arm}-{rep}"
-                wall = run_sweep(root, name, ARMS[arm], overrides)
-                found[arm] = trials(root, name)
-                starts = sorted(t[4] for t in found[arm])
-                between = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-                walls[arm].append(wall)
-                gaps[arm].extend(between)
-                print(
-                    f"repeat {rep + 1}/{repeats} {arm:<6} {wall:7.1f} s, {len(found[arm])} trials, "
-                    f"median {statistics.median(between):.2f} s from a trial's start to the next's",
-                    flush=True,
-                )
-            same_points = [t[:3] for t in found["kept"]] == [t[:3] for t in found["fresh"]]
-            values = [(a[3], b[3]) for a, b in zip(found["kept"], found["fresh"], strict=True)]
-            worst = max(
-                (abs(a - b) / max(abs(b), 1e-12) for a, b in values if a is not None and b is not None),
-                default=0.0,
-            )
+    for rep in range(repeats):
+        found = {}
+        for arm in common.rotated(list(ARMS), rep):
+            name = f"{tag}-{arm}-{rep}"
+            wall = run_sweep(root, name, ARMS[arm], overrides)
+            found[arm] = trials(root, name)
+            starts = sorted(t[4] for t in found[arm])
+            between = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            walls[arm].append(wall)
+            gaps[arm].extend(between)
             print(
-                f"  same trials (params, states): {same_points}; largest relative value difference {worst:.1e}"
+                f"repeat {rep + 1}/{repeats} {arm:<6} {wall:7.1f} s, {len(found[arm])} trials, "
+                f"median {statistics.median(between):.2f} s from a trial's start to the next's",
+                flush=True,
             )
+        same_points = [t[:3] for t in found["kept"]] == [t[:3] for t in found["fresh"]]
+        values = [(a[3], b[3]) for a, b in zip(found["kept"], found["fresh"], strict=True)]
+        worst = max(
+            (abs(a - b) / max(abs(b), 1e-12) for a, b in values if a is not None and b is not None),
+            default=0.0,
+        )
+        print(f"  same trials (params, states): {same_points}; largest relative value difference {worst:.1e}")
     rows = [
         [
             arm,
@@ -86,12 +106,10 @@ def main() -> None:
         ]
         for arm in ARMS
     ]
-    print()
     print(common.table(rows, ["arm", "wall s (median)", "each repeat", "s between trial starts (median)"]))
     ratio = common.median(walls["kept"]) / common.median(walls["fresh"])
     per_trial = statistics.median(gaps["kept"]) / statistics.median(gaps["fresh"])
-    print(f"\nkept / fresh: wall {ratio:.2f}x, seconds between trial starts {per_trial:.2f}x")
-    common.print_footer(started)
+    print(f"kept / fresh: wall {ratio:.2f}x, seconds between trial starts {per_trial:.2f}x")
 
 
 if __name__ == "__main__":
