@@ -1,17 +1,18 @@
 """One compiled MLP per structure, reused by every trial of that structure (``training.kept_models``).
 
 Most of a short trial's fixed cost is TensorFlow tracing a new model's train and test functions
-(1.1 s of a 2.2 s one-epoch trial on 2 cores, docs/performance.md). Keras keeps those functions
+(0.7 s of a 1.35 s one-epoch trial on 2 cores, docs/performance.md). Keras keeps those functions
 on the model object, so a model that stays alive keeps them: ``SlicedMLP`` is one model per
 structure (data shape, depth, activation, optimizer, loss, and the power of two its widest
 layer fits in), its hidden layers that wide; a trial's own widths, dropout rate and learning
 rate are variables, so the graph traced once serves every trial of that structure.
 
-Same values as a fresh model (``tests/model/test_reuse.py``, to 1e-6 over whole fits):
+The same bits as a fresh model (``tests/model/test_reuse.py``; whole sweeps, not only steps):
 
 - each layer computes with the slice of the wide kernel of its true shape: the same matmul and
-  bias add as ``Dense``, never a padded one; the rest of each kernel gets zero gradients and
-  stays zero (every optimizer of the space moves a weight only along its gradient);
+  the same ``BiasAdd`` as ``Dense`` (``_add_bias``), never a padded one; the rest of each kernel
+  gets zero gradients and stays zero (every optimizer of the space moves a weight only along
+  its gradient), and the output declares its width, so the loss and metrics are the same graph;
 - the initial weights and the dropout seeds are those of the plain model, built from the same
   seed (``build.mlp``, uncompiled) and copied in;
 - dropout draws its mask as Keras' ``Dropout`` does (a uniform of the layer's true shape from
@@ -28,11 +29,13 @@ every trial's model anew. Dynamic slices need TensorFlow's graphs: on another ba
 ``model=custom`` (its structure is the builder's), each trial builds a fresh model.
 
 What it costs, and why it is opt-in: each kept model holds its traced graphs, ~40 MB
-(``training.kept_models`` bounds them), and every step runs the slices (a few % more per epoch).
-A trial of a kept structure saves its trace, ~0.5 s: most of a short trial. The depth is part of
-the structure rather than a variable: layers past a trial's depth, passed over with selects,
-cost ~25% more per epoch (measured), which a long trial pays back in full and more
-(experiments/benchmarks/reuse.py, overhead.py).
+(``training.kept_models`` bounds them), and the first trial of a structure traces a little more
+than a fresh model. A later trial saves its trace, ~0.5 s. Depth and activation are part of the
+structure, not variables: layers past a trial's depth selected away cost ~25% more per epoch
+(TensorFlow's cond and switch, a function call per step without Grappler, more still), and
+kernels of 128 for every width ~15% (measured), which long trials pay back and more. So a
+sweep gains where few structures meet many short trials, not on the default space's 108
+(docs/performance.md#kept-compiled-models).
 """
 
 from __future__ import annotations
