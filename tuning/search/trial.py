@@ -13,7 +13,7 @@ from tuning.config.space import FixedParams, Hyperparameters, Suggester
 from tuning.config.space_config import CUSTOM_SETTINGS
 from tuning.config.tasks import resolve_metric
 from tuning.data import Dataset
-from tuning.model.build import build_model, mlp, needs_one_hot
+from tuning.model.build import compile_model, mlp, needs_one_hot
 from tuning.model.fit import EpochLog, fit_model, fresh_session, seed_everything
 from tuning.model.result import FitResult
 
@@ -89,49 +89,48 @@ def new_model(  # noqa: PLR0913 - keyword-only options
         finally:
             if drawn is not None:
                 drawn.update(values.sampled)
-    if kept_models > 0 and why_not_kept(hp) is None:
-        from tuning.model.reuse import Structure, reused_model
-
-        fresh = mlp(
-            dataset.n_features,
-            dataset.task,
-            dataset.n_classes,
-            units=hp.units,
-            activation=hp.activation,
-            dropout=hp.dropout,
-        )
-        structure = Structure(
-            n_features=dataset.n_features,
-            task=dataset.task,
-            n_classes=dataset.n_classes,
-            depth=hp.n_layers,
-            width=Structure.width_for(hp.units),
-            activation=hp.activation,
-            optimizer=hp.optimizer,
-            loss=hp.loss,
-            steps_per_execution=steps_per_execution,
-            target_units=dataset.target_units,
-        )
-        return reused_model(
-            fresh,
-            structure,
-            units=hp.units,
-            dropout=hp.dropout,
-            learning_rate=hp.learning_rate,
-            keep=kept_models,
-        )
-    return build_model(
+    model = mlp(
         dataset.n_features,
         dataset.task,
         dataset.n_classes,
         units=hp.units,
         activation=hp.activation,
         dropout=hp.dropout,
+    )
+    if kept_models > 0 and why_not_kept(hp) is None:
+        return _kept_model(model, hp, dataset, steps_per_execution, kept_models)
+    compile_model(
+        model,
+        dataset.task,
         optimizer=hp.optimizer,
         learning_rate=hp.learning_rate,
         loss=hp.loss,
         steps_per_execution=steps_per_execution,
         target_units=dataset.target_units,
+    )
+    return model
+
+
+def _kept_model(
+    fresh: keras.Model, hp: Hyperparameters, dataset: Dataset, steps_per_execution: int, keep: int
+) -> keras.Model:
+    """The kept compiled model of ``hp``'s structure, holding ``fresh``'s initial state."""
+    from tuning.model.reuse import Structure, reused_model
+
+    structure = Structure(
+        n_features=dataset.n_features,
+        task=dataset.task,
+        n_classes=dataset.n_classes,
+        depth=hp.n_layers,
+        width=Structure.width_for(hp.units),
+        activation=hp.activation,
+        optimizer=hp.optimizer,
+        loss=hp.loss,
+        steps_per_execution=steps_per_execution,
+        target_units=dataset.target_units,
+    )
+    return reused_model(
+        fresh, structure, units=hp.units, dropout=hp.dropout, learning_rate=hp.learning_rate, keep=keep
     )
 
 
