@@ -54,8 +54,7 @@ def cross_validate(  # noqa: PLR0913 - keyword-only options passed through to ea
             seed=seed,
             callbacks=callbacks if k == 0 else (),
             epoch_log=epoch_log if k == 0 else None,
-            # A custom model's builder asks the same names in every fold: answered as in the first.
-            suggester=suggester,
+            suggester=suggester,  # a custom model's builder asks the same names in every fold
             drawn=drawn,
             kept_models=training.kept_models,
         )
