@@ -165,11 +165,17 @@ def _summary(study_dir: Path, name: str, engine: str):
     return read_project(study_dir / "keras_tuner", name)
 
 
-@pytest.mark.parametrize("engine", ["optuna", "keras_tuner"])
+@pytest.mark.parametrize("engine", ["optuna", "keras_tuner", "optuna-cv"])
 def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_path, monkeypatch, engine):
-    """The whole sweep, sampler and pruner included: the same points, states and values."""
-    engine_args = ["engine=keras_tuner", "engine.algorithm=random"] if engine == "keras_tuner" else []
-    name = "plants" if engine == "optuna" else "plants-keras_tuner"
+    """The whole sweep, sampler and pruner included (and k folds per trial): the same points,
+    states and values."""
+    engine_args = {
+        "optuna": [],
+        "keras_tuner": ["engine=keras_tuner", "engine.algorithm=random"],
+        "optuna-cv": ["cv.folds=3"],
+    }[engine]
+    name = "plants-keras_tuner" if engine == "keras_tuner" else "plants"
+    engine = engine.removesuffix("-cv")
     runs = []
     for flag in ("0", "8"):
         (tmp_path / flag).mkdir()
