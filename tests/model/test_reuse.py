@@ -56,9 +56,9 @@ def _assert_close(fresh, kept) -> None:
         assert kept.gaps[name] == pytest.approx(gap, rel=1e-6, abs=1e-6 * scale), name
 
 
-def _trials(dataset, training, points, *, reuse_graphs: bool):
+def _trials(dataset, training, points, *, kept_models: int):
     return [
-        fit_trial(hp, dataset, training, seed=11 + i, kept_models=8 if reuse_graphs else 0)[1]
+        fit_trial(hp, dataset, training, seed=11 + i, kept_models=kept_models)[1]
         for i, hp in enumerate(points)
     ]
 
@@ -102,14 +102,14 @@ def _trials(dataset, training, points, *, reuse_graphs: bool):
 )
 def test_kept_models_give_the_values_of_fresh_ones(data, points, overrides):
     training, dataset = _data(data, *overrides)
-    fresh = _trials(dataset, training, points, reuse_graphs=False)
+    fresh = _trials(dataset, training, points, kept_models=0)
     if overrides:  # early stopping did end trials
         assert all(r.early_stopped and r.epochs_trained < 25 for r in fresh)
     elif data == "plants":
         assert [r.diverged_at is not None for r in fresh].count(True) == 1
     reuse.forget()
-    kept = _trials(dataset, training, points, reuse_graphs=True)
-    kept_again = _trials(dataset, training, points, reuse_graphs=True)  # every graph now traced
+    kept = _trials(dataset, training, points, kept_models=8)
+    kept_again = _trials(dataset, training, points, kept_models=8)  # every graph now traced
     for a, b, c in zip(fresh, kept, kept_again, strict=True):
         _assert_close(a, b)
         _assert_close(a, c)
