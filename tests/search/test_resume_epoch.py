@@ -66,11 +66,12 @@ def kill_at_epoch(
     trial: int = 0,
     command: tuple[str, ...] = (),
     watch: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> tuple[int, str, float]:
     """Start the sweep (or ``tuning train`` with ``command``) and send it ``signum`` once
     ``trial`` (or the fit whose checkpoints go to ``watch``) has checkpointed ``epoch`` epochs;
     returns its exit code, output and the seconds it took to exit after the signal."""
-    proc = train(folder, *command) if command else sweep(folder)
+    proc = train(folder, *command) if command else sweep(folder, *args)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -160,6 +161,24 @@ def test_kill_9_then_sigterm_mid_trial_each_resume_from_the_last_epoch(tmp_path,
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, f"{EPOCH}loss"))
         assert steps == list(range(1, len(steps) + 1)) and len(steps) >= least, f"trial {number}: {steps}"
     assert len(steps) <= 30
+
+
+def test_a_trial_on_a_kept_model_resumes_from_its_checkpoint_to_the_same_value(tmp_path, uninterrupted):
+    """training.kept_models: the checkpoint holds the kept model's variables (its wide kernels,
+    the trial's widths, its optimizer); killed with -9 and resumed, the trial ends with the value
+    of the uninterrupted sweep, which trained a fresh model."""
+    from tuning.search.engines.optuna_study import load_summary
+
+    kept = ("training.kept_models=2",)
+    code, output, _ = kill_at_epoch(tmp_path, signal.SIGKILL, 8, args=kept)
+    assert code == -signal.SIGKILL, output[-3000:]
+    first = epochs_done(trial_folder(checkpoints(tmp_path), 0))
+    code, output = finish(sweep(tmp_path, *kept))
+    assert code == 0, output[-3000:]
+    assert f"trial 1: resumed at epoch {first + 1} from trial 0's checkpoint" in output, output
+    killed, done = load_summary(f"sqlite:///{tmp_path}/experiments/plants/optuna.db", "plants").trials
+    assert killed.state == "FAIL" and done.state == "COMPLETE" and done.params == killed.params
+    assert done.value == pytest.approx(uninterrupted, abs=1e-6)
 
 
 def test_tuning_train_killed_then_terminated_mid_fit_resumes_from_the_last_epoch(uninterrupted_sweep):
