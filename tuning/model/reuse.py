@@ -50,6 +50,7 @@ import numpy as np
 
 from tuning.config.tasks import OUTPUT_ACTIVATION
 from tuning.model.build import compile_model, output_units
+from tuning.model.fit import trainable_params
 
 # Kernels as wide as the next power of two (at least this): a trial's slice is at least a quarter
 # of each kernel. Wider kernels would serve more trials, but every step's gradients and optimizer
@@ -139,7 +140,7 @@ class SlicedMLP(keras.Model):  # type: ignore[misc]
         drops = [layer for layer in fresh.layers if isinstance(layer, keras.layers.Dropout)]
         for generator, layer in zip(self.seeds, drops, strict=False):  # none at rate 0: no draws
             generator.state.assign(layer.seed_generator.state.value)
-        self.n_params = int(sum(int(np.prod(w.shape)) for w in fresh.trainable_weights))
+        self.n_params = trainable_params(fresh)
 
 
 def _add_bias(x: Any, bias: Any) -> Any:

@@ -42,7 +42,7 @@ CHANGEABLE = (
     "workers",
     "training.steps_per_execution",  # same weight updates (tests/test_speed_defaults.py)
     "training.graph_optimizations",  # the same values to float32 rounding (model/backend.py)
-    "training.kept_models",  # the same values to float32 rounding (model/reuse.py)
+    "training.kept_models",  # the same values (model/reuse.py, tests/model/test_reuse.py)
     "training.checkpoints",  # where a trial resumes from, not what it computes (search/checkpoints.py)
     "final",
     "paths",
