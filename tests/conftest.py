@@ -8,9 +8,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tuning.study.summary import StudySummary
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -203,3 +206,17 @@ def wait_for_mlflow(proc, port: int, folder: Path, timeout: float = 240) -> str:
         time.sleep(0.2)
     stop_process_group(proc)
     pytest.fail("mlflow server did not answer /health:\n" + (folder / "server.log").read_text()[-3000:])
+
+
+def read_summary(study_dir: Path, name: str, engine: str) -> StudySummary:
+    """Study ``name`` in ``study_dir`` as engine-neutral records, read the way `tuning report`
+    reads it (``engine``: optuna or keras_tuner)."""
+    if engine == "optuna":
+        from tuning.search.engines.optuna_study import load_summary
+
+        return load_summary(f"sqlite:///{study_dir.resolve()}/optuna.db", name)
+    from tuning.study.keras_tuner_files import read_project
+
+    summary = read_project(study_dir / "keras_tuner", name)
+    assert summary is not None
+    return summary

@@ -4,11 +4,10 @@ fresh model per trial gives (1e-6), for every activation, loss and optimizer of 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, cli, settings
+from conftest import TINY, cli, read_summary, settings
 
 from tuning.config import parse
 from tuning.config.space import Hyperparameters
@@ -155,16 +154,6 @@ def test_by_default_each_trial_builds_a_fresh_model():
     assert type(first).__name__ == "Sequential"
 
 
-def _summary(study_dir: Path, name: str, engine: str):
-    if engine == "optuna":
-        from tuning.search.engines.optuna_study import load_summary
-
-        return load_summary(f"sqlite:///{study_dir.resolve()}/optuna.db", name)
-    from tuning.study.keras_tuner_files import read_project
-
-    return read_project(study_dir / "keras_tuner", name)
-
-
 @pytest.mark.parametrize("engine", ["optuna", "keras_tuner", "optuna-cv"])
 def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_path, monkeypatch, engine):
     """The whole sweep, sampler and pruner included (and k folds per trial): the same points,
@@ -189,7 +178,7 @@ def test_a_seeded_sweep_finds_the_same_trials_and_values_with_kept_models(tmp_pa
             f"training.kept_models={flag}",
         ]
         assert cli(["sweep", *args]) == 0
-        summary = _summary(tmp_path / flag / "experiments" / name, name, engine)
+        summary = read_summary(tmp_path / flag / "experiments" / name, name, engine)
         runs.append([(t.number, t.state, t.params, t.value) for t in summary.trials])
     fresh, kept = runs
     assert [t[:3] for t in kept] == [t[:3] for t in fresh]

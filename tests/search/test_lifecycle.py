@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY, cli, signal_during_trial_1
+from conftest import TINY, cli, read_summary, signal_during_trial_1
 
 from tuning.study.summary import StudySummary
 
@@ -31,16 +31,7 @@ class EngineCase:
 
     def summary(self, folder: Path = Path()) -> StudySummary:
         """The study as records, read the way `tuning report` reads it."""
-        study_dir = folder / "experiments" / self.study
-        if self.name == "optuna":
-            from tuning.search.engines.optuna_study import load_summary
-
-            return load_summary(f"sqlite:///{study_dir.resolve()}/optuna.db", self.study)
-        from tuning.study.keras_tuner_files import read_project
-
-        summary = read_project(study_dir / "keras_tuner", self.study)
-        assert summary is not None
-        return summary
+        return read_summary(folder / "experiments" / self.study, self.study, self.name)
 
 
 ENGINES = [
