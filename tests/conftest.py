@@ -79,6 +79,8 @@ def signal_during_trial_1(
 
     import optuna
 
+    from tuning.study.summary import flat_attrs
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuning", "sweep", *args],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -97,7 +99,7 @@ def signal_during_trial_1(
         deadline = time.monotonic() + 120
         # Trial 1 has started training once its seed is recorded (its record exists by then).
         while time.monotonic() < deadline and not any(
-            t.number == 1 and "seed" in t.user_attrs for t in trials()
+            t.number == 1 and "seed" in flat_attrs(t.user_attrs) for t in trials()
         ):
             time.sleep(0.05)
         time.sleep(settle)

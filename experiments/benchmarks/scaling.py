@@ -99,7 +99,7 @@ def workers_with_a_trial(url: str, study: str) -> int:
     engine = create_engine(url, poolclass=NullPool)
     query = text(
         "SELECT count(DISTINCT a.value_json) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
-        "JOIN studies s USING (study_id) WHERE s.study_name = :name AND a.key = 'worker' AND t.state = 'COMPLETE'"
+        "JOIN studies s USING (study_id) WHERE s.study_name = :name AND a.key = 'owner' AND t.state = 'COMPLETE'"  # one per process
     )
     with engine.connect() as c:
         n = c.execute(query, {"name": study}).scalar()

@@ -20,6 +20,8 @@ import optuna
 import pytest
 from conftest import TINY, free_port, start_mlflow_server, stop_process_group, wait_for_mlflow
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 STUDY = "dist"
@@ -98,8 +100,8 @@ def test_three_workers_on_postgres_and_an_mlflow_server_then_a_kill_and_a_resume
     finished = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert 5 <= len(finished) == len(study.trials) <= 7  # n_trials, + at most workers - 1
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(study.trials)
-    assert len({t.user_attrs["sampler_seed"] for t in study.trials}) == len(
-        {t.user_attrs["worker"] for t in study.trials}
+    assert len({flat_attrs(t.user_attrs)["sampler_seed"] for t in study.trials}) == len(
+        {flat_attrs(t.user_attrs)["worker"] for t in study.trials}
     )
     check_consistent(study, parent, children)
 
@@ -113,7 +115,9 @@ def test_three_workers_on_postgres_and_an_mlflow_server_then_a_kill_and_a_resume
     while killed is None and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
         trials = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        killed = next((t for t in trials if "seed" in t.user_attrs), None)  # its training has begun
+        killed = next(
+            (t for t in trials if "seed" in flat_attrs(t.user_attrs)), None
+        )  # its training has begun
     if victim.poll() is None:
         os.killpg(victim.pid, signal.SIGKILL)
     output = victim.communicate(timeout=60)[0]

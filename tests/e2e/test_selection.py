@@ -74,7 +74,7 @@ def rerun(study: optuna.Study, number: int, cfg: dict):
     dataset = load_dataset(parsed.data, parsed.split, parsed.seed)
     parsed = with_task(parsed, dataset.task)
     hp = parsed.space.suggest(FixedTrial(trial.params))
-    model, _ = fit_trial(hp, dataset, parsed.training, seed=trial.user_attrs["seed"])
+    model, _ = fit_trial(hp, dataset, parsed.training, seed=flat_attrs(trial.user_attrs)["seed"])
     return model, dataset, hp
 
 
@@ -91,7 +91,10 @@ def test_two_loss_functions_compete_and_the_pick_follows_the_log_loss(in_tmp):
     cfg = settings(*args[len(TINY) :])
     recomputed = {}
     for t in trials:
-        assert t.user_attrs["metric"] == "val_log_loss" and t.user_attrs["direction"] == "minimize"
+        assert (
+            flat_attrs(t.user_attrs)["metric"] == "val_log_loss"
+            and flat_attrs(t.user_attrs)["direction"] == "minimize"
+        )
         model, dataset, _ = rerun(study, t.number, cfg)
         p = model.predict(dataset.x_val, verbose=0).reshape(-1).astype("float64")
         recomputed[t.number] = log_loss(dataset.y_val, p)
@@ -117,7 +120,7 @@ def test_regression_in_thousands_trains_with_mse_and_sgd_and_reports_its_units(i
     study = optuna.load_study(study_name="prices", storage="sqlite:///experiments/prices/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     best = study.best_trial
-    assert best.user_attrs["metric"] == "val_rmse"
+    assert flat_attrs(best.user_attrs)["metric"] == "val_rmse"
     assert 300 < best.value < frame.price.std()  # in prices, and better than predicting the mean
 
     # The final model (no refit: exactly the best trial) predicts prices; its RMSE on the

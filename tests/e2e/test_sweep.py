@@ -51,7 +51,7 @@ def test_sweep_runs_resumes_to_exactly_n_trials_and_exports_best(in_tmp, capsys)
                 flat_attrs(trial.user_attrs)["val_loss"] - flat_attrs(trial.user_attrs)["train_loss"]
             )
             assert flat_attrs(trial.user_attrs)["val_log_loss"] == pytest.approx(trial.value)
-            assert trial.user_attrs["metric"] == "val_log_loss"
+            assert flat_attrs(trial.user_attrs)["metric"] == "val_log_loss"
 
     best = yaml.safe_load(Path("experiments/plants/best.yaml").read_text())
     assert best["best"]["trial"] == study.best_trial.number
@@ -164,7 +164,7 @@ def test_ctrl_c_marks_the_trial_and_a_rerun_retries_it(in_tmp):
             break
     deadline = time.time() + 120
     while time.time() < deadline:  # trial 1 is training once its seed is recorded
-        if any(t.number == 1 and "seed" in t.user_attrs for t in load().trials):
+        if any(t.number == 1 and "seed" in flat_attrs(t.user_attrs) for t in load().trials):
             break
         time.sleep(0.2)
     time.sleep(1)
@@ -275,7 +275,10 @@ def test_train_uses_exactly_what_the_best_trial_used(in_tmp):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "is not the sweep's" not in done.stdout + done.stderr
     meta = json.loads(Path("experiments/plants/final/meta.json").read_text())
-    assert meta["best_trial"] == best.number and meta["seed"] == best.user_attrs["seed"] == 42 + best.number
+    assert (
+        meta["best_trial"] == best.number
+        and meta["seed"] == flat_attrs(best.user_attrs)["seed"] == 42 + best.number
+    )
     hp = meta["hyperparameters"]
     assert hp["units"] == [best.params[f"units_{i}"] for i in range(best.params["n_layers"])]
     for name in ("activation", "dropout", "learning_rate", "batch_size", "optimizer", "loss"):

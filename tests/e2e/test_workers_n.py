@@ -15,6 +15,8 @@ import optuna
 import pytest
 from conftest import TINY
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 COMMAND = [sys.executable, "-m", "tuning", "sweep", *TINY, "training.max_epochs=1", "pruner=none"]
@@ -60,7 +62,9 @@ def test_workers_share_one_study_one_count_and_one_parent_run(in_tmp):
         logged = re.findall(r"\] trial (\d+) (?:COMPLETE|PRUNED)", (folder / "sweep.log").read_text())
         printed = re.findall(rf"^w{k}\| .*\] trial (\d+) (?:COMPLETE|PRUNED)", out, re.M)
         assert logged == printed
-    streams = {t.user_attrs["worker"]: t.user_attrs["sampler_seed"] for t in study.trials}
+    streams = {
+        flat_attrs(t.user_attrs)["worker"]: flat_attrs(t.user_attrs)["sampler_seed"] for t in study.trials
+    }
     assert len(set(streams.values())) == len(streams)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(study.trials)
 

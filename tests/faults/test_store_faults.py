@@ -216,9 +216,9 @@ def test_a_worker_killed_by_sigkill_is_named_in_one_line(in_tmp):
                 continue
             try:
                 with sqlite3.connect(db, timeout=30) as conn:
-                    owners = {json.loads(v) for (v,) in conn.execute(
+                    owners = {json.loads(v)["worker"] for (v,) in conn.execute(
                         "SELECT a.value_json FROM trial_user_attributes a JOIN trials t USING (trial_id) "
-                        "WHERE a.key = 'worker' AND t.state = 'RUNNING'"
+                        "WHERE a.key = 'owner' AND t.state = 'RUNNING'"
                     )}  # fmt: skip
             except sqlite3.OperationalError:  # its tables are not made yet
                 continue

@@ -17,6 +17,8 @@ import pytest
 from conftest import cli, free_port
 from test_database import SECRET, postgres  # noqa: F401 - the module's PostgreSQL server fixture
 
+from tuning.study.summary import flat_attrs
+
 pytestmark = pytest.mark.slow
 
 
@@ -72,7 +74,7 @@ def test_workers_share_a_study_through_the_grpc_proxy(postgres, in_tmp, capsys):
     assert len({t.number for t in trials}) == len(trials)  # each trial told once
     configs = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(configs)) == len(configs), "a configuration ran twice"
-    assert len({t.user_attrs["worker"] for t in trials}) == 3  # all three workers ran trials
+    assert len({flat_attrs(t.user_attrs)["worker"] for t in trials}) == 3  # all three workers ran trials
 
 
 def test_a_bad_grpc_address_is_one_line(in_tmp, capsys):

@@ -14,6 +14,7 @@ from conftest import TINY
 from tuning.config.schema import Component
 from tuning.search.engines.optuna import reseed_on_resume
 from tuning.search.workers import sampler_seed, worker_index, worker_key
+from tuning.study.summary import flat_attrs
 
 SAMPLER = Component("random", {"_target_": "optuna.samplers.RandomSampler", "seed": 42})
 
@@ -75,7 +76,7 @@ def test_three_workers_started_together_never_repeat_a_trial(in_tmp):
     assert 6 <= len(trials) <= 8  # n_trials, + at most workers - 1 still training when it was reached
     params = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(params)) == len(params), params
-    streams = {t.user_attrs["worker"]: t.user_attrs["sampler_seed"] for t in trials}
+    streams = {flat_attrs(t.user_attrs)["worker"]: flat_attrs(t.user_attrs)["sampler_seed"] for t in trials}
     assert len(set(streams.values())) == len(streams) == 3, streams
     assert 42 in streams.values()  # the worker that made the study kept `seed`
 

@@ -261,7 +261,7 @@ def test_resume_reruns_the_interrupted_trial_under_the_same_parent(embedded):
     children = embedded.children
     assert children[2].data.params == {
         **children[1].data.params,
-        "seed": str(embedded.study.trials[2].user_attrs["seed"]),
+        "seed": str(flat_attrs(embedded.study.trials[2].user_attrs)["seed"]),
     }
     assert children[1].info.status == "KILLED"
 
@@ -330,7 +330,7 @@ def test_child_params_are_the_search_space_names_plus_fixed_settings(embedded):
         params = embedded.children[t.number].data.params
         assert {k: params[k] for k in t.params} == {k: str(v) for k, v in t.params.items()}
         assert {f"units_{i}" for i in range(t.params["n_layers"])} <= set(params)
-        assert params["seed"] == str(t.user_attrs["seed"])
+        assert params["seed"] == str(flat_attrs(t.user_attrs)["seed"])
         fixed = {k: params[k] for k in ("data", "task", "max_epochs", "patience", "monitor", "metric")}
         assert fixed == {
             "data": "plants",

@@ -19,19 +19,28 @@ FINISHED = ("COMPLETE", "PRUNED")  # what counts toward study.n_trials
 # and, on a trial copied in from an earlier study on the same data, that trial's number there.
 # A copied trial ran in the earlier study: it counts toward neither study.n_trials nor a budget.
 WARM_ATTR, WARM_FROM_ATTR = "warm_start", "warm_start_trial"
-# A trial's outcome (its train_*/val_*/gap_* values, best epoch, epochs trained, ...) as one user
-# attribute: Optuna stores each attribute in its own transaction, so a completed trial's ~20
-# values would be ~20 round trips (experiments/benchmarks/writes.py). Readers see it flattened.
-OUTCOME_ATTR = "outcome"
+# Optuna stores each user attribute in its own transaction (no batch call), so a trial's
+# attributes are packed into three, one per moment they are known, and readers see them flattened
+# (experiments/benchmarks/writes.py counts the writes):
+# - ``owner``, as the trial is asked for: the worker running it, its PID namespace, its sampler's
+#   seed (what stale-trial checks read);
+# - ``start``, before it trains: its seed, the metric and direction its value is in, and with a
+#   budget the epochs it claimed (rewritten whole at each claim);
+# - ``outcome``, as it ends: its train_*/val_*/gap_* values, best epoch, epochs trained, ...
+# What a failed or interrupted trial keeps (``fail_reason``, ``interrupted``), what a queued
+# trial is given (``retry_of``, ``warm_start``) and studies written before the packing stay flat.
+OWNER_ATTR, START_ATTR, OUTCOME_ATTR = "owner", "start", "outcome"
+PACKED_ATTRS = (OWNER_ATTR, START_ATTR, OUTCOME_ATTR)
 
 
 def flat_attrs(stored: Payload) -> dict[str, Any]:
-    """A trial's user attributes as one flat record: the entries of its ``outcome`` attribute
-    beside the others (a study written before it existed has none: its attributes are flat)."""
-    flat = {key: value for key, value in stored.items() if key != OUTCOME_ATTR}
-    outcome = stored.get(OUTCOME_ATTR)
-    if isinstance(outcome, Mapping):
-        flat.update(outcome)
+    """A trial's user attributes as one flat record: the entries of its packed attributes
+    (``owner``, ``start``, ``outcome``, in that order) beside the others."""
+    flat = {key: value for key, value in stored.items() if key not in PACKED_ATTRS}
+    for key in PACKED_ATTRS:
+        packed = stored.get(key)
+        if isinstance(packed, Mapping):
+            flat.update(packed)
     return flat
 
 

@@ -41,7 +41,15 @@ from tuning.search.engines.optuna_warm import Source, check_shared, load_source,
 from tuning.search.runner import FAIL_ATTRS
 from tuning.search.workers import STREAM_ATTR, sampler_seed, worker_index, worker_key
 from tuning.study.selection import gap_key, overfit
-from tuning.study.summary import OUTCOME_ATTR, WARM_FROM_ATTR, StudySummary, TrialSummary
+from tuning.study.summary import (
+    OUTCOME_ATTR,
+    OWNER_ATTR,
+    START_ATTR,
+    WARM_FROM_ATTR,
+    StudySummary,
+    TrialSummary,
+    flat_attrs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +118,7 @@ def reseed_on_resume(
     ran = sum(t.state != TrialState.WAITING for t in trials)
     # Another worker's trial (one with no worker yet is a dead process's until fail_stale_trials
     # says so: a live worker names itself right after the row is made).
-    others = any(t.state == TrialState.RUNNING and WORKER_ATTR in t.user_attrs for t in trials)
+    others = any(t.state == TrialState.RUNNING and WORKER_ATTR in flat_attrs(t.user_attrs) for t in trials)
     gone = not created and not ran and creator_gone(study)
     key = worker_key(
         index, created=created, ran=ran, others_running=others, worker=worker_id(), creator_gone=gone
@@ -152,11 +160,12 @@ class OptunaEngine(Engine):
         self.space: SearchSpace | None = None
         self.stream: int | None = None
         self.heartbeats: dict[int, Heartbeat] = {}
-        # What this process wrote to each running trial's user attributes: Optuna stores each
-        # attribute in its own transaction (no batch call), so a value already stored is not
-        # written again (the runner hands the trial's seed, metric and direction in at its
-        # start and again with its outcome): experiments/benchmarks/writes.py counts them.
+        # What this process wrote to each running trial's packed user attributes (``start``,
+        # then ``outcome``: tuning.study.summary): a value already stored is not written again
+        # (the runner hands the trial's seed, metric and direction in at its start and again
+        # with its outcome): experiments/benchmarks/writes.py counts the writes.
         self.written: dict[int, dict[str, Any]] = {}
+        self.ended: dict[int, TrialSummary] = {}  # records of ended trials, each made once
 
     @property
     def study(self) -> optuna.Study:
@@ -249,13 +258,14 @@ class OptunaEngine(Engine):
         carried = bool(trial.user_attrs)
         try:
             # WORKER_ATTR lets a later run see this process died.
-            owner = {WORKER_ATTR: worker_id(), PIDNS_ATTR: pid_namespace()}
+            owner: dict[str, Any] = {WORKER_ATTR: worker_id(), PIDNS_ATTR: pid_namespace()}
             if self.stream is not None:
                 owner[STREAM_ATTR] = self.stream
-            self._set_attrs(trial, owner)
+            trial.set_user_attr(OWNER_ATTR, owner)
             if carried:  # Optuna's retry of a stale trial copies its attributes, failure ones too
-                stale = {key: None for key in FAIL_ATTRS if trial.user_attrs.get(key) is not None}
-                self._set_attrs(trial, stale)
+                for key in FAIL_ATTRS:
+                    if trial.user_attrs.get(key) is not None:
+                        trial.set_user_attr(key, None)
             hp = self.space.suggest(trial)
         except BaseException as err:  # Ctrl-C (retried on resume) or an error of ours, before training
             attrs = {"interrupted": True} if isinstance(err, KeyboardInterrupt) else {"fail_reason": str(err)}
@@ -281,11 +291,14 @@ class OptunaEngine(Engine):
             )
         if not isinstance(retry_of, int):
             return None, None
-        seed = trials[retry_of].user_attrs.get("seed") if retry_of in trials else None
+        seed = flat_attrs(trials[retry_of].user_attrs).get("seed") if retry_of in trials else None
         return retry_of, seed if isinstance(seed, int) else None
 
     def begin(self, proposal: Proposal, attrs: Payload) -> None:
-        self._set_attrs(proposal.trial, attrs)
+        """Store ``attrs`` with the running trial: its ``start`` attribute holds every entry
+        begun so far, rewritten whole (one write) when one is new or changed."""
+        if self._unwritten(proposal.number, attrs):
+            proposal.trial.set_user_attr(START_ATTR, dict(self.written[proposal.number]))
 
     def _unwritten(self, number: int, attrs: Payload) -> dict[str, Any]:
         """The entries of ``attrs`` this process has not stored on running trial ``number``
@@ -294,11 +307,6 @@ class OptunaEngine(Engine):
         new = {k: v for k, v in attrs.items() if k not in written or written[k] != v}
         written.update(new)
         return new
-
-    def _set_attrs(self, trial: optuna.Trial, attrs: Payload) -> None:
-        """Store ``attrs`` on a running trial, each one this process has not stored already."""
-        for key, value in self._unwritten(trial.number, attrs).items():
-            trial.set_user_attr(key, value)
 
     def report(self, proposal: Proposal, epoch: int, value: float) -> bool:
         """Optuna's ``trial.report`` / ``should_prune`` (a two-objective study does not prune:
@@ -387,10 +395,10 @@ class OptunaEngine(Engine):
         return sum(WARM_FROM_ATTR not in t.user_attrs for t in trials)  # a warm start's copies ran before
 
     def summary(self) -> StudySummary:
-        return summarize(self.study)
+        return summarize(self.study, self.ended)
 
     def trials(self) -> list[TrialSummary]:
-        return trial_summaries(self.study)
+        return trial_summaries(self.study, self.ended)
 
     def write_plots(self, folder: Path, plotlyjs: str = "none") -> list[Path]:
         from tuning.search.engines.optuna_plots import write_plots

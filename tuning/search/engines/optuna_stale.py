@@ -14,6 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tuning.study.summary import flat_attrs
+
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:
     """Queue again, once, the parameters of trials stopped by Ctrl-C; returns their numbers."""
@@ -116,7 +118,8 @@ def fail_stale_trials(
 def _stale_reason(trial: optuna.trial.FrozenTrial, grace: float) -> str | None:
     """Why ``trial`` (RUNNING) is known to be dead, or None: its worker's process is gone from
     this host, or no worker took it within ``grace`` seconds of its start."""
-    worker = trial.user_attrs.get(WORKER_ATTR)
+    attrs = flat_attrs(trial.user_attrs)
+    worker = attrs.get(WORKER_ATTR)
     if worker is None:
         started = trial.datetime_start  # Optuna's local, naive time
         if started is None or (datetime.now() - started).total_seconds() <= grace:
@@ -125,7 +128,7 @@ def _stale_reason(trial: optuna.trial.FrozenTrial, grace: float) -> str | None:
             f"no worker took the trial within {grace:g} s of its start "
             "(its process stopped right after creating it: killed or crashed)"
         )
-    if _dead_worker(worker, trial.user_attrs.get(PIDNS_ATTR)):
+    if _dead_worker(worker, attrs.get(PIDNS_ATTR)):
         return f"worker {worker} stopped while the trial ran (killed or crashed)"
     return None
 

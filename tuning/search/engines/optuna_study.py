@@ -138,13 +138,14 @@ def _store_identity(study: optuna.Study, record: StudyRecord) -> None:
     study.set_user_attr(IDENTITY_ATTR, dict(record.identity))  # last: its presence says the others are stored
 
 
-def summarize(study: optuna.Study) -> StudySummary:
+def summarize(study: optuna.Study, kept: dict[int, TrialSummary] | None = None) -> StudySummary:
     """The study as engine-neutral records; ``best_number`` is the study's selection pick.
 
     A two-objective study (selection=pareto) keeps ``value`` = the validation metric; its second
     objective, the overfitting gap, is in the trial's user attributes (``gap_<metric>``).
+    ``kept``: records of ended trials made by an earlier call (see ``trial_summaries``).
     """
-    trials = trial_summaries(study)
+    trials = trial_summaries(study, kept)
     best: int | None = None
     if len(study.directions) == 1:
         try:
@@ -162,24 +163,39 @@ def summarize(study: optuna.Study) -> StudySummary:
     return apply_selection(summary)
 
 
-def trial_summaries(study: optuna.Study) -> list[TrialSummary]:
-    """Every trial of ``study`` as a record, in one read (no best trial, no selection)."""
-    return [
-        TrialSummary(
-            number=t.number,
-            state=t.state.name,
-            value=t.values[0] if t.values else None,
-            params=dict(t.params),
-            int_params=frozenset(
-                n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
-            ),
-            user_attrs=flat_attrs(t.user_attrs),
-            seconds=t.duration.total_seconds() if t.duration is not None else None,
-            start_time=t.datetime_start.timestamp() if t.datetime_start else None,
-            intermediate_values=dict(t.intermediate_values),
-        )
-        for t in study.get_trials(deepcopy=False)
-    ]
+def trial_summaries(study: optuna.Study, kept: dict[int, TrialSummary] | None = None) -> list[TrialSummary]:
+    """Every trial of ``study`` as a record, in one read (no best trial, no selection).
+
+    ``kept``: records of ended trials from an earlier call, reused and added to. An ended trial
+    never changes in Optuna (its storage refuses the write), so a sweep that reads its study
+    after every trial builds each record once, not once per later trial: the per-trial cost
+    stays flat as the study grows (``experiments/benchmarks/bookkeeping.py``).
+    """
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        record = kept.get(t.number) if kept is not None else None
+        if record is None or record.state != t.state.name:
+            record = _record(t)
+            if kept is not None and t.state.is_finished():
+                kept[t.number] = record
+        records.append(record)
+    return records
+
+
+def _record(t: optuna.trial.FrozenTrial) -> TrialSummary:
+    return TrialSummary(
+        number=t.number,
+        state=t.state.name,
+        value=t.values[0] if t.values else None,
+        params=dict(t.params),
+        int_params=frozenset(
+            n for n, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution)
+        ),
+        user_attrs=flat_attrs(t.user_attrs),
+        seconds=t.duration.total_seconds() if t.duration is not None else None,
+        start_time=t.datetime_start.timestamp() if t.datetime_start else None,
+        intermediate_values=dict(t.intermediate_values),
+    )
 
 
 def load_summary(url: str, name: str) -> StudySummary:
