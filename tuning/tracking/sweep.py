@@ -136,6 +136,9 @@ class MlflowSweepTracker:
         # study) and the best line last written on it: rewritten only when the best changes.
         self.experiment_note: str | None = None
         self.noted_best = ""
+        # The trial this command last marked best in the store: while the study's best stays
+        # that trial, the mark needs no search of the experiment's runs (two per trial before).
+        self.marked: int | None = None
 
     @classmethod
     def start(
@@ -346,8 +349,12 @@ class MlflowSweepTracker:
             tags = {f"{BEST_PREFIX}{k}": str(v) for k, v in best.params.items()}
             tags["tuning.best_trial"] = str(best.number)
             if best.number in self.children:
-                tags["tuning.best_trial_run_id"] = self.children[best.number]
-                if not newer:
+                run_id = tags["tuning.best_trial_run_id"] = self.children[best.number]
+                # Marked by this command, and no other worker has named another best since.
+                kept = (
+                    best.number == self.marked and parent.data.tags.get("tuning.best_trial_run_id") == run_id
+                )
+                if not newer and not kept:
                     self._mark_best(best.number)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         if newer:  # the parent already shows a later state of the study than this reading
@@ -402,16 +409,21 @@ class MlflowSweepTracker:
         The marked runs are looked up in the store, not remembered: another worker may have
         moved the mark since. A run's name and tag are written in one call, the old mark taken
         off before the new one is set: an outage between them leaves no run marked, never two,
-        and the next trial's end (or the next run) finds any half-marked run and sets it right."""
+        and the next trial's end (or the next run) finds any half-marked run and sets it right.
+
+        Not called again, with its two searches of the experiment's runs, while the best stays
+        the trial this command marked last (``self.marked``, set once the mark is stored) and
+        the parent still names its run: a worker that moves the mark names its own best run on
+        the parent in the same step, and the next trial's end here sees it and looks again."""
         run_id = self.children[number]
         best = trial_run_name(number, best=True)
         marked = self._marked_runs()
-        if [r.info.run_id for r in marked] == [run_id] and _marked(marked[0], best):
-            return
-        for run in marked:
-            if run.info.run_id != run_id:
-                self._log(run.info.run_id, tags={NAME_TAG: _plain_name(run), BEST_TAG: "false"})
-        self._log(run_id, tags={NAME_TAG: best, BEST_TAG: "true"})
+        if [r.info.run_id for r in marked] != [run_id] or not _marked(marked[0], best):
+            for run in marked:
+                if run.info.run_id != run_id:
+                    self._log(run.info.run_id, tags={NAME_TAG: _plain_name(run), BEST_TAG: "false"})
+            self._log(run_id, tags={NAME_TAG: best, BEST_TAG: "true"})
+        self.marked = number
 
     def _marked_runs(self) -> list[Any]:
         """The study's runs that carry the best mark, by tag or by name (half of a mark that an
