@@ -1,11 +1,13 @@
-"""The best child run's mark (``trial-0007 ★ best``) with two workers on one parent run: a worker
-that marked the best does not search the experiment's runs again after each trial, yet a mark
-another worker moved behind its back is set right at its next trial's end."""
+"""The parent run with two workers on it: each rewrites the parent's counts after a trial only
+when its best changed or ``PROGRESS_SECONDS`` passed, and the end of the sweep writes them all;
+a worker that marked the best does not search the experiment's runs again after each trial,
+yet a mark another worker moved behind its back is set right at its next parent update."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 from conftest import settings
@@ -23,7 +25,8 @@ def marked(client, experiment_id: str) -> list[str]:
     )
 
 
-def test_a_mark_moved_by_another_worker_is_set_right_at_the_next_trial(in_tmp):
+def two_workers() -> SimpleNamespace:
+    """A study and two trackers on its one parent run; ``trial(tracker, value)`` ends a trial."""
     from tuning.config import parse, validate, validate_for_task
     from tuning.search.engines.optuna_study import summarize
     from tuning.study.record import TrialRecord
@@ -49,7 +52,40 @@ def test_a_mark_moved_by_another_worker_is_set_right_at_the_next_trial(in_tmp):
         record.seconds = 0.1
         tracker.on_trial_end(summarize(study), record)
 
-    client, exp = tracking.client, first.experiment_id
+    return SimpleNamespace(
+        study=study,
+        first=first,
+        second=second,
+        trial=trial,
+        client=tracking.client,
+        summary=lambda: summarize(study),
+    )
+
+
+def test_the_parent_is_rewritten_on_a_new_best_and_at_the_end_not_after_every_trial(in_tmp):
+    w = two_workers()
+    ended = lambda: w.client.get_run(w.first.run_id).data.metrics.get("n_ended")  # noqa: E731
+    w.trial(w.first, 0.5)  # the first update of this command: written
+    assert ended() == 1
+    w.trial(w.first, 0.7)  # its best holds, 10 s have not passed: the parent keeps its counts
+    w.trial(w.first, 0.8)
+    assert ended() == 1
+    w.trial(w.first, 0.2)  # a new best: written at once, with every count
+    assert ended() == 4 and w.client.get_run(w.first.run_id).data.metrics["objective"] == 0.2
+    w.trial(w.second, 0.9)  # the other worker's first update
+    assert ended() == 5
+    w.trial(w.first, 0.6)
+    assert ended() == 5
+    w.first.finish(w.summary())  # the end of a command writes its reading
+    parent = w.client.get_run(w.first.run_id)
+    assert parent.data.metrics["n_ended"] == parent.data.metrics["n_complete"] == 6
+
+
+def test_a_mark_moved_by_another_worker_is_set_right_at_the_next_update(in_tmp, monkeypatch):
+    monkeypatch.setattr("tuning.tracking.sweep.PROGRESS_SECONDS", 0.0)  # every trial updates the parent
+    w = two_workers()
+    first, second, trial = w.first, w.second, w.trial
+    client, exp = w.client, first.experiment_id
     trial(first, 0.5)  # trial 0: the first worker's best
     trial(first, 0.7)
     assert marked(client, exp) == ["trial-0000 ★ best"] and first.marked == 0

@@ -89,6 +89,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tuning")
 NAME_TAG = "mlflow.runName"
+# While its reading's best trial holds, a worker rewrites the parent's counts at most this often:
+# every worker writing the one parent run after each trial is two calls a trial on the tracking
+# store, and rows that hundreds of workers would all update (experiments/benchmarks/bookkeeping.py).
+# A new best, and the end of the command, are written at once.
+PROGRESS_SECONDS = 10.0
 WARM_TAG = "tuning.warm_start"  # on a child run: the warm start (its source) that gave the trial
 
 
@@ -139,6 +144,8 @@ class MlflowSweepTracker:
         # The trial this command last marked best in the store: while the study's best stays
         # that trial, the mark needs no search of the experiment's runs (two per trial before).
         self.marked: int | None = None
+        # The best trial and monotonic time of this command's last parent update.
+        self.progressed: tuple[int | None, float] | None = None
 
     @classmethod
     def start(
@@ -217,9 +224,19 @@ class MlflowSweepTracker:
             return
         try:
             self._tag_selection(study, [record.number])
-            self._log_progress(study)
+            if self._progress_due(study):
+                self._log_progress(study)
         except TRACKING_ERRORS as err:
             _not_logged(record.number, err)
+
+    def _progress_due(self, study: StudySummary) -> bool:
+        """The parent shows this command nothing yet, another best, or counts older than
+        ``PROGRESS_SECONDS``."""
+        if self.progressed is None:
+            return True
+        best = study.best()
+        number, at = self.progressed
+        return (best.number if best else None) != number or time.monotonic() - at >= PROGRESS_SECONDS
 
     def _log_unlogged(self, first: int | None = None) -> bool:
         """Child runs for this command's trials not yet logged (``first`` first); False when the
@@ -357,8 +374,10 @@ class MlflowSweepTracker:
                 if not newer and not kept:
                     self._mark_best(best.number)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        self.progressed = None  # until this update is stored
         if newer:  # the parent already shows a later state of the study than this reading
             self._log(self.run_id, metrics=metrics)
+            self.progressed = (best.number if best else None, time.monotonic())
             return
         self._describe_best(study, parent, tags)
         self._log(self.run_id, metrics=metrics, tags=tags)
@@ -372,6 +391,7 @@ class MlflowSweepTracker:
                 if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
         self.best_tags = {k for k in tags if k.startswith(BEST_PREFIX)}
+        self.progressed = (best.number if best else None, time.monotonic())
 
     def _best_line(self, study: StudySummary) -> str:
         """The best trial's Markdown line, linked to its child run; "" before one is logged."""
