@@ -166,6 +166,7 @@ class OptunaEngine(Engine):
         # with its outcome): experiments/benchmarks/writes.py counts the writes.
         self.written: dict[int, dict[str, Any]] = {}
         self.ended: dict[int, TrialSummary] = {}  # records of ended trials, each made once
+        self.counted: int | None = None  # finished trials in the last summary, for n_finished
 
     @property
     def study(self) -> optuna.Study:
@@ -391,11 +392,18 @@ class OptunaEngine(Engine):
         self.study.set_user_attr(STOP_ATTR, dict(attrs))
 
     def n_finished(self) -> int:
+        # The loop asks before each trial, right after the observers' summary of the one that
+        # ended: that reading's count, once, spares a second read of the study per trial.
+        if self.counted is not None:
+            count, self.counted = self.counted, None
+            return count
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)
         return sum(WARM_FROM_ATTR not in t.user_attrs for t in trials)  # a warm start's copies ran before
 
     def summary(self) -> StudySummary:
-        return summarize(self.study, self.ended)
+        summary = summarize(self.study, self.ended)
+        self.counted = summary.finished_count()
+        return summary
 
     def trials(self) -> list[TrialSummary]:
         return trial_summaries(self.study, self.ended)
