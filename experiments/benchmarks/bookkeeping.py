@@ -1,7 +1,8 @@
 """Bookkeeping per trial, part by part, and whether it grows with the study.
 
 The project's own sweep in rehearsal mode (``training.simulate_epoch_seconds=0``: no TensorFlow,
-each epoch reports a made-up value at once, so a trial's whole time is bookkeeping), one worker
+each epoch reports a made-up value at once, so a trial's whole time is bookkeeping; with
+``--epoch-seconds S`` each sleeps S seconds, left out of the figures), one worker
 in this process, on PostgreSQL (pgserver) like a many-worker study. Timers wrapped around the
 libraries' classes split each trial's time; each part is counted without the parts it calls:
 
@@ -93,9 +94,11 @@ class Clock:
                 setattr(MlflowClient, name, self.wrap("MLflow", method))
 
 
-def one_sweep(clock: Clock, url: str, name: str, trials: int, tracking: bool) -> list[dict[str, float]]:
-    """Per trial: its time and each part's, in seconds."""
-    import tuning.search.loop as loop
+def one_sweep(
+    clock: Clock, url: str, name: str, trials: int, *, tracking: bool, seconds: float = 0.0
+) -> list[dict[str, float]]:
+    """Per trial: its time less its simulated epochs (2 of ``seconds``), and each part's."""
+    from tuning.search import loop
     from tuning.service.sweep import run
 
     rows: list[dict[str, float]] = []
@@ -105,7 +108,9 @@ def one_sweep(clock: Clock, url: str, name: str, trials: int, tracking: bool) ->
     def counted(*args: Any, **kwargs: Any) -> Any:
         record = run_trial(*args, **kwargs)
         now = {"t": time.perf_counter(), **{p: clock.totals[p] for p in PARTS}}
-        rows.append({k: now[k] - last[k] for k in now})
+        row = {k: now[k] - last[k] for k in now}
+        row["t"] -= 2 * seconds  # the simulated epochs' sleep
+        rows.append(row)
         last.update(now)
         return record
 
@@ -116,7 +121,7 @@ def one_sweep(clock: Clock, url: str, name: str, trials: int, tracking: bool) ->
                 f'study.storage="{url}"',
                 f"study.name={name}",
                 f"study.n_trials={trials}",
-                "training.simulate_epoch_seconds=0",
+                f"training.simulate_epoch_seconds={seconds:g}",
                 "training.max_epochs=2",
                 "pruner=none",
                 "data.n_samples=400",
@@ -169,6 +174,12 @@ def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=600)
     p.add_argument("--arms", default="off,on", help="tracking off, on, or both (off,on)")
+    p.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=0.0,
+        help="seconds each of a trial's 2 epochs sleeps (left out)",
+    )
     args = p.parse_args()
     trials = 60 if args.quick else args.trials
     started = time.perf_counter()
@@ -183,7 +194,14 @@ def main() -> None:
         server = postgres(Path(tmp))
         try:
             for arm in args.arms.split(","):
-                rows = one_sweep(clock, server.get_uri(), f"book-{arm}", trials, tracking=arm == "on")
+                rows = one_sweep(
+                    clock,
+                    server.get_uri(),
+                    f"book-{arm}",
+                    trials,
+                    tracking=arm == "on",
+                    seconds=args.epoch_seconds,
+                )
                 report(f"tracking {arm}", rows)
         finally:
             server.cleanup()
