@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,22 +39,34 @@ WRITES = (
 
 
 def counted() -> collections.Counter[str]:
-    """Wrap each write method of Optuna's RDB storage; the counter they all add to."""
-    from optuna.storages import RDBStorage
+    """Wrap each write method of Optuna's storages (RDB, and the cache Optuna puts over it,
+    found as a subclass of the public ``BaseStorage``: it hands parameters and new trials to
+    the RDB storage's private methods, so wrapping the RDB class alone misses them); a write
+    is counted once, at the outermost call. Returns the counter they all add to."""
+    import optuna
 
     counts: collections.Counter[str] = collections.Counter()
+    local = threading.local()  # each thread's depth (the heartbeat thread writes too)
 
     def wrap(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            key = kwargs.get("key", args[1] if len(args) > 1 else "")
-            counts[f"{name}: {key}" if name.endswith("_attr") else name] += 1
-            return method(self, *args, **kwargs)
+            depth = getattr(local, "depth", 0)
+            if depth == 0:
+                key = kwargs.get("key", args[1] if len(args) > 1 else "")
+                counts[f"{name}: {key}" if name.endswith("_attr") else name] += 1
+            local.depth = depth + 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                local.depth = depth
 
         return write
 
-    for name in WRITES:
-        setattr(RDBStorage, name, wrap(name, getattr(RDBStorage, name)))
+    for cls in {optuna.storages.RDBStorage, *optuna.storages.BaseStorage.__subclasses__()}:
+        for name in WRITES:
+            if name in vars(cls):
+                setattr(cls, name, wrap(name, vars(cls)[name]))
     return counts
 
 
