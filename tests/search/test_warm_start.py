@@ -71,6 +71,9 @@ def test_same_data_adds_the_trials_once_and_they_do_not_count(with_source, capsy
         (t.number, t.value, t.params) for t in fits
     ]
     assert all(t.user_attrs["warm_start"] == "src" and t.state.name == "COMPLETE" for t in added)
+    # A copy keeps its seed and measurements, not the earlier run's worker or sampler stream.
+    assert all("seed" in t.user_attrs and "val_log_loss" in t.user_attrs for t in added)
+    assert not any({"worker", "worker_pidns", "sampler_seed"} & t.user_attrs.keys() for t in added)
     # study.n_trials=1 trained one trial of its own: the copies ran in the earlier study.
     assert len(study("new").trials) == len(fits) + 1
 

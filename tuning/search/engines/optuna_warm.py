@@ -33,7 +33,9 @@ from tuning.config.storage import default_storage_url, local_path
 from tuning.errors import ConfigError
 from tuning.payload import Payload
 from tuning.redaction import first_line
+from tuning.search.engines.optuna_stale import PIDNS_ATTR, WORKER_ATTR
 from tuning.search.engines.optuna_storage import open_storage
+from tuning.search.workers import STREAM_ATTR
 from tuning.study.identity import CONFIG_ATTR, IDENTITY_ATTR
 from tuning.study.summary import WARM_ATTR, WARM_FROM_ATTR, flat_attrs
 
@@ -41,7 +43,7 @@ WARM_STUDY_ATTR = "warm_start"  # study user attribute: what the warm start adde
 # Identity keys that make two studies' values comparable (what "the same data" means here).
 SAME_DATA = ("data.", "split.", "cv.", "seed", "study.metric", "study.direction")
 # Trial user attributes that belong to the run that made them, not to a copy.
-NOT_COPIED = ("worker", "worker_pidns", "sampler_stream", "budget_epochs", "stopped_by", "retry_of")
+NOT_COPIED = (WORKER_ATTR, PIDNS_ATTR, STREAM_ATTR, "budget_epochs", "stopped_by", "retry_of")
 ALLOWED = "a study name (paths.root/<name>/optuna.db, or in study.storage) or a path to a best.yaml"
 
 
