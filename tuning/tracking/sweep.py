@@ -348,6 +348,7 @@ class MlflowSweepTracker:
         newer one wrote, and a parent another worker closed is set RUNNING again.
         """
         trials = study.trials
+        self.progressed = None  # until this update is stored: an outage leaves the next one due
         now, step = _now_ms(), ended(study)
         parent = retrying(self.client.get_run, self.run_id)
         newer = parent.data.metrics.get(ENDED_METRIC, -1) > step
@@ -374,7 +375,6 @@ class MlflowSweepTracker:
                 if not newer and not kept:
                     self._mark_best(best.number)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
-        self.progressed = None  # until this update is stored
         if newer:  # the parent already shows a later state of the study than this reading
             self._log(self.run_id, metrics=metrics)
             self.progressed = (best.number if best else None, time.monotonic())
@@ -434,7 +434,8 @@ class MlflowSweepTracker:
         Not called again, with its two searches of the experiment's runs, while the best stays
         the trial this command marked last (``self.marked``, set once the mark is stored) and
         the parent still names its run: a worker that moves the mark names its own best run on
-        the parent in the same step, and the next trial's end here sees it and looks again."""
+        the parent in the same step, and this command's next parent update sees it and looks
+        again."""
         run_id = self.children[number]
         best = trial_run_name(number, best=True)
         marked = self._marked_runs()

@@ -166,7 +166,9 @@ class OptunaEngine(Engine):
         # with its outcome): experiments/benchmarks/writes.py counts the writes.
         self.written: dict[int, dict[str, Any]] = {}
         self.ended: dict[int, TrialSummary] = {}  # records of ended trials, each made once
-        self.counted: int | None = None  # finished trials in the last summary, for n_finished
+        # Finished trials in the summary read right after a trial was told, for n_finished.
+        self.counted: int | None = None
+        self.told = False
 
     @property
     def study(self) -> optuna.Study:
@@ -330,6 +332,7 @@ class OptunaEngine(Engine):
                 attrs["fail_reason"] = reason
                 state, values = TrialState.FAIL, None
         frozen = self._store(trial, attrs, values, state)
+        self.told = True
         return replace(
             outcome,
             state=frozen.state.name,
@@ -392,8 +395,8 @@ class OptunaEngine(Engine):
         self.study.set_user_attr(STOP_ATTR, dict(attrs))
 
     def n_finished(self) -> int:
-        # The loop asks before each trial, right after the observers' summary of the one that
-        # ended: that reading's count, once, spares a second read of the study per trial.
+        # The loop asks before each trial, right after the observers' summary of the one just
+        # told: that reading's count, once, spares a second read of the study per trial.
         if self.counted is not None:
             count, self.counted = self.counted, None
             return count
@@ -402,7 +405,8 @@ class OptunaEngine(Engine):
 
     def summary(self) -> StudySummary:
         summary = summarize(self.study, self.ended)
-        self.counted = summary.finished_count()
+        self.counted = summary.finished_count() if self.told else None
+        self.told = False
         return summary
 
     def trials(self) -> list[TrialSummary]:
