@@ -102,13 +102,16 @@ def study_lock(url: str, name: str) -> Iterator[None]:
     workers that start together (re-queueing the trials a stopped worker left).
 
     One context manager, the lock chosen by storage kind: a local file (SQLite, journal) is
-    locked through ``<file>.lock`` (``tuning.files.file_lock``); PostgreSQL with an advisory
+    locked through ``<file>.study.lock`` (``tuning.files.file_lock``; not ``<file>.lock``, the
+    lock Optuna's journal storage takes for each of its own writes: holding that one here left
+    the writes inside waiting out Optuna's 30 s grace, which then broke the lock and let a
+    second worker in); PostgreSQL with an advisory
     lock and MySQL with ``GET_LOCK`` (no lock file can reach every machine of a server's
     workers), both released with the connection if this worker dies. Other storages: no lock.
     """
     path = local_path(url)
     if path is not None:
-        with file_lock(path.with_name(path.name + ".lock")):
+        with file_lock(path.with_name(path.name + ".study.lock")):
             yield
         return
     key = int.from_bytes(hashlib.sha256(f"tuning:{name}".encode()).digest()[:8], "big", signed=True)
