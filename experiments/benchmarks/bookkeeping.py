@@ -24,7 +24,6 @@ benchmark: ``pruner=none training.max_epochs=2 data.n_samples=400``.
 from __future__ import annotations
 
 import functools
-import os
 import statistics
 import tempfile
 import threading
@@ -185,7 +184,6 @@ def main() -> None:
     started = time.perf_counter()
     common.print_header("bookkeeping per trial (rehearsal, one worker, PostgreSQL)", args)
     common.quiet_tuning_logs()
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     from scaling import postgres
 
     clock = Clock()

@@ -279,9 +279,14 @@ def dataset(overrides: Sequence[str] = ()) -> Any:
 
 
 def quiet_tuning_logs() -> None:
-    """``tuning sweep`` logs one line per trial through Hydra; run() outside Hydra stays quiet."""
+    """``tuning sweep`` logs one line per trial through Hydra; run() outside Hydra stays quiet,
+    and MLflow is kept from installing its own handler, as the command does before it imports
+    MLflow (``tuning.logs.leave_library_logging_to_us``)."""
     import logging
 
+    from tuning.logs import leave_library_logging_to_us
+
+    leave_library_logging_to_us()
     logging.getLogger("tuning").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.ERROR)
     # "N out of the last M calls triggered tf.function retracing": one new model per trial.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -97,7 +96,6 @@ def main() -> None:
     started = time.perf_counter()
     common.print_header("study writes per trial (rehearsal, SQLite)", args)
     common.quiet_tuning_logs()
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     counts = counted()
     for label, overrides in (
         ("default (ASHA)", []),
