@@ -72,8 +72,8 @@ class Clock:
         return timed
 
     def instrument(self) -> None:
-        """Wrap the sampler, storage and MLflow client classes (public methods; Optuna's cached
-        layer over RDB storage is found as a subclass of its public ``BaseStorage``)."""
+        """Wrap the sampler, storage (``common.storage_classes``) and MLflow client classes'
+        public methods."""
         import optuna
         from mlflow import MlflowClient
 
@@ -81,8 +81,7 @@ class Clock:
             for name in SAMPLER_METHODS:
                 if name in vars(cls):
                     setattr(cls, name, self.wrap("sampler", vars(cls)[name]))
-        storages = {optuna.storages.RDBStorage, *optuna.storages.BaseStorage.__subclasses__()}
-        for cls in storages:
+        for cls in common.storage_classes():
             for name, method in list(vars(cls).items()):
                 if name.startswith("_") or not callable(method):
                     continue

@@ -293,6 +293,16 @@ def quiet_tuning_logs() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def storage_classes() -> set[type]:
+    """Optuna's storage classes a sweep's calls pass through, to wrap with a counter or timer:
+    RDB storage and the cache Optuna puts over it, found as subclasses of the public
+    ``BaseStorage`` (the cache hands parameters and new trials to the RDB class's private
+    methods, so wrapping the RDB class alone misses them)."""
+    import optuna
+
+    return {optuna.storages.RDBStorage, *optuna.storages.BaseStorage.__subclasses__()}
+
+
 def sweep(cfg: Any) -> Any:
     """``tuning sweep`` on a resolved config, in this process; returns the Optuna study itself
     (the sweep returns engine-neutral records; these benchmarks read Optuna's timestamps)."""

@@ -38,12 +38,8 @@ WRITES = (
 
 
 def counted() -> collections.Counter[str]:
-    """Wrap each write method of Optuna's storages (RDB, and the cache Optuna puts over it,
-    found as a subclass of the public ``BaseStorage``: it hands parameters and new trials to
-    the RDB storage's private methods, so wrapping the RDB class alone misses them); a write
-    is counted once, at the outermost call. Returns the counter they all add to."""
-    import optuna
-
+    """Wrap each write method of Optuna's storages (``common.storage_classes``); a write is
+    counted once, at the outermost call. Returns the counter they all add to."""
     counts: collections.Counter[str] = collections.Counter()
     local = threading.local()  # each thread's depth (the heartbeat thread writes too)
 
@@ -62,7 +58,7 @@ def counted() -> collections.Counter[str]:
 
         return write
 
-    for cls in {optuna.storages.RDBStorage, *optuna.storages.BaseStorage.__subclasses__()}:
+    for cls in common.storage_classes():
         for name in WRITES:
             if name in vars(cls):
                 setattr(cls, name, wrap(name, vars(cls)[name]))
