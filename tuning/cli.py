@@ -46,8 +46,11 @@ USAGE = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning import interrupts
+
     try:
-        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+        with interrupts.for_this_command():  # Ctrl-C exits 130 with its line, never by SIGINT itself
+            return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:  # `tuning sweep --help | head`: the reader left; no traceback
         # Python's documented recipe: point stdout at devnull so the interpreter's final flush
         # does not raise again (https://docs.python.org/3/library/signal.html#note-on-sigpipe).

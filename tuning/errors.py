@@ -33,6 +33,16 @@ class TrialPruned(TuningError):
     """The engine stopped a trial early from its epoch values: the trial ends PRUNED, the study goes on."""
 
 
+class CtrlC(KeyboardInterrupt):
+    """SIGINT as this package's handlers raise it (``tuning.interrupts``): exit code 130.
+
+    A subclass on purpose. ``python -m tuning`` would exit killed by SIGINT (status -2, not 130)
+    whenever a plain KeyboardInterrupt last left an exec() or eval() of a string, as when an
+    import makes a dataclass or a namedtuple, even one caught and handled since: CPython's
+    "unhandled KeyboardInterrupt" flag tests the exception's exact type.
+    """
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, Docker, Kubernetes, SLURM): handled like Ctrl-C, exit code 143."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from tuning.errors import Terminated
+from tuning.errors import CtrlC, Terminated
 
 if TYPE_CHECKING:
     from sys import UnraisableHookArgs
@@ -79,6 +79,29 @@ def release() -> None:
         raise _state.held.pop()
 
 
+def _ctrl_c(num: int, frame: FrameType | None) -> None:
+    raise CtrlC()
+
+
+@contextmanager
+def for_this_command() -> Iterator[None]:
+    """For a command's run, Ctrl-C raises ``CtrlC`` instead of Python's plain KeyboardInterrupt.
+
+    Python's own handler would make ``python -m tuning`` exit by SIGINT (-2) after printing our
+    130 line, when the signal landed while an import was making a dataclass (see ``CtrlC``). A
+    handler set by someone else, or SIG_IGN (a background job), is left alone; Python's is back
+    at the end.
+    """
+    ours = on_main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, _ctrl_c)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextmanager
 def shielded(*, release_at_exit: bool = True) -> Iterator[None]:
     """Hold Ctrl-C / SIGTERM while the body writes; raise a held one when it is done.
@@ -97,7 +120,7 @@ def shielded(*, release_at_exit: bool = True) -> Iterator[None]:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Deliver SIGINT as KeyboardInterrupt and SIGTERM as ``Terminated``, through ``deliver``.
+    """Deliver SIGINT as ``CtrlC`` and SIGTERM as ``Terminated`` (both KeyboardInterrupt), through ``deliver``.
 
     Each is also kept as ``received()``. A signal the process ignores (SIG_IGN, e.g. a
     background job's SIGINT) stays ignored. A raise Python swallows (the handler ran inside a gc
@@ -120,7 +143,7 @@ def handled() -> Iterator[None]:
 
         signal.signal(signum, handler)
 
-    install(signal.SIGINT, KeyboardInterrupt)
+    install(signal.SIGINT, CtrlC)
     install(signal.SIGTERM, Terminated)
     hook = sys.unraisablehook
 

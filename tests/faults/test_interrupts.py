@@ -1,4 +1,4 @@
-"""Ctrl-C before any trial runs says that nothing was lost, and nothing was."""
+"""Ctrl-C before any trial runs says that nothing was lost, and nothing was; it exits 130, never by SIGINT."""
 
 from __future__ import annotations
 
@@ -59,3 +59,42 @@ def test_ctrl_c_during_start_up_says_nothing_was_lost(tmp_path, when):
         summaries = optuna.study.get_all_study_summaries(f"sqlite:///{db}")
         assert all(s.n_trials == 0 for s in summaries)
     assert not (tmp_path / "experiments" / "plants" / "best.yaml").exists()
+
+
+# Ctrl-C lands while an import makes a dataclass: the KeyboardInterrupt leaves code run by exec().
+PROBE = """
+import sys
+from contextlib import nullcontext
+from tuning import interrupts
+
+guard = {"python": nullcontext, "command": interrupts.for_this_command, "sweep": interrupts.handled}[sys.argv[1]]
+try:
+    with guard():
+        exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10_000): pass")
+except KeyboardInterrupt:
+    print("caught")
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize(
+    ("handler", "code"),
+    [
+        ("python", -signal.SIGINT),  # Python's own handler: caught, yet `python -m` dies by SIGINT
+        ("command", 130),  # `tuning`'s, for the whole command
+        ("sweep", 130),  # the sweep's and `tuning train`'s, which also hold it during writes
+    ],
+)
+def test_a_caught_ctrl_c_exits_130_even_when_it_left_code_run_by_exec(tmp_path, handler, code):
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[2])])}
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", handler],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "caught", done.stderr
+    assert done.returncode == code, done.stderr
