@@ -13,7 +13,8 @@ early stopping (that metric, patience 10, best weights restored) and the same fi
 (``steps_per_execution`` 32, the sampled batch size, TensorFlow's default threads):
 
 - tuning          ``tuning sweep`` as shipped (conf/: TPE + successive-halving pruner, i.e. ASHA), MLflow
-                  tracking on.
+                  tracking on; its epochs are the sweep's own ``budget.epochs`` (the trial running
+                  when they are spent is pruned there, where the other arms let it finish).
 - tuning-median   the same with ``pruner=median``: the default before this benchmark (before/after).
 - tuning-hb       the same with ``pruner=hyperband``.
 - tuning-random   ``sampler=random pruner=none``: random search, the floor every method should beat.
@@ -22,6 +23,11 @@ early stopping (that metric, patience 10, best weights restored) and the same fi
 - kt-hyperband    ``keras_tuner.Hyperband``, ``max_epochs`` = the space's largest epochs (100),
                   ``factor=3`` (its documented default).
 - kt-bayes        ``keras_tuner.BayesianOptimization`` with its defaults.
+- dehb            DEHB (``pip install dehb``), the BOHB-style arm: differential evolution inside
+                  Hyperband's brackets, by hand through its ask/tell interface; the fidelity is the
+                  epochs, ``eta=3``, ``min_fidelity`` 1 and ``max_fidelity`` the space's largest
+                  epochs (100), so its rungs are KerasTuner Hyperband's (2/4/12/34/100 epochs); a
+                  promoted configuration trains again from scratch (DEHB keeps no weights).
 
 ``--variant NAME=KEY=VALUE[,KEY=VALUE]`` adds ``tuning-NAME``: ``tuning sweep`` with those
 overrides (a candidate default, measured on the same curves). ``--cap METHOD=EPOCHS`` stops that
@@ -30,10 +36,9 @@ searches cost far more wall time per epoch than the others. ``--tag`` names the 
 runs split over processes (``--datasets``) do not overwrite each other; ``--report`` takes
 several saved runs and merges them.
 
-Test score: each method's pick at the end (its best trial when it stopped, the trial that crossed
-the largest budget included), evaluated once
-on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
-the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's kept best model.
+Test score: each method's pick at the end (its best trial when it stopped; for the peers, the
+trial that crossed the largest budget included), evaluated once on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
+the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's and DEHB's kept best model.
 
     python experiments/benchmarks/anytime.py --quick   # smoke run: plants + diabetes, 1 seed, budgets 50/100 epochs: ~10 min on 2 idle cores
     python experiments/benchmarks/anytime.py           # 3 seeds, budgets 100/300/1000: hours on 2 cores
@@ -46,6 +51,8 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,14 +60,23 @@ from typing import Any
 
 import common
 
-METHODS = ("tuning", "tuning-median", "tuning-hb", "tuning-random", "optuna", "kt-hyperband", "kt-bayes")
+METHODS = (
+    "tuning",
+    "tuning-median",
+    "tuning-hb",
+    "tuning-random",
+    "optuna",
+    "kt-hyperband",
+    "kt-bayes",
+    "dehb",
+)
 TUNING_ARMS = {  # method -> `tuning sweep` overrides
     "tuning": [],
     "tuning-median": ["pruner=median"],  # the default before this benchmark: before/after
     "tuning-hb": ["pruner=hyperband"],
     "tuning-random": ["sampler=random", "pruner=none"],
 }
-DATASETS = ("plants", "breast_cancer", "diabetes")
+DATASETS = ("plants", "breast_cancer", "diabetes", "digits")
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS_SEEN: list[int] = []  # epochs per KerasTuner fit; module-level: KerasTuner deep-copies callbacks
 
@@ -70,17 +86,16 @@ def internals() -> SimpleNamespace:
     import tuning.commands.sweep
     from tuning.config.space_config import parse_space
     from tuning.config.tasks import OPTIMIZERS, OUTPUT_ACTIVATION, resolve_loss, resolve_metric
-    from tuning.model.build import task_metrics
-    from tuning.search.engines.optuna import _Finish
+    from tuning.model.build import needs_one_hot, task_metrics
     from tuning.search.trial import fit_trial, targets
 
     return SimpleNamespace(
         run=tuning.commands.sweep.run,  # the sweep `tuning sweep` runs, without Hydra's command line
-        Finish=_Finish,  # the Optuna engine's study callback: where the epoch budget is counted (study.stop)
         parse_space=parse_space,
         fit_trial=fit_trial,
         targets=targets,
         task_metrics=task_metrics,
+        needs_one_hot=needs_one_hot,
         OPTIMIZERS=OPTIMIZERS,
         OUTPUT_ACTIVATION=OUTPUT_ACTIVATION,
         resolve_loss=resolve_loss,
@@ -105,44 +120,38 @@ def tuning_arm(overrides: list[str]) -> common.Job:
     T = internals()
     common.quiet_tuning_logs()
     root = Path.cwd() / "experiments"
-    trace: list[list[Any]] = []
-    budget = [math.inf]
-    finish = T.Finish.__call__
-
-    def counted(self: Any, study: Any, trial: Any) -> None:
-        # Every finished trial (complete, pruned, failed): its epochs count; the search stops once
-        # they reach the budget (the running trial is the last one: Optuna's study.stop()).
-        record = self.runner.records.get(trial.number)
-        finish(self, study, trial)
-        if record is None:
-            return
-        trace.append([len(record.history.get("loss", [])), _finite(record.value), record.state])
-        if sum(t[0] for t in trace) >= budget[0]:
-            study.stop()
-
-    T.Finish.__call__ = counted
     # Warm-up outside every budget: TensorFlow's first model, the MLflow store's tables.
     T.run(common.settings(["data=breast_cancer", "study.name=warmup", "study.n_trials=1",
                            "training.max_epochs=1", f"paths.root={root}"]))  # fmt: skip
 
     def search(job: dict[str, Any]) -> dict[str, Any]:
+        # The search's epochs are the sweep's own budget (budget.epochs, what a user sets): no
+        # trial starts once they are spent, and the running one is pruned at the budget.
         cfg = common.settings(
             [
                 *_data_overrides(job),
                 "search_space.loss=auto",
                 f"study.name={job['data']}-{job['seed']}-{job['n']}",
-                "study.n_trials=100000",
+                "study.n_trials=null",
+                f"budget.epochs={job['budget']}",
                 f"paths.root={root}",
                 *overrides,
             ]
         )
-        trace.clear()
-        budget[0] = job["budget"]
         start = time.perf_counter()
         study = T.run(cfg)
         used = time.perf_counter() - start
+        # One worker: trials end in the order of their numbers. A pruned trial's value is its
+        # last reported epoch's (Optuna's), as KerasTuner's short trials count theirs.
+        trace = [
+            [int(t.user_attrs.get("epochs_trained") or 0), _finite(t.value), t.state]
+            for t in sorted(study.trials, key=lambda t: t.number)
+            if t.state in ("COMPLETE", "PRUNED", "FAIL")
+        ]
         # The pick, replayed with its seed (deterministic ops: the very model that won), on test.
         best = study.best()
+        if best is None:  # every trial pruned: the first one ran into the budget
+            return {"used": used, "trace": trace, "test": None}
         dataset = common.dataset(_data_overrides(job))
         space = T.parse_space(cfg["search_space"], dataset.task)
         hp = space.suggest(FixedTrial(best.params))
@@ -153,7 +162,7 @@ def tuning_arm(overrides: list[str]) -> common.Job:
         )
         return {
             "used": used,
-            "trace": list(trace),
+            "trace": trace,
             "test": float(test[name]),
             "replay_matches": abs(float(result.val[name]) - float(best.value)) < 1e-6,
         }
@@ -184,10 +193,12 @@ def _user_model(T: SimpleNamespace, p: dict[str, Any], dataset: Any) -> Any:
     layers.append(keras.layers.Dense(n_out, activation=T.OUTPUT_ACTIVATION[dataset.task]))
     model = keras.Sequential(layers)
     optimizer = getattr(keras.optimizers, T.OPTIMIZERS[p["optimizer"]])
+    # Multiclass: the standard loss is categorical (one-hot targets, _user_data), so are the metrics.
+    one_hot = T.needs_one_hot("auto", dataset.task)
     model.compile(
         optimizer=optimizer(learning_rate=p["learning_rate"]),
         loss=T.resolve_loss("auto", dataset.task),
-        metrics=T.task_metrics(dataset.task, target_units=dataset.target_units),
+        metrics=T.task_metrics(dataset.task, one_hot=one_hot, target_units=dataset.target_units),
         steps_per_execution=32,
     )
     return model
@@ -209,6 +220,21 @@ def _early_stopping(metric: str) -> Any:
 
     patience = common.settings([])["training"]["early_stopping"]["patience"]
     return keras.callbacks.EarlyStopping(monitor=metric, patience=patience, restore_best_weights=True)
+
+
+def _warm_up(T: SimpleNamespace) -> None:
+    """Warm-up outside every budget: TensorFlow's first model in this process."""
+    warm = common.dataset(["data=breast_cancer"])
+    wd = _user_data(T, warm)
+    p = {
+        "n_layers": 1,
+        "units_0": 8,
+        "activation": "relu",
+        "dropout": 0.0,
+        "learning_rate": 1e-3,
+        "optimizer": "adam",
+    }
+    _user_model(T, p, warm).fit(wd["x"], wd["y"], validation_data=wd["validation_data"], epochs=1, verbose=0)
 
 
 def optuna_arm(params: dict[str, Any]) -> common.Job:
@@ -345,18 +371,102 @@ def _keras_tuner_arm(kind: str) -> common.Job:
         test = model.evaluate(*data["test"], verbose=0, return_dict=True)
         return {"used": used, "trace": trace, "test": float(test[metric.removeprefix("val_")])}
 
-    # Warm-up outside every budget: TensorFlow's first model in this process.
-    warm = common.dataset(["data=breast_cancer"])
-    wd = _user_data(T, warm)
-    p = {
-        "n_layers": 1,
-        "units_0": 8,
-        "activation": "relu",
-        "dropout": 0.0,
-        "learning_rate": 1e-3,
-        "optimizer": "adam",
-    }
-    _user_model(T, p, warm).fit(wd["x"], wd["y"], validation_data=wd["validation_data"], epochs=1, verbose=0)
+    _warm_up(T)
+    return search
+
+
+def dehb_arm(params: dict[str, Any]) -> common.Job:
+    """DEHB by hand (BOHB's successor: differential evolution in place of BOHB's TPE), through
+    its ask/tell interface, so that the loop stops as the others do: no new trial once the
+    epochs reach the budget, the running one finishes."""
+    try:
+        import ConfigSpace as CS
+        from dehb import DEHB
+        from loguru import logger
+    except ImportError:
+        raise SystemExit(
+            "the dehb arm needs `pip install dehb` (with --no-deps: experiments/benchmarks/README.md)"
+        ) from None
+    import keras
+
+    T = internals()
+    space = _space()
+    names = ("n_layers", "activation", "dropout", "learning_rate", "batch_size", "optimizer")
+    units = [f"units_{i}" for i in range(int(space["n_layers"]["high"]))]  # one per possible layer
+    specs = {**{k: space[k] for k in names}, **dict.fromkeys(units, space["units"])}
+    # The epochs are the fidelity. DEHB's rungs are max_fidelity / eta**k, k = 0 .. n-1, with n the
+    # rungs that fit above min_fidelity; KerasTuner's Hyperband (factor 3, min_epochs 1) has
+    # the rungs max_epochs / 3**k >= 1 and trains ceil() of them. min_fidelity 1, KerasTuner's own
+    # floor, gives DEHB the same 5 rungs, 100/81 .. 100 (any value in (100/243, 100/81] would),
+    # and a trial trains ceil(fidelity) epochs, as KerasTuner does: 2, 4, 12, 34, 100 (round()
+    # would give 1, 4, 11, 33, 100). Both start with the most aggressive bracket (from 2 epochs).
+    max_epochs, eta = int(space["epochs"]["high"]), 3
+    # A failed trial (a non-finite loss) is told the worst finite fitness: DEHB reads inf as
+    # "not evaluated yet" when it picks configurations to promote, and NaN breaks its sorting.
+    failed = sys.float_info.max
+
+    def step(spec: dict[str, Any]) -> Any:
+        return None if spec.get("log") or spec["type"] == "categorical" else spec.get("step")
+
+    def dimension(name: str, spec: dict[str, Any]) -> Any:
+        """One conf/search_space dimension as a ConfigSpace hyperparameter, as optuna_arm's suggest
+        and common.kt_dimension read it (a step on a log scale is ignored)."""
+        if spec["type"] == "categorical":
+            return CS.CategoricalHyperparameter(name, list(spec["choices"]))
+        if step(spec):  # ConfigSpace 1.x has no step: the grid's index, low + index * step
+            return CS.UniformIntegerHyperparameter(name, 0, round((spec["high"] - spec["low"]) / step(spec)))
+        kind = CS.UniformIntegerHyperparameter if spec["type"] == "int" else CS.UniformFloatHyperparameter
+        return kind(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+
+    def value(config: Any, name: str, spec: dict[str, Any]) -> Any:
+        v = config[name]
+        if spec["type"] == "categorical":  # the choice as the space writes it (not a NumPy scalar)
+            choices = list(spec["choices"])
+            return choices[choices.index(v)]
+        if step(spec):
+            v = spec["low"] + v * step(spec)
+        return int(round(v)) if spec["type"] == "int" else float(v)
+
+    def search(job: dict[str, Any]) -> dict[str, Any]:
+        dataset = common.dataset(_data_overrides(job))
+        data = _user_data(T, dataset)
+        metric = T.resolve_metric("auto", dataset.task)
+        trace: list[list[Any]] = []
+        best: dict[str, Any] = {"value": math.inf, "test": None}
+        # No conditions: every units_i is sampled and those past n_layers are ignored, as in
+        # KerasTuner's arm (DE evolves fixed-length vectors; DEHB would impute inactive ones).
+        cs = CS.ConfigurationSpace(seed=job["seed"])
+        cs.add([dimension(k, spec) for k, spec in specs.items()])
+        # DEHB writes its log (and, with save_freq "end", its state only in run(), unused here)
+        # to output_path: a temporary folder. n_workers=1: no Dask, everything in this process.
+        with tempfile.TemporaryDirectory(prefix="dehb-") as out:
+            dehb = DEHB(cs=cs, min_fidelity=1, max_fidelity=max_epochs, eta=eta, n_workers=1,
+                        seed=job["seed"], output_path=out, save_freq="end", log_level="ERROR")  # fmt: skip
+            logger.remove()  # DEHB's loguru handlers (stdout, the log file): the output stays ours
+            start = time.perf_counter()
+            while sum(t[0] for t in trace) < job["budget"]:
+                asked = dehb.ask()
+                p = {k: value(asked["config"], k, spec) for k, spec in specs.items()}
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(job["seed"] + len(trace))
+                model = _user_model(T, p, dataset)
+                history = model.fit(
+                    data["x"], data["y"], validation_data=data["validation_data"],
+                    epochs=max(1, math.ceil(asked["fidelity"] - 1e-9)), batch_size=p["batch_size"],
+                    callbacks=[_early_stopping(metric)], verbose=0,
+                ).history  # fmt: skip
+                epochs = len(history["loss"])  # early stopping may end it sooner: what it trained
+                score = _finite(min(history[metric])) if all(map(math.isfinite, history["loss"])) else None
+                trace.append([epochs, score, "COMPLETE" if score is not None else "FAIL"])
+                if score is not None and score < best["value"]:  # the pick so far, scored on test once
+                    best["value"] = score
+                    test = model.evaluate(*data["test"], verbose=0, return_dict=True)
+                    best["test"] = float(test[metric.removeprefix("val_")])
+                dehb.tell(asked, {"fitness": failed if score is None else score, "cost": epochs})
+            used = time.perf_counter() - start
+        return {"used": used, "trace": trace, "test": best["test"]}
+
+    _warm_up(T)  # as the tuning and KerasTuner arms do
     return search
 
 
@@ -365,6 +475,7 @@ SETUPS = {
     "optuna": optuna_arm,
     "kt-hyperband": lambda params: _keras_tuner_arm("hyperband"),
     "kt-bayes": lambda params: _keras_tuner_arm("bayes"),
+    "dehb": dehb_arm,
 }
 
 
