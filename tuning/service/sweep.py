@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from tuning import interrupts
 from tuning.config import Settings, parse, with_task
 from tuning.config.schema import StopConfig, StudyConfig
 from tuning.config.storage import check_storage
@@ -310,6 +311,9 @@ def _search(engine: Engine, dataset: Any, settings: Settings, tracker: Any) -> S
     else:
         if settings.training.simulate_epoch_seconds is None:  # a rehearsal imports no TensorFlow
             start_tensorflow(settings.training)
+            # A Ctrl-C whose raise TensorFlow's import swallowed (a gc callback) stops here, where
+            # nothing runs yet, not at the trial loop's first check (stage "trials").
+            interrupts.check()
         runner = TrialRunner(
             dataset,
             settings.training,
