@@ -237,8 +237,45 @@ def _warm_up(T: SimpleNamespace) -> None:
     _user_model(T, p, warm).fit(wd["x"], wd["y"], validation_data=wd["validation_data"], epochs=1, verbose=0)
 
 
+class _ByHand:
+    """One search written by hand (Optuna's objective, DEHB's loop): each model fit as a user
+    would, its epochs and score traced, and each new best scored once on the test split."""
+
+    def __init__(self, T: SimpleNamespace, job: dict[str, Any]) -> None:
+        self.T, self.seed = T, job["seed"]
+        self.dataset = common.dataset(_data_overrides(job))
+        self.data = _user_data(T, self.dataset)
+        self.metric = T.resolve_metric("auto", self.dataset.task)
+        self.trace: list[list[Any]] = []
+        self.best: dict[str, Any] = {"value": math.inf, "test": None}
+
+    def epochs(self) -> int:
+        return sum(t[0] for t in self.trace)
+
+    def fit(self, p: dict[str, Any], epochs: int) -> tuple[int, float | None]:
+        """Train the model of ``p`` for up to ``epochs`` (early stopping may end it sooner): the
+        epochs it trained and its best validation score (None for a non-finite loss)."""
+        import keras
+
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(self.seed + len(self.trace))
+        model = _user_model(self.T, p, self.dataset)
+        data = self.data
+        history = model.fit(
+            data["x"], data["y"], validation_data=data["validation_data"], epochs=epochs,
+            batch_size=p["batch_size"], callbacks=[_early_stopping(self.metric)], verbose=0,
+        ).history  # fmt: skip
+        trained = len(history["loss"])
+        score = _finite(min(history[self.metric])) if all(map(math.isfinite, history["loss"])) else None
+        self.trace.append([trained, score, "COMPLETE" if score is not None else "FAIL"])
+        if score is not None and score < self.best["value"]:  # the pick so far, scored on test once
+            self.best["value"] = score
+            test = model.evaluate(*data["test"], verbose=0, return_dict=True)
+            self.best["test"] = float(test[self.metric.removeprefix("val_")])
+        return trained, score
+
+
 def optuna_arm(params: dict[str, Any]) -> common.Job:
-    import keras
     import optuna
 
     T = internals()
@@ -256,32 +293,15 @@ def optuna_arm(params: dict[str, Any]) -> common.Job:
         return trial.suggest_float(name, spec["low"], spec["high"], step=step, log=bool(spec.get("log")))
 
     def search(job: dict[str, Any]) -> dict[str, Any]:
-        dataset = common.dataset(_data_overrides(job))
-        data = _user_data(T, dataset)
-        metric = T.resolve_metric("auto", dataset.task)
-        trace: list[list[Any]] = []
-        best: dict[str, Any] = {"value": math.inf, "test": None}
+        run = _ByHand(T, job)
 
         def objective(trial: Any) -> float:
             p = {k: suggest(trial, k, space[k]) for k in
                  ("n_layers", "activation", "dropout", "learning_rate", "batch_size", "epochs", "optimizer")}  # fmt: skip
             for i in range(p["n_layers"]):
                 p[f"units_{i}"] = suggest(trial, f"units_{i}", space["units"])
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(job["seed"] + trial.number)
-            model = _user_model(T, p, dataset)
-            history = model.fit(
-                data["x"], data["y"], validation_data=data["validation_data"], epochs=p["epochs"],
-                batch_size=p["batch_size"], callbacks=[_early_stopping(metric)], verbose=0,
-            ).history  # fmt: skip
-            epochs = len(history["loss"])
-            value = _finite(min(history[metric])) if all(map(math.isfinite, history["loss"])) else None
-            trace.append([epochs, value, "COMPLETE" if value is not None else "FAIL"])
-            if value is not None and value < best["value"]:  # the pick so far, scored on test once
-                best["value"] = value
-                test = model.evaluate(*data["test"], verbose=0, return_dict=True)
-                best["test"] = float(test[metric.removeprefix("val_")])
-            if sum(t[0] for t in trace) >= job["budget"]:
+            _, value = run.fit(p, p["epochs"])  # the seed: job's + trial number, as before
+            if run.epochs() >= job["budget"]:
                 trial.study.stop()
             return value if value is not None else float("nan")
 
@@ -290,7 +310,7 @@ def optuna_arm(params: dict[str, Any]) -> common.Job:
         )
         start = time.perf_counter()
         study.optimize(objective, n_trials=100000)
-        return {"used": time.perf_counter() - start, "trace": trace, "test": best["test"]}
+        return {"used": time.perf_counter() - start, "trace": run.trace, "test": run.best["test"]}
 
     return search
 
@@ -387,7 +407,6 @@ def dehb_arm(params: dict[str, Any]) -> common.Job:
         raise SystemExit(
             "the dehb arm needs `pip install dehb` (with --no-deps: experiments/benchmarks/README.md)"
         ) from None
-    import keras
 
     T = internals()
     space = _space()
@@ -428,11 +447,7 @@ def dehb_arm(params: dict[str, Any]) -> common.Job:
         return int(round(v)) if spec["type"] == "int" else float(v)
 
     def search(job: dict[str, Any]) -> dict[str, Any]:
-        dataset = common.dataset(_data_overrides(job))
-        data = _user_data(T, dataset)
-        metric = T.resolve_metric("auto", dataset.task)
-        trace: list[list[Any]] = []
-        best: dict[str, Any] = {"value": math.inf, "test": None}
+        run = _ByHand(T, job)
         # No conditions: every units_i is sampled and those past n_layers are ignored, as in
         # KerasTuner's arm (DE evolves fixed-length vectors; DEHB would impute inactive ones).
         cs = CS.ConfigurationSpace(seed=job["seed"])
@@ -444,27 +459,13 @@ def dehb_arm(params: dict[str, Any]) -> common.Job:
                         seed=job["seed"], output_path=out, save_freq="end", log_level="ERROR")  # fmt: skip
             logger.remove()  # DEHB's loguru handlers (stdout, the log file): the output stays ours
             start = time.perf_counter()
-            while sum(t[0] for t in trace) < job["budget"]:
+            while run.epochs() < job["budget"]:
                 asked = dehb.ask()
                 p = {k: value(asked["config"], k, spec) for k, spec in specs.items()}
-                keras.backend.clear_session()
-                keras.utils.set_random_seed(job["seed"] + len(trace))
-                model = _user_model(T, p, dataset)
-                history = model.fit(
-                    data["x"], data["y"], validation_data=data["validation_data"],
-                    epochs=max(1, math.ceil(asked["fidelity"] - 1e-9)), batch_size=p["batch_size"],
-                    callbacks=[_early_stopping(metric)], verbose=0,
-                ).history  # fmt: skip
-                epochs = len(history["loss"])  # early stopping may end it sooner: what it trained
-                score = _finite(min(history[metric])) if all(map(math.isfinite, history["loss"])) else None
-                trace.append([epochs, score, "COMPLETE" if score is not None else "FAIL"])
-                if score is not None and score < best["value"]:  # the pick so far, scored on test once
-                    best["value"] = score
-                    test = model.evaluate(*data["test"], verbose=0, return_dict=True)
-                    best["test"] = float(test[metric.removeprefix("val_")])
-                dehb.tell(asked, {"fitness": failed if score is None else score, "cost": epochs})
+                trained, score = run.fit(p, max(1, math.ceil(asked["fidelity"] - 1e-9)))
+                dehb.tell(asked, {"fitness": failed if score is None else score, "cost": trained})
             used = time.perf_counter() - start
-        return {"used": used, "trace": trace, "test": best["test"]}
+        return {"used": used, "trace": run.trace, "test": run.best["test"]}
 
     _warm_up(T)  # as the tuning and KerasTuner arms do
     return search
