@@ -37,8 +37,9 @@ runs split over processes (``--datasets``) do not overwrite each other; ``--repo
 several saved runs and merges them.
 
 Test score: each method's pick at the end (its best trial when it stopped; for the peers, the
-trial that crossed the largest budget included), evaluated once on the untouched test split: ``tuning``'s best trial replayed with its seed (deterministic ops:
-the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's and DEHB's kept best model.
+trial that crossed the largest budget included), evaluated once on the untouched test split:
+``tuning``'s best trial replayed with its seed (deterministic ops: the same model), KerasTuner's
+``get_best_models``, the by-hand Optuna's and DEHB's kept best model.
 
     python experiments/benchmarks/anytime.py --quick   # smoke run: plants + diabetes, 1 seed, budgets 50/100 epochs: ~10 min on 2 idle cores
     python experiments/benchmarks/anytime.py           # 3 seeds, budgets 100/300/1000: hours on 2 cores
@@ -49,6 +50,7 @@ the same model), KerasTuner's ``get_best_models``, the by-hand Optuna's and DEHB
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import math
 import sys
@@ -78,6 +80,11 @@ TUNING_ARMS = {  # method -> `tuning sweep` overrides
 }
 DATASETS = ("plants", "breast_cancer", "diabetes", "digits")
 RESULTS = Path(__file__).resolve().parent / "results"
+# The dehb arm's packages are not dependencies of the project (experiments/benchmarks/README.md).
+DEHB_MISSING = (
+    "the dehb arm needs `pip install --no-deps dehb && pip install ConfigSpace loguru distributed` "
+    "(experiments/benchmarks/README.md), or --methods without dehb"
+)
 EPOCHS_SEEN: list[int] = []  # epochs per KerasTuner fit; module-level: KerasTuner deep-copies callbacks
 
 
@@ -404,9 +411,7 @@ def dehb_arm(params: dict[str, Any]) -> common.Job:
         from dehb import DEHB
         from loguru import logger
     except ImportError:
-        raise SystemExit(
-            "the dehb arm needs `pip install dehb` (with --no-deps: experiments/benchmarks/README.md)"
-        ) from None
+        raise SystemExit(DEHB_MISSING) from None
 
     T = internals()
     space = _space()
@@ -687,6 +692,8 @@ def main() -> None:
     args.datasets = args.datasets or (["plants", "diabetes"] if args.quick else list(DATASETS))
     budgets = sorted(args.budgets or ([50, 100] if args.quick else [100, 300, 1000]))
     methods = [*(args.methods or METHODS), *variants]
+    if "dehb" in methods and not all(importlib.util.find_spec(m) for m in ("dehb", "ConfigSpace", "loguru")):
+        raise SystemExit(DEHB_MISSING)  # at once, not after the other arms' searches
     title = "search efficiency in epochs: best validation score vs epochs trained"
     if caps:
         title += " (" + ", ".join(f"{m} capped at {e} epochs" for m, e in caps.items()) + ")"
