@@ -196,7 +196,10 @@ def run_search(
                 log.info(f"{engine.describe()}: the algorithm has no further point to propose")
                 break
             attempts -= 1
-            record = run_trial(engine, runner, proposal, observers, spend=budget.spend)
+            last = budget.n_trials is not None and (
+                attempts == 0 or engine.n_finished() + 1 >= budget.n_trials
+            )
+            record = run_trial(engine, runner, proposal, observers, spend=budget.spend, last=last)
             streak.add(record.state, record.error)
     streak.check()
     return converged
@@ -209,8 +212,12 @@ def run_trial(
     observers: Sequence[TrialObserver],
     *,
     spend: BudgetConfig | None = None,
+    last: bool = False,
 ) -> TrialRecord:
-    """One trial's life: start its record, train it, tell the engine, then the observers."""
+    """One trial's life: start its record, train it, tell the engine, then the observers.
+
+    ``last``: the run's last trial under ``study.n_trials``; while no trial of the study has
+    completed, the pruner does not stop it (see ``_train``)."""
     record: TrialRecord | None = None
     try:
         interrupts.release()  # one that came while the trial was asked for stops it here
@@ -220,7 +227,7 @@ def run_trial(
                 record.seed = proposal.seed
             described = runner.describe(record)
             engine.begin(proposal, described)
-        outcome = _train(engine, runner, proposal, record, described, spend=spend)
+        outcome = _train(engine, runner, proposal, record, described, spend=spend, last=last)
     except BaseException as err:  # Ctrl-C, SIGTERM or an error of ours: the sweep stops
         with shielded():
             _stop(engine, runner, proposal, record, err, observers=observers)
@@ -248,11 +255,13 @@ def _train(
     described: dict[str, Any],
     *,
     spend: BudgetConfig | None = None,
+    last: bool = False,
 ) -> Outcome:
     """Train the trial; its own ends (COMPLETE, PRUNED, FAIL) as an outcome, anything else raised.
     With a budget (``spend``) each epoch is claimed before it trains: a spent budget prunes the
-    trial at that epoch end (``stopped_by``), or before its first."""
+    trial at that epoch end (``stopped_by``), or before its first. ``last``: see ``_LastTrial``."""
     stopped_by: list[str] = []
+    guard = _LastTrial(engine, record.number, last)
 
     def epoch_end(epoch: int, logs: Mapping[str, float]) -> None:
         """After each epoch, Keras's or a rehearsal's: the command's signal (its raise from the
@@ -262,16 +271,15 @@ def _train(
         if engine.supports_pruning and value is not None:
             with shielded():
                 prune = engine.report(proposal, epoch, value)
-            if prune:
+            if prune and not guard.overrules(epoch):
                 raise TrialPruned(f"pruned at epoch {epoch + 1}")
         if spend is not None and (key := _claim(engine, runner, proposal, spend, epoch + 1)):
             stopped_by.append(key)
             raise TrialPruned(f"{key} spent at epoch {epoch + 1}")
 
     if spend is not None and (key := _claim(engine, runner, proposal, spend, 0)):
-        return _outcome(
-            runner, record, "PRUNED", None, {**described, "epochs_trained": 0, STOPPED_BY_ATTR: key}
-        )
+        none_trained = {**described, "epochs_trained": 0, STOPPED_BY_ATTR: key}
+        return _outcome(runner, record, "PRUNED", None, none_trained)
     callbacks: list[Any] = []
     if runner.checkpoints is not None:
         from tuning.search.checkpoints import prepare
@@ -279,7 +287,7 @@ def _train(
         checkpoint, start = prepare(runner.checkpoints, proposal.number, proposal.retry_of)
         callbacks.append(checkpoint)
         _took_over(engine, proposal, spend, start.epochs if start is not None else 0)
-        if start is not None and _replay(engine, proposal, start.history.get(runner.metric, [])):
+        if start is not None and _replay(engine, proposal, start.history.get(runner.metric, []), guard):
             record.history = start.history
             pruned = {**described, "epochs_trained": start.epochs}
             return _outcome(runner, record, "PRUNED", None, pruned)
@@ -356,16 +364,44 @@ def _stop(
         _notify(engine, record, observers)
 
 
-def _replay(engine: Engine, proposal: Proposal, values: Sequence[float]) -> bool:
+class _LastTrial:
+    """The rule that a run's last trial under ``study.n_trials`` is not pruned while no trial of
+    the study (any worker's, any run's) has completed, so that a short sweep ends with a model to
+    export (best.yaml): ASHA with ``bootstrap_count`` >= 1, or other workers' trials, could prune
+    every trial of it. Optuna's pruners see one trial at a time, hence this rule in the loop."""
+
+    def __init__(self, engine: Engine, number: int, last: bool) -> None:
+        self.engine, self.number, self.last = engine, number, last
+        self.keeping = False  # once kept, it trains on to its end
+
+    def overrules(self, epoch: int) -> bool:
+        """True: the pruner asked to stop the trial after ``epoch`` and it trains on."""
+        if not self.last:
+            return False
+        if not self.keeping:
+            if any(t.state == "COMPLETE" for t in self.engine.trials()):
+                self.last = False  # another trial completed: the pruner decides from now on
+                return False
+            self.keeping = True
+            log.info(
+                f"trial {self.number}: the pruner would stop it at epoch {epoch + 1}; it trains on, "
+                "as the sweep's last trial with none complete yet"
+            )
+        return True
+
+
+def _replay(engine: Engine, proposal: Proposal, values: Sequence[float], guard: _LastTrial) -> bool:
     """Report again the epochs a resumed trial's checkpoint holds (the pruner judges a trial by
-    its own intermediate values, and a re-run is a new trial); True: the pruner stops it now.
+    its own intermediate values, and a re-run is a new trial); True: the pruner stops it now
+    (unless ``guard`` keeps the last trial).
     Nothing is logged: MLflow logs a trial's history once, at its end."""
     if not engine.supports_pruning:
         return False
     for epoch, value in enumerate(values):
         with shielded():
-            if engine.report(proposal, epoch, value):
-                return True
+            prune = engine.report(proposal, epoch, value)
+        if prune and not guard.overrules(epoch):
+            return True
     return False
 
 
