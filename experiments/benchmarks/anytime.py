@@ -658,25 +658,23 @@ def main() -> None:
     if args.report:
         runs = [json.loads(Path(f).read_text()) for f in args.report]
         saved = runs[0]
-        results, budgets = {}, saved["budgets"]
-        for run in runs:  # runs split by data set (--datasets), or one data set's seeds
+        budgets = saved["budgets"]
+        by_seed: dict[str, dict[str, dict[int, Any]]] = {}
+        for run in runs:  # runs split by data set (--datasets), by seeds, or a run repeated
             saved["metric_names"].update(run["metric_names"])
             for d, by in run["results"].items():
-                for m, rs in by.items():
-                    results.setdefault(d, {}).setdefault(m, []).extend(rs)
+                for m, rs in by.items():  # one search per (data set, method, seed): a later file's wins
+                    by_seed.setdefault(d, {}).setdefault(m, {}).update({r["seed"]: r for r in rs})
         # A stopped run: per data set, the seeds every method finished.
         done = {}
-        for d, by in results.items():
-            k = min(len(rs) for rs in by.values())
+        for d, by in by_seed.items():
+            seeds = sorted(set.intersection(*(set(rs) for rs in by.values())))
             order = sorted(by, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
-            if k:
-                done[d] = {m: by[m][:k] for m in order}
+            if seeds:
+                done[d] = {m: [by[m][k] for k in seeds] for m in order}
         report(done, budgets, saved["metric_names"])
-        shown = min(len(rs) for by in done.values() for rs in by.values())
-        title = (
-            saved["title"].split("; seeds")[0]
-            + f"; seeds {saved['seeds'][:shown]} (finished by every method)"
-        )
+        shown = sorted({r["seed"] for by in done.values() for rs in by.values() for r in rs})
+        title = saved["title"].split("; seeds")[0] + f"; seeds {shown} (finished by every method)"
         plot(done, budgets[-1], Path(args.report[0]).with_suffix(".png"), title)
         return
     variants = dict(_variant(v) for v in args.variant)
