@@ -121,9 +121,10 @@ def _attempts(engine: Engine, budget: Budget) -> int:
     return budget.spend.epochs if budget.spend.epochs is not None else sys.maxsize
 
 
-def _trials_missing(engine: Engine, budget: Budget) -> bool:
-    """Fewer than ``n_trials`` finished (always, without ``n_trials``: a budget ends the search)."""
-    return budget.n_trials is None or engine.n_finished() < budget.n_trials
+def _trials_left(engine: Engine, budget: Budget) -> int | None:
+    """Trials still missing from ``n_trials`` (None without it: a budget ends the search). Read
+    once per trial: the loop's stop test and its last-trial rule share it."""
+    return budget.n_trials - engine.n_finished() if budget.n_trials is not None else None
 
 
 def _budget_spent(engine: Engine, spend: BudgetConfig) -> bool:
@@ -179,7 +180,11 @@ def run_search(
     attempts = _attempts(engine, budget)
     converged: str | None = None
     with engine.searching(runner.build_once), interrupts.handled():
-        while attempts > 0 and not streak.full() and _trials_missing(engine, budget):
+        while (
+            attempts > 0
+            and not streak.full()
+            and ((left := _trials_left(engine, budget)) is None or left > 0)
+        ):
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if _budget_spent(engine, budget.spend):  # every worker's trials, every earlier run's
@@ -196,9 +201,7 @@ def run_search(
                 log.info(f"{engine.describe()}: the algorithm has no further point to propose")
                 break
             attempts -= 1
-            last = budget.n_trials is not None and (
-                attempts == 0 or engine.n_finished() + 1 >= budget.n_trials
-            )
+            last = left is not None and (attempts == 0 or left <= 1)
             record = run_trial(engine, runner, proposal, observers, spend=budget.spend, last=last)
             streak.add(record.state, record.error)
     streak.check()
